@@ -1,0 +1,61 @@
+"""The FastAPI application: routers of every domain, one error format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from omnijourney import __version__
+from omnijourney.config import Settings, get_settings
+from omnijourney.core.errors import OmniError, TooBusy
+from omnijourney.db import Database
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def create_app(db: Database | None = None, settings: Settings | None = None) -> FastAPI:
+    """Build the app around ``db`` (default: ``OMNI_DATABASE_URL``)."""
+    settings = settings or get_settings()
+    app = FastAPI(title="Omnijourney", version=__version__)
+    app.state.settings = settings
+    app.state.db = db or Database(settings.database_url)
+    app.state.key_cache = {}
+
+    @app.exception_handler(OmniError)
+    async def _omni_error(_: Request, exc: OmniError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooBusy) else None
+        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
+        first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+        return JSONResponse(
+            {"code": "invalid", "message": f"{first['field']}: {first['message']}", "field": first["field"],
+             "errors": errors},
+            status_code=422,
+        )
+
+    from omnijourney.auth.api import router as keys_router
+    from omnijourney.carts.api import router as carts_router
+    from omnijourney.catalog.api import router as catalog_router
+    from omnijourney.customers.api import router as customers_router
+    from omnijourney.pricing.api import router as pricing_router
+    from omnijourney.tracking.api import install as install_tracking
+    from omnijourney.tracking.api import router as sources_router
+
+    install_tracking(app)  # Segment-compatible /v1/* paths, with CORS for shops on other origins
+    for router in (keys_router, sources_router, customers_router, catalog_router, pricing_router, carts_router):
+        app.include_router(router, prefix="/api/v1")
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app

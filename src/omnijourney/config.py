@@ -1,0 +1,71 @@
+"""Settings, read from ``OMNI_*`` environment variables (nested with ``__``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class IdentityRule(BaseModel):
+    """Guard rail for one identifier type: at most ``limit`` values on a profile.
+
+    With ``window_days`` the limit counts only values linked to the profile within that many days
+    (e.g. at most 100 anonymous ids a week), otherwise ever. Lower ``priority`` numbers win: when a
+    merge would break a limit, the event's identifier with the highest number is dropped first.
+    """
+
+    limit: int = Field(ge=1)
+    priority: int = Field(ge=1)
+    window_days: int | None = Field(default=None, ge=1)
+
+
+DEFAULT_IDENTITY_RULES: dict[str, IdentityRule] = {
+    "user_id": IdentityRule(limit=1, priority=1),
+    "loyalty_card": IdentityRule(limit=3, priority=2),
+    "email": IdentityRule(limit=5, priority=3),
+    "phone": IdentityRule(limit=5, priority=4),
+    "whatsapp": IdentityRule(limit=3, priority=5),
+    "social": IdentityRule(limit=10, priority=6),
+    "device_id": IdentityRule(limit=20, priority=8),
+    "anonymous_id": IdentityRule(limit=100, priority=9, window_days=7),
+}
+
+DEFAULT_BLOCKED_VALUES = [
+    "", "null", "none", "nil", "undefined", "anonymous", "unknown", "n/a", "na", "nan",
+    "0", "-1", "guest", "test", "[object object]", "00000000-0000-0000-0000-000000000000",
+]
+
+
+class IdentitySettings(BaseModel):
+    """Identity-resolution rules (Segment-style limits, priorities, blocked values, merge cap)."""
+
+    rules: dict[str, IdentityRule] = Field(default_factory=lambda: dict(DEFAULT_IDENTITY_RULES))
+    # Limit and priority for custom identifier types from ``context.externalIds`` not named in rules.
+    custom_rule: IdentityRule = IdentityRule(limit=5, priority=7)
+    blocked_values: list[str] = Field(default_factory=lambda: list(DEFAULT_BLOCKED_VALUES))
+    max_merges_per_profile: int = Field(default=50, ge=0)
+
+    def rule(self, id_type: str) -> IdentityRule:
+        return self.rules.get(id_type, self.custom_rule)
+
+
+class Settings(BaseSettings):
+    """Runtime settings. ``OMNI_DATABASE_URL`` picks the database (SQLite file by default)."""
+
+    model_config = SettingsConfigDict(env_prefix="OMNI_", env_nested_delimiter="__", extra="ignore")
+
+    database_url: str = "sqlite:///omni.db"
+    default_region: str = "US"  # for phone numbers written without a country code
+    public_url: str | None = None  # how channels reach the tracking API (analytics.js settings)
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    # Backpressure: ingestion requests waiting for the database beyond this answer 429.
+    ingest_max_inflight: int = 64
+    ingest_retry_after_s: int = 2
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings from the environment, read once per process."""
+    return Settings()

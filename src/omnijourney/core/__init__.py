@@ -1,0 +1,1 @@
+"""Small pieces every domain shares: ids, errors, time, column types."""

@@ -1,0 +1,1 @@
+"""One customer: profiles, the identity graph, merges, consent and the customer 360."""

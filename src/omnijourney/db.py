@@ -1,0 +1,112 @@
+"""Engine, sessions and the one transaction pattern.
+
+A transaction begins where a request or a job begins (``Database.transaction``) and ends there:
+commit if the block finished, roll back if it raised. Services only ``flush``.
+
+SQLite runs in WAL mode. Write transactions start with ``BEGIN IMMEDIATE`` so two writers queue on
+the database lock instead of failing when one upgrades a read lock; reads stay concurrent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql import Insert
+
+from omnijourney.core.types import JSONType  # noqa: F401  (re-exported for models)
+
+_WRITE = "omni_write"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` with the settings each dialect needs."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(
+            parsed, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8, max_overflow=16
+        )
+        _sqlite_setup(engine)
+        return engine
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return create_engine(parsed, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+class Database:
+    """One database: its engine and the transaction boundary."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Session]:
+        """The unit of work: commit when the block ends, roll back when it raises."""
+        with self.sessions() as session:
+            if write:
+                session.connection(execution_options={_WRITE: True})
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def insert_ignore(session: Session, table: Any, rows: Sequence[dict[str, Any]],
+                  *, index_elements: Sequence[str] | None = None) -> None:
+    """Bulk insert, silently skipping rows that collide with a unique key (idempotent writes)."""
+    if not rows:
+        return
+    stmt = dialect_insert(session, table)
+    stmt = stmt.on_conflict_do_nothing(index_elements=index_elements) if index_elements else \
+        stmt.on_conflict_do_nothing()
+    session.execute(stmt, list(rows))
+
+
+def dialect_insert(session: Session, table: Any) -> Insert:
+    """``INSERT`` with the dialect's ``ON CONFLICT`` support."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def advisory_lock(session: Session, key: int) -> None:
+    """Serialise a critical section across processes for the rest of the transaction.
+
+    PostgreSQL: a transaction-level advisory lock. SQLite: write transactions already hold the
+    database lock from ``BEGIN IMMEDIATE``.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})

@@ -1,0 +1,11 @@
+"""Imports every domain's tables so ``Base.metadata`` is complete (Alembic, tests)."""
+
+from omnijourney.auth import models as auth_models  # noqa: F401
+from omnijourney.carts import models as cart_models  # noqa: F401
+from omnijourney.catalog import models as catalog_models  # noqa: F401
+from omnijourney.customers import models as customer_models  # noqa: F401
+from omnijourney.db import Base
+from omnijourney.pricing import models as pricing_models  # noqa: F401
+from omnijourney.tracking import models as tracking_models  # noqa: F401
+
+metadata = Base.metadata

@@ -1,0 +1,59 @@
+"""Sources (write keys) and the event timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from omnijourney.core.types import BigIntPK, JSONType, UTCDateTime
+from omnijourney.db import Base
+
+
+class Source(Base):
+    """One channel instance that sends events: the web shop, the iOS app, store 12's POS, ..."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    store_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    write_key: Mapped[str] = mapped_column(String(64), unique=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Event(Base):
+    """One thing a person did, in any channel. Tracked calls and domain events alike.
+
+    ``customer_id`` is the resolved profile; a merge re-points the merged profile's events to the
+    survivor in the same transaction, so a timeline is one index range scan.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("source_id", "message_id", name="uq_events_source_message"),
+        Index("ix_events_customer_ts", "customer_id", "timestamp", "id"),
+        Index("ix_events_timestamp", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    source_id: Mapped[str | None] = mapped_column(ForeignKey("sources.id"), nullable=True)
+    message_id: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(16))  # track, identify, page, screen, group, alias
+    event: Mapped[str | None] = mapped_column(String(200), nullable=True)  # name (track) / page name
+    customer_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    user_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    anonymous_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    store_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)  # skew-corrected
+    original_timestamp: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    traits: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)

@@ -1,0 +1,37 @@
+"""The one timeline: how every domain writes what happened to a customer.
+
+Domains call :func:`record` inside their own transaction, so the event commits or rolls back with
+the change it describes. Analytics and journeys read the same ``events`` table.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from omnijourney.core.channels import CHANNELS
+from omnijourney.core.ids import new_id
+from omnijourney.core.time import utcnow
+from omnijourney.tracking.models import Event
+
+
+def record(session: Session, *, customer_id: str | None, event: str, channel: str,
+           properties: dict[str, Any] | None = None, anonymous_id: str | None = None,
+           user_id: str | None = None, store_code: str | None = None,
+           timestamp: datetime | None = None, context: dict[str, Any] | None = None) -> str:
+    """Append a domain event (a ``track`` call made by the platform itself); returns its message id."""
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}")
+    now = utcnow()
+    message_id = new_id()
+    session.execute(insert(Event), [{
+        "source_id": None, "message_id": message_id, "type": "track", "event": event,
+        "customer_id": customer_id, "user_id": user_id, "anonymous_id": anonymous_id, "channel": channel,
+        "store_code": store_code, "timestamp": timestamp or now, "original_timestamp": None,
+        "sent_at": None, "received_at": now, "properties": properties or {}, "traits": None,
+        "context": context,
+    }])
+    return message_id

@@ -1,0 +1,55 @@
+"""Keys, scopes, sources and the migrations."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from fastapi.testclient import TestClient
+
+from omnijourney.db import Database
+from omnijourney.models import metadata
+from tests.conftest import make_key
+
+
+def test_migrations_match_models(db: Database) -> None:
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), metadata)
+    assert diff == []
+
+
+def test_api_needs_a_key_with_the_right_scope(client: TestClient, db: Database) -> None:
+    assert client.get("/api/v1/sources").status_code == 401
+    assert client.get("/api/v1/sources", headers={"Authorization": "Bearer nope"}).status_code == 401
+    wrong = make_key(db, "customers:read")
+    r = client.get("/api/v1/sources", headers={"Authorization": f"Bearer {wrong}"})
+    assert r.status_code == 403
+    assert r.json()["code"] == "missing_scope"
+    reader = make_key(db, "sources:read")
+    assert client.get("/api/v1/sources", headers={"Authorization": f"Bearer {reader}"}).json() == []
+    # write implies read; admin grants everything
+    writer = make_key(db, "sources:write")
+    assert client.get("/api/v1/sources", headers={"Authorization": f"Bearer {writer}"}).status_code == 200
+
+
+def test_create_source_and_bad_channel(client: TestClient, admin_headers: dict[str, str]) -> None:
+    r = client.post("/api/v1/sources", json={"name": "Store 12 POS", "channel": "store", "store": "S12"},
+                    headers=admin_headers)
+    assert r.status_code == 201, r.text
+    assert r.json()["write_key"].startswith("wk_")
+    r = client.post("/api/v1/sources", json={"name": "x", "channel": "fax"}, headers=admin_headers)
+    assert r.status_code == 422
+    assert r.json()["field"] == "channel"
+    r = client.post("/api/v1/sources", json={"name": "Store 12 POS", "channel": "store"}, headers=admin_headers)
+    assert r.status_code == 409
+    assert len(client.get("/api/v1/sources", headers=admin_headers).json()) == 1
+
+
+def test_key_with_unknown_scope_is_refused(client: TestClient, admin_headers: dict[str, str]) -> None:
+    r = client.post("/api/v1/keys", json={"name": "pos", "scopes": ["orders:write", "fly:read"]},
+                    headers=admin_headers)
+    assert r.status_code == 422
+    assert "fly:read" in r.json()["message"]
+    r = client.post("/api/v1/keys", json={"name": "pos", "scopes": ["orders:write"]}, headers=admin_headers)
+    assert r.status_code == 201
+    key = r.json()["key"]
+    assert client.get("/api/v1/keys", headers={"Authorization": f"Bearer {key}"}).status_code == 403
