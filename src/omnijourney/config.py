@@ -46,6 +46,7 @@ class IdentitySettings(BaseModel):
     custom_rule: IdentityRule = IdentityRule(limit=5, priority=7)
     blocked_values: list[str] = Field(default_factory=lambda: list(DEFAULT_BLOCKED_VALUES))
     max_merges_per_profile: int = Field(default=50, ge=0)
+    default_region: str = "US"  # for phone numbers written without a country code
 
     def rule(self, id_type: str) -> IdentityRule:
         return self.rules.get(id_type, self.custom_rule)
@@ -57,7 +58,6 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OMNI_", env_nested_delimiter="__", extra="ignore")
 
     database_url: str = "sqlite:///omni.db"
-    default_region: str = "US"  # for phone numbers written without a country code
     public_url: str | None = None  # how channels reach the tracking API (analytics.js settings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     # Backpressure: ingestion requests waiting for the database beyond this answer 429.

@@ -1,0 +1,137 @@
+"""Which identifiers a message carries, normalised, with junk values blocked.
+
+Identifier types: ``user_id``, ``anonymous_id``, ``device_id``, ``email`` (lower-cased), ``phone`` and
+``whatsapp`` (E.164), ``loyalty_card``, ``social`` (``network:id``) and any custom type sent in
+``context.externalIds``. ``previous_id`` (alias) is a placeholder the resolver turns into the
+``user_id`` or ``anonymous_id`` it names.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import phonenumbers
+
+from omnijourney.config import IdentitySettings
+
+Identifier = tuple[str, str]
+
+_SOCIAL = {"facebook", "facebook_id", "messenger", "messenger_psid", "psid", "instagram", "instagram_id",
+           "twitter", "twitter_id", "x_id", "tiktok", "tiktok_id", "google_id", "apple_id", "social"}
+_WHATSAPP = {"whatsapp", "whatsapp_id", "wa_id", "whatsapp_number"}
+_LOYALTY = {"loyalty_card", "loyalty_card_number", "loyalty_id", "loyaltycard", "loyalty"}
+_PHONE = {"phone", "phone_number", "mobile"}
+_EMAIL = {"email", "email_address"}
+MAX_VALUE_LEN = 320
+
+
+def normalise_email(value: str) -> str | None:
+    v = value.strip().lower()
+    local, at, domain = v.partition("@")
+    return v if at and local and "." in domain and " " not in v else None
+
+
+@lru_cache(maxsize=200_000)
+def normalise_phone(value: str, region: str) -> str | None:
+    """E.164, or None when the number cannot be one (phonenumbers is slow, hence the cache)."""
+    try:
+        parsed = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise(id_type: str, raw: Any, region: str) -> Identifier | None:
+    """Map a raw (type, value) onto our identifier types; None when the value is unusable."""
+    if raw is None or isinstance(raw, (dict, list, bool)):
+        return None
+    value = str(raw).strip()
+    if not value or len(value) > MAX_VALUE_LEN:
+        return None
+    t = id_type.strip().lower().replace(" ", "_").replace("-", "_")
+    if t in _EMAIL:
+        v = normalise_email(value)
+        return ("email", v) if v else None
+    if t in _PHONE or t in _WHATSAPP:
+        v = normalise_phone(value, region)
+        return ("whatsapp" if t in _WHATSAPP else "phone", v) if v else None
+    if t in _LOYALTY:
+        return "loyalty_card", value.upper().replace(" ", "")
+    if t in _SOCIAL:
+        network = t.removesuffix("_id").removesuffix("_psid") if t != "social" else ""
+        return ("social", f"{network}:{value}" if network and ":" not in value else value)
+    if t in ("user_id", "userid"):
+        return "user_id", value
+    if t in ("anonymous_id", "anonymousid"):
+        return "anonymous_id", value
+    if t in ("device_id", "ios.id", "android.id", "ios_id", "android_id", "ios.idfv", "android.idfa"):
+        return "device_id", value
+    return t[:64], value
+
+
+def is_blocked(value: str, blocked: frozenset[str]) -> bool:
+    """Junk values (``null``, ``anonymous``, ``-1``, all-zero ids, ...) never identify anybody."""
+    low = value.lower()
+    if low in blocked:
+        return True
+    return all(c in "0-:." for c in low)  # all-zero uuids, "0000", "00:00:00:00:00:00"
+
+
+class Extractor:
+    """Pulls identifiers out of a tracked message, following the settings' rules and priorities."""
+
+    def __init__(self, settings: IdentitySettings, region: str) -> None:
+        self.settings = settings
+        self.region = region
+        self.blocked = frozenset(v.lower() for v in settings.blocked_values)
+        self._priority: dict[str, int] = {}
+
+    def priority(self, id_type: str) -> int:
+        p = self._priority.get(id_type)
+        if p is None:
+            p = self._priority[id_type] = self.settings.rule(id_type).priority
+        return p
+
+    def extract(self, *, user_id: str | None, anonymous_id: str | None, previous_id: str | None,
+                traits: dict[str, Any] | None, context: dict[str, Any] | None) -> list[Identifier]:
+        """Identifiers of one message, best priority first, without duplicates or blocked values."""
+        found: list[Identifier] = []
+        add = found.append
+        if user_id:
+            add(("user_id", user_id))
+        if anonymous_id:
+            add(("anonymous_id", anonymous_id))
+        if previous_id:
+            add(("previous_id", previous_id))
+        ctx = context or {}
+        for source in (traits, ctx.get("traits")):
+            if isinstance(source, dict):
+                for key in ("email", "phone", "loyalty_card", "loyaltyCard"):
+                    if source.get(key) is not None:
+                        ident = normalise("loyalty_card" if key == "loyaltyCard" else key, source[key], self.region)
+                        if ident:
+                            add(ident)
+        device = ctx.get("device")
+        if isinstance(device, dict) and device.get("id"):
+            ident = normalise("device_id", device["id"], self.region)
+            if ident:
+                add(ident)
+        external = ctx.get("externalIds")
+        if isinstance(external, list):
+            for ext in external:
+                if isinstance(ext, dict) and ext.get("type") and ext.get("id") is not None:
+                    ident = normalise(str(ext["type"]), ext["id"], self.region)
+                    if ident:
+                        add(ident)
+        seen: set[Identifier] = set()
+        result = []
+        for ident in found:
+            if ident in seen or is_blocked(ident[1], self.blocked):
+                continue
+            seen.add(ident)
+            result.append(ident)
+        result.sort(key=lambda i: self.priority("user_id" if i[0] == "previous_id" else i[0]))
+        return result
