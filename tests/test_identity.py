@@ -105,13 +105,12 @@ def test_merge_cap(db: Database) -> None:
     web = source(db, "web")
     settings = IdentitySettings(max_merges_per_profile=1)
     send(db, msg(web, anonymous_id="p1"), msg(web, anonymous_id="p2", minutes=1),
-         msg(web, anonymous_id="p3", minutes=2), settings=settings)
+         msg(web, anonymous_id="p3", user_id="u-3", minutes=2), settings=settings)
     p1, p3 = customer_of(db, "anonymous_id", "p1"), customer_of(db, "anonymous_id", "p3")
     send(db, msg(web, "alias", anonymous_id="p1", previous_id="p2", minutes=3), settings=settings)
     assert customer_of(db, "anonymous_id", "p2") == p1  # first merge allowed
     send(db, msg(web, anonymous_id="p1", context={"device": {"id": "d-3"}}, minutes=4),
-         msg(web, user_id="u-3", anonymous_id="p3", context={"device": {"id": "d-3"}}, minutes=5),
-         settings=settings)
+         msg(web, user_id="u-3", context={"device": {"id": "d-3"}}, minutes=5), settings=settings)
     # a second merge would pass the cap: the device id is dropped from the later event instead
     assert customer_of(db, "anonymous_id", "p3") == p3 != p1
     assert customer_of(db, "device_id", "d-3") == p1
