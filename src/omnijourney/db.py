@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -110,3 +111,84 @@ def advisory_lock(session: Session, key: int) -> None:
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def _converter(column: Any, dialect: str) -> Any:
+    """How one column's Python value is written by :func:`bulk_insert` (bypassing SQLAlchemy's per-row work)."""
+    from datetime import UTC
+
+    from sqlalchemy import JSON
+
+    from omnijourney.core.types import UTCDateTime
+
+    ctype = column.type
+    if isinstance(ctype, UTCDateTime):
+        if dialect == "sqlite":  # the text format SQLAlchemy's SQLite DateTime reads back
+            def to_text(v: Any) -> str | None:
+                if v is None:
+                    return None
+                if v.tzinfo is not UTC:
+                    v = v.astimezone(UTC)
+                return v.replace(tzinfo=None).isoformat(" ", "microseconds")
+            return to_text
+        return None
+    if isinstance(ctype, JSON) or isinstance(getattr(ctype, "impl", None), JSON):
+        return lambda v: None if v is None else orjson.dumps(v).decode()
+    return None
+
+
+def bulk_insert(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert many rows fast: ``COPY`` on PostgreSQL, one ``executemany`` on SQLite.
+
+    For hot paths (event ingestion). Rows must give every column named in the first row;
+    no ``ON CONFLICT`` here, so callers remove duplicates first.
+    """
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    names = list(rows[0])
+    convert = [_converter(table.c[n], dialect) for n in names]
+    data = [tuple(v if f is None else f(v) for v, f in zip(r.values(), convert, strict=True)) for r in rows]
+    raw = session.connection().connection.dbapi_connection
+    cols = ", ".join(f'"{n}"' for n in names)
+    if dialect == "postgresql":
+        with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as copy:
+            for row in data:
+                copy.write_row(row)
+    else:
+        marks = ", ".join("?" for _ in names)
+        cur = raw.cursor()
+        try:
+            cur.executemany(f'INSERT INTO "{table.name}" ({cols}) VALUES ({marks})', data)
+        finally:
+            cur.close()
+
+
+def select_pairs(session: Session, sql: str, pairs: Sequence[tuple[Any, Any]]) -> list[tuple[Any, ...]]:
+    """Run ``sql`` for many (a, b) pairs in one round trip per few thousand pairs.
+
+    ``sql`` names the pairs as a table ``p(a, b)``, e.g.
+    ``SELECT i.customer_id FROM identities i JOIN p ON i.type = p.a AND i.value = p.b``.
+    PostgreSQL gets them as two arrays (``unnest``), SQLite as a ``VALUES`` list.
+    """
+    if not pairs:
+        return []
+    raw = session.connection().connection.dbapi_connection
+    out: list[tuple[Any, ...]] = []
+    if session.get_bind().dialect.name == "postgresql":
+        with raw.cursor() as cur:
+            cur.execute(f"WITH p(a, b) AS (SELECT * FROM unnest(%s::text[], %s::text[])) {sql}",
+                        ([a for a, _ in pairs], [b for _, b in pairs]))
+            out.extend(cur.fetchall())
+        return out
+    cur = raw.cursor()
+    try:
+        for i in range(0, len(pairs), 10000):
+            part = pairs[i:i + 10000]
+            values = ", ".join("(?, ?)" for _ in part)
+            flat = [x for pair in part for x in pair]
+            cur.execute(f"WITH p(a, b) AS (VALUES {values}) {sql}", flat)
+            out.extend(cur.fetchall())
+    finally:
+        cur.close()
+    return out

@@ -77,7 +77,7 @@ def is_blocked(value: str, blocked: frozenset[str]) -> bool:
     low = value.lower()
     if low in blocked:
         return True
-    return all(c in "0-:." for c in low)  # all-zero uuids, "0000", "00:00:00:00:00:00"
+    return not low.strip("0-:.")  # all-zero uuids, "0000", "00:00:00:00:00:00"
 
 
 class Extractor:
@@ -126,6 +126,8 @@ class Extractor:
                     ident = normalise(str(ext["type"]), ext["id"], self.region)
                     if ident:
                         add(ident)
+                        if ident[0] == "whatsapp":
+                            add(("phone", ident[1]))  # a WhatsApp number is the person's phone number
         seen: set[Identifier] = set()
         result = []
         for ident in found:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from omnijourney.config import IdentitySettings
@@ -18,6 +18,7 @@ from omnijourney.core.time import utcnow
 from omnijourney.customers.graph import Graph, Profile
 from omnijourney.customers.identifiers import Extractor, Identifier
 from omnijourney.customers.models import Customer, Identity, Merge
+from omnijourney.db import bulk_insert, select_pairs
 from omnijourney.tracking.messages import Message
 from omnijourney.tracking.models import Event
 
@@ -46,13 +47,9 @@ def message_identifiers(ex: Extractor, m: Message) -> list[Identifier]:
 def load_graph(session: Session, settings: IdentitySettings, wanted: set[Identifier]) -> Graph:
     """The profiles owning ``wanted`` identifiers, with all their identifiers."""
     graph = Graph(settings, utcnow())
-    owners: set[str] = set()
-    pairs = list(wanted)
-    for part in chunks(pairs):
-        rows = session.execute(
-            select(Identity.customer_id).where(tuple_(Identity.type, Identity.value).in_(part))
-        )
-        owners.update(r[0] for r in rows)
+    sql = "SELECT DISTINCT i.customer_id FROM identities i JOIN p ON i.type = p.a AND i.value = p.b"
+    rows = select_pairs(session, sql, list(wanted))
+    owners: set[str] = {r[0] for r in rows}
     pending = owners
     while pending:  # follow merged_into pointers (normally one hop at most)
         ids = list(pending)
@@ -129,17 +126,24 @@ def save_graph(session: Session, graph: Graph) -> None:
         else:
             updates.append(row)
     if new_rows:
-        session.execute(insert(Customer), new_rows)
+        bulk_insert(session, Customer.__table__, new_rows)
     if updates:
-        session.execute(update(Customer), updates)
+        table = Customer.__table__
+        session.execute(
+            update(table).where(table.c.id == bindparam("pk")).values(
+                traits=bindparam("traits"), trait_meta=bindparam("trait_meta"), consent=bindparam("consent"),
+                merge_count=bindparam("merge_count"), merged_into=bindparam("merged_into"),
+                updated_at=bindparam("updated_at")),
+            [{("pk" if k == "id" else k): v for k, v in u.items()} for u in updates],
+        )
     if graph.links:
-        session.execute(insert(Identity), [
+        bulk_insert(session, Identity.__table__, [
             {"type": link.type, "value": link.value, "customer_id": graph.survivor_of(link.customer_id),
              "first_seen": link.first_seen, "source_id": link.source_id}
             for link in graph.links
         ])
     if graph.merges:
-        session.execute(insert(Merge), [
+        session.execute(insert(Merge.__table__), [
             {"survivor_id": m.survivor_id, "merged_id": m.merged_id, "at": m.at, "message_id": m.message_id,
              "source_id": m.source_id, "identifiers": m.identifiers, "reason": m.reason}
             for m in graph.merges

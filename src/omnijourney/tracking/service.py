@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, text, tuple_
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from omnijourney.config import IdentitySettings
 from omnijourney.core.errors import TooBusy
-from omnijourney.customers.resolution import chunks, resolve_messages
-from omnijourney.db import advisory_lock
+from omnijourney.customers.resolution import resolve_messages
+from omnijourney.db import advisory_lock, bulk_insert, select_pairs
 from omnijourney.tracking.messages import Message
 from omnijourney.tracking.models import Event
 
@@ -48,7 +48,7 @@ def ingest(session: Session, *, messages: Sequence[Message], settings: IdentityS
     fresh = _without_duplicates(session, messages)
     customer_ids = resolve_messages(session, fresh, settings)
     if fresh:
-        session.execute(insert(Event), [
+        bulk_insert(session, Event.__table__, [
             {"source_id": m.source_id, "message_id": m.message_id, "type": m.type, "event": m.event,
              "customer_id": cid, "user_id": m.user_id, "anonymous_id": m.anonymous_id, "channel": m.channel,
              "store_code": m.store_code, "timestamp": m.timestamp, "original_timestamp": m.original_timestamp,
@@ -62,12 +62,9 @@ def ingest(session: Session, *, messages: Sequence[Message], settings: IdentityS
 def _without_duplicates(session: Session, messages: Sequence[Message]) -> list[Message]:
     """Drop messages already stored, and repeats within the batch (first one kept)."""
     keys = [(m.source_id, m.message_id) for m in messages if m.source_id is not None]
-    stored: set[tuple[str | None, str]] = set()
-    for part in chunks(list(set(keys))):
-        rows = session.execute(
-            select(Event.source_id, Event.message_id).where(tuple_(Event.source_id, Event.message_id).in_(part))
-        )
-        stored.update((r[0], r[1]) for r in rows)
+    rows = select_pairs(session, "SELECT e.source_id, e.message_id FROM events e "
+                                 "JOIN p ON e.source_id = p.a AND e.message_id = p.b", list(set(keys)))
+    stored: set[tuple[str | None, str]] = {(r[0], r[1]) for r in rows}
     fresh: list[Message] = []
     for m in messages:
         key = (m.source_id, m.message_id)

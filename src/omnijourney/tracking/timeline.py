@@ -27,7 +27,7 @@ def record(session: Session, *, customer_id: str | None, event: str, channel: st
         raise ValueError(f"unknown channel {channel!r}")
     now = utcnow()
     message_id = new_id()
-    session.execute(insert(Event), [{
+    session.execute(insert(Event.__table__), [{
         "source_id": None, "message_id": message_id, "type": "track", "event": event,
         "customer_id": customer_id, "user_id": user_id, "anonymous_id": anonymous_id, "channel": channel,
         "store_code": store_code, "timestamp": timestamp or now, "original_timestamp": None,

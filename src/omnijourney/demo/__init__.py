@@ -1,0 +1,1 @@
+"""The demo retailer: deterministic, realistic data for ``omni demo`` and the benchmarks."""

@@ -1,0 +1,127 @@
+"""Cross-channel journeys of synthetic people, as the Segment calls each channel would send.
+
+Deterministic for a seed. People browse anonymously on the web or in the app, some log in or give an
+email, some shop in a store and scan a loyalty card, call the call center or write on WhatsApp; so
+identity resolution has real work: anonymous visitors that become known, and the same person
+arriving through several channels that must end up as one profile.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from omnijourney.tracking.messages import Message
+
+FIRST = ["Ann", "Ben", "Chloe", "David", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Kemi", "Liam",
+         "Mia", "Noah", "Olga", "Pablo", "Quinn", "Rosa", "Sami", "Tara", "Umar", "Vera", "Wen", "Yara", "Zoe"]
+LAST = ["Smith", "Garcia", "Müller", "Rossi", "Dubois", "Kowalski", "Silva", "Okafor", "Tanaka", "Novak",
+        "Jensen", "Haddad", "Brown", "Lopez", "Nguyen", "Ivanova", "Costa", "Schmidt", "Khan", "Moreau"]
+SEARCHES = ["linen shirt", "white sneakers", "rain jacket", "wool scarf", "denim", "summer dress", "chinos"]
+
+
+@dataclass(frozen=True, slots=True)
+class Channels:
+    """Source ids (and names) the generated messages claim to come from."""
+
+    web: tuple[str, str]
+    app: tuple[str, str]
+    call_center: tuple[str, str]
+    whatsapp: tuple[str, str]
+    stores: tuple[tuple[str, str, str], ...]  # (source id, name, store code)
+
+
+def person_traits(i: int, rng: random.Random) -> dict[str, str]:
+    first, last = rng.choice(FIRST), rng.choice(LAST)
+    traits = {"first_name": first, "last_name": last,
+              "email": f"{first}.{last}.{i}@example.com".lower().replace("ü", "u")}
+    if rng.random() < 0.5:
+        traits["phone"] = f"+1{200 + (i // 10000) % 700:03d}555{i % 10000:04d}"
+    return traits
+
+
+def journeys(*, people: int, seed: int, channels: Channels, start: datetime, days: int = 90,
+             skus: list[str] | None = None, events_per_person: float = 5.0) -> Iterator[Message]:
+    """Messages of ``people`` persons, person by person (callers sort by time if they need to)."""
+    rng = random.Random(seed)
+    skus = skus or [f"SKU-{n:04d}" for n in range(1, 301)]
+    for i in range(people):
+        yield from _person(i, rng, channels, start, days, skus, events_per_person)
+
+
+def _person(i: int, rng: random.Random, ch: Channels, start: datetime, days: int, skus: list[str],
+            per_person: float) -> Iterator[Message]:
+    traits = person_traits(i, rng)
+    t = start + timedelta(minutes=rng.randrange(days * 24 * 60))
+    n = 0
+    budget = max(1, int(rng.expovariate(1 / per_person)))
+    anon = f"anon-{seed_hex(rng)}"
+    device = f"dev-{seed_hex(rng)}" if rng.random() < 0.4 else None
+    user_id = f"user-{i}" if rng.random() < 0.65 else None
+    card = f"LC{i:08d}" if rng.random() < 0.3 else None
+    store = rng.choice(ch.stores)
+
+    def make(src: tuple[str, str], kind: str, channel: str, *, anonymous_id: str | None, event: str | None = None,
+             props: dict | None = None, trait: dict | None = None, ctx: dict | None = None,
+             uid: str | None = None, store_code: str | None = None) -> Message:
+        nonlocal n, t
+        n += 1
+        t = t + timedelta(minutes=rng.expovariate(1 / 600))
+        return Message(message_id=f"m-{i}-{n}", type=kind, channel=channel, timestamp=t, received_at=t,
+                       user_id=uid, anonymous_id=anonymous_id, event=event, properties=props or {},
+                       traits=trait, context=ctx or {}, source_id=src[0], source_name=src[1], store_code=store_code)
+
+    mobile = device is not None
+    src, channel = (ch.app, "app") if mobile else (ch.web, "web")
+    ctx = {"device": {"id": device}} if mobile else {}
+    while n < budget:
+        roll = rng.random()
+        sku = rng.choice(skus)
+        if roll < 0.45:
+            kind = "screen" if mobile else "page"
+            yield make(src, kind, channel, anonymous_id=anon, event="Product", props={"sku": sku}, ctx=ctx,
+                       uid=user_id if n > 2 else None)
+            yield make(src, "track", channel, anonymous_id=anon, event="Product Viewed",
+                       props={"sku": sku, "product_id": sku.rsplit("-", 1)[0]}, ctx=ctx)
+        elif roll < 0.55:
+            yield make(src, "track", channel, anonymous_id=anon, event="Products Searched",
+                       props={"query": rng.choice(SEARCHES)}, ctx=ctx)
+        elif roll < 0.70:
+            # login or sign-up: the anonymous history becomes the known customer's
+            yield make(src, "identify", channel, anonymous_id=anon, uid=user_id,
+                       trait={"email": traits["email"], "first_name": traits["first_name"]}, ctx=ctx)
+            yield make(src, "track", channel, anonymous_id=anon, uid=user_id, event="Product Added",
+                       props={"sku": sku, "quantity": 1}, ctx=ctx)
+            if rng.random() < 0.5:
+                yield make(src, "track", channel, anonymous_id=anon, uid=user_id, event="Order Completed",
+                           props={"order_id": f"o-{i}-{n}", "total": round(rng.uniform(15, 250), 2),
+                                  "currency": "EUR", "products": [{"sku": sku, "quantity": 1}]}, ctx=ctx)
+        elif roll < 0.82:
+            # a store visit: the loyalty card (or the email at the till) identifies them
+            ids = [{"id": card, "type": "loyalty_card"}] if card else []
+            pos_anon = f"pos-{store[2]}-{i}-{n}"
+            sid = (store[0], store[1])
+            yield make(sid, "identify", "store", anonymous_id=pos_anon, store_code=store[2],
+                       trait=None if card else {"email": traits["email"]}, ctx={"externalIds": ids})
+            yield make(sid, "track", "store", anonymous_id=pos_anon, event="Order Completed", store_code=store[2],
+                       props={"order_id": f"pos-{i}-{n}", "total": round(rng.uniform(10, 180), 2),
+                              "currency": "EUR", "products": [{"sku": sku, "quantity": 1}]},
+                       ctx={"externalIds": ids})
+        elif roll < 0.92 and "phone" in traits:
+            yield make(ch.call_center, "identify", "call_center", anonymous_id=f"call-{i}-{n}",
+                       trait={"phone": traits["phone"], "last_name": traits["last_name"]})
+            yield make(ch.call_center, "track", "call_center", anonymous_id=f"call-{i}-{n}",
+                       event="Call Completed", props={"reason": rng.choice(["order status", "returns", "sizing"])})
+        elif "phone" in traits:
+            wa = {"externalIds": [{"id": traits["phone"], "type": "whatsapp"}],
+                  "consent": {"categoryPreferences": {"marketing_whatsapp": rng.random() < 0.6}}}
+            yield make(ch.whatsapp, "track", "whatsapp", anonymous_id=f"wa-{traits['phone']}",
+                       event="Message Received", props={"text": "Where is my order?"}, ctx=wa)
+        else:
+            yield make(src, "track", channel, anonymous_id=anon, event="Cart Viewed", ctx=ctx)
+
+
+def seed_hex(rng: random.Random) -> str:
+    return f"{rng.getrandbits(64):016x}"
