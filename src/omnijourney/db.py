@@ -137,21 +137,25 @@ def _converter(column: Any, dialect: str) -> Any:
     return None
 
 
-def bulk_insert(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert many rows fast: ``COPY`` on PostgreSQL, one ``executemany`` on SQLite.
-
-    For hot paths (event ingestion). Rows must give every column named in the first row;
-    no ``ON CONFLICT`` here, so callers remove duplicates first.
-    """
+def encode_rows(table: Any, rows: Sequence[dict[str, Any]], dialect: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Column names and driver-ready tuples for :func:`write_rows` (JSON serialised, datetimes in the
+    dialect's format). Pure work, so callers can do it before they take a lock."""
     if not rows:
-        return
-    dialect = session.get_bind().dialect.name
+        return [], []
     names = list(rows[0])
     convert = [_converter(table.c[n], dialect) for n in names]
-    data = [tuple(v if f is None else f(v) for v, f in zip(r.values(), convert, strict=True)) for r in rows]
+    if not any(convert):
+        return names, [tuple(r.values()) for r in rows]
+    return names, [tuple(v if f is None else f(v) for v, f in zip(r.values(), convert, strict=True)) for r in rows]
+
+
+def write_rows(session: Session, table: Any, names: Sequence[str], data: Sequence[tuple[Any, ...]]) -> None:
+    """``COPY`` on PostgreSQL, one ``executemany`` on SQLite. No ``ON CONFLICT``: callers remove duplicates."""
+    if not data:
+        return
     raw = session.connection().connection.dbapi_connection
     cols = ", ".join(f'"{n}"' for n in names)
-    if dialect == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as copy:
             for row in data:
                 copy.write_row(row)
@@ -162,6 +166,12 @@ def bulk_insert(session: Session, table: Any, rows: Sequence[dict[str, Any]]) ->
             cur.executemany(f'INSERT INTO "{table.name}" ({cols}) VALUES ({marks})', data)
         finally:
             cur.close()
+
+
+def bulk_insert(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert many rows fast, for hot paths (every row names the same columns as the first)."""
+    names, data = encode_rows(table, rows, session.get_bind().dialect.name)
+    write_rows(session, table, names, data)
 
 
 def select_pairs(session: Session, sql: str, pairs: Sequence[tuple[Any, Any]]) -> list[tuple[Any, ...]]:

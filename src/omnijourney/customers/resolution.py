@@ -72,10 +72,9 @@ def load_graph(session: Session, settings: IdentitySettings, wanted: set[Identif
     return graph
 
 
-def resolve_messages(session: Session, messages: Sequence[Message], settings: IdentitySettings) -> list[str | None]:
+def resolve_messages(session: Session, messages: Sequence[Message], per_message: Sequence[list[Identifier]],
+                     settings: IdentitySettings) -> list[str | None]:
     """The surviving profile id of each message (None when it carries no usable identifier)."""
-    ex = extractor_for(settings)
-    per_message = [message_identifiers(ex, m) for m in messages]
     wanted: set[Identifier] = set()
     for idents in per_message:
         for t, v in idents:

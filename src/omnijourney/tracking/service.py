@@ -1,14 +1,17 @@
 """Ingestion: resolve each message's identifiers to a profile and append it to the timeline.
 
 One transaction per batch. Identity resolution must see a stable graph, so batches take the
-identity lock (a PostgreSQL advisory lock; SQLite's write lock) for their short database part;
-parsing and validation happen before, outside it.
+identity lock (a PostgreSQL advisory lock; SQLite's write lock) for their database part. Everything
+that needs no database — extracting identifiers, serialising the event rows — happens before, in
+:func:`prepare`, so concurrent requests overlap their Python work and queue only for the short
+locked part.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
@@ -16,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from omnijourney.config import IdentitySettings
 from omnijourney.core.errors import TooBusy
-from omnijourney.customers.resolution import resolve_messages
-from omnijourney.db import advisory_lock, bulk_insert, select_pairs
+from omnijourney.customers.identifiers import Identifier
+from omnijourney.customers.resolution import extractor_for, message_identifiers, resolve_messages
+from omnijourney.db import advisory_lock, encode_rows, select_pairs, write_rows
 from omnijourney.tracking.messages import Message
 from omnijourney.tracking.models import Event
 
@@ -31,6 +35,37 @@ class IngestResult:
     duplicates: int  # already stored (same source and messageId): acknowledged, stored once
 
 
+@dataclass(slots=True)
+class PreparedBatch:
+    """Messages with their identifiers and encoded event rows (``customer_id`` still to come)."""
+
+    messages: list[Message]
+    identifiers: list[list[Identifier]]
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    dialect: str
+
+
+def prepare(messages: Sequence[Message], settings: IdentitySettings, dialect: str) -> PreparedBatch:
+    """The database-free part of ingestion; call it outside the transaction."""
+    seen: set[tuple[str | None, str]] = set()
+    unique: list[Message] = []
+    for m in messages:  # a message repeated within one batch is stored once
+        key = (m.source_id, m.message_id)
+        if m.source_id is None or key not in seen:
+            seen.add(key)
+            unique.append(m)
+    ex = extractor_for(settings)
+    columns, rows = encode_rows(Event.__table__, [
+        {"source_id": m.source_id, "message_id": m.message_id, "type": m.type, "event": m.event,
+         "user_id": m.user_id, "anonymous_id": m.anonymous_id, "channel": m.channel, "store_code": m.store_code,
+         "timestamp": m.timestamp, "original_timestamp": m.original_timestamp, "sent_at": m.sent_at,
+         "received_at": m.received_at, "properties": m.properties, "traits": m.traits, "context": m.context or None}
+        for m in unique
+    ], dialect)
+    return PreparedBatch(unique, [message_identifiers(ex, m) for m in unique], columns, rows, dialect)
+
+
 def take_identity_lock(session: Session) -> None:
     """Serialise identity resolution; a wait longer than ``LOCK_TIMEOUT`` becomes a 429."""
     if session.get_bind().dialect.name == "postgresql":
@@ -42,35 +77,27 @@ def take_identity_lock(session: Session) -> None:
         session.execute(text("SET LOCAL lock_timeout = 0"))
 
 
-def ingest(session: Session, *, messages: Sequence[Message], settings: IdentitySettings) -> IngestResult:
-    """Store ``messages`` (already validated), idempotent on (source, messageId), profiles resolved."""
+def ingest(session: Session, *, messages: Sequence[Message] | PreparedBatch,
+           settings: IdentitySettings) -> IngestResult:
+    """Store validated messages, idempotent on (source, messageId), with their profiles resolved."""
+    dialect = session.get_bind().dialect.name
+    batch = messages if isinstance(messages, PreparedBatch) else prepare(messages, settings, dialect)
+    total = len(messages.messages) if isinstance(messages, PreparedBatch) else len(messages)
     take_identity_lock(session)
-    fresh = _without_duplicates(session, messages)
-    customer_ids = resolve_messages(session, fresh, settings)
-    if fresh:
-        bulk_insert(session, Event.__table__, [
-            {"source_id": m.source_id, "message_id": m.message_id, "type": m.type, "event": m.event,
-             "customer_id": cid, "user_id": m.user_id, "anonymous_id": m.anonymous_id, "channel": m.channel,
-             "store_code": m.store_code, "timestamp": m.timestamp, "original_timestamp": m.original_timestamp,
-             "sent_at": m.sent_at, "received_at": m.received_at, "properties": m.properties, "traits": m.traits,
-             "context": m.context or None}
-            for m, cid in zip(fresh, customer_ids, strict=True)
-        ])
-    return IngestResult(accepted=len(fresh), duplicates=len(messages) - len(fresh))
+    keep = _not_stored(session, batch.messages)
+    fresh = [m for m, k in zip(batch.messages, keep, strict=True) if k]
+    idents = [i for i, k in zip(batch.identifiers, keep, strict=True) if k]
+    customer_ids = resolve_messages(session, fresh, idents, settings)
+    rows = [r for r, k in zip(batch.rows, keep, strict=True) if k]
+    write_rows(session, Event.__table__, [*batch.columns, "customer_id"],
+               [(*r, cid) for r, cid in zip(rows, customer_ids, strict=True)])
+    return IngestResult(accepted=len(fresh), duplicates=total - len(fresh))
 
 
-def _without_duplicates(session: Session, messages: Sequence[Message]) -> list[Message]:
-    """Drop messages already stored, and repeats within the batch (first one kept)."""
-    keys = [(m.source_id, m.message_id) for m in messages if m.source_id is not None]
+def _not_stored(session: Session, messages: Sequence[Message]) -> list[bool]:
+    """For each message: True unless the same (source, messageId) is already stored."""
+    keys = list({(m.source_id, m.message_id) for m in messages if m.source_id is not None})
     rows = select_pairs(session, "SELECT e.source_id, e.message_id FROM events e "
-                                 "JOIN p ON e.source_id = p.a AND e.message_id = p.b", list(set(keys)))
-    stored: set[tuple[str | None, str]] = {(r[0], r[1]) for r in rows}
-    fresh: list[Message] = []
-    for m in messages:
-        key = (m.source_id, m.message_id)
-        if key in stored:
-            continue
-        if m.source_id is not None:
-            stored.add(key)
-        fresh.append(m)
-    return fresh
+                                 "JOIN p ON e.source_id = p.a AND e.message_id = p.b", keys)
+    stored = {(r[0], r[1]) for r in rows}
+    return [(m.source_id, m.message_id) not in stored for m in messages]
