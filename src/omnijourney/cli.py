@@ -48,6 +48,53 @@ def serve(host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.
         uvicorn.run(create_app(), host=host, port=port, log_level="info")
 
 
+@app.command()
+def demo(path: Annotated[str, typer.Option(help="SQLite file to (re)create")] = "omni-demo.db",
+         seed: Annotated[int, typer.Option(help="same seed, same retailer")] = 42,
+         people: Annotated[int, typer.Option(help="customers to simulate")] = 3000,
+         host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+         port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+         serve_api: Annotated[bool, typer.Option("--serve/--no-serve", help="serve it when built")] = True) -> None:
+    """Build a fresh embedded database with a realistic demo retailer, then serve it."""
+    import random
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from omnijourney.db import Database
+    from omnijourney.demo.build import STEPS, DemoContext, default_now
+    from omnijourney.migrate import upgrade
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    url = f"sqlite:///{Path(path).resolve()}"
+    db = Database(url)
+    upgrade(db.engine)
+    ctx = DemoContext(db=db, seed=seed, people=people, now=default_now(), rng=random.Random(seed))
+    columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        for name, size, run in STEPS:
+            task = progress.add_task(name, total=size(ctx))
+            run(ctx, lambda n, t=task: progress.advance(t, n))
+            progress.update(task, completed=progress.tasks[task].total)
+    db.dispose()
+    console.print(f"[green]demo retailer ready[/green] in {path} (seed {seed}, {people:,} customers)")
+    console.print(f"admin API key: [bold]{ctx.admin_key}[/bold]")
+    for name, key in ctx.write_keys.items():
+        console.print(f"  write key {name:<28} {key}")
+    if serve_api:
+        import os
+
+        import uvicorn
+
+        from omnijourney.api.app import create_app
+        from omnijourney.config import Settings
+
+        os.environ["OMNI_DATABASE_URL"] = url
+        console.print(f"API and docs at http://{host}:{port}/docs  (Ctrl+C to stop)")
+        uvicorn.run(create_app(Database(url), Settings(database_url=url)), host=host, port=port, log_level="warning")
+
+
 @sources_app.command("add")
 def sources_add(name: str,
                 channel: Annotated[str, typer.Option(help="web, app, store, call_center, email, chat, "

@@ -78,6 +78,10 @@ def _person(i: int, rng: random.Random, ch: Channels, start: datetime, days: int
     ctx = {"device": {"id": device}} if mobile else {}
     while n < budget:
         roll = rng.random()
+        if rng.random() < 0.15:  # the same person on their other device
+            mobile = not mobile
+            src, channel = (ch.app, "app") if mobile else (ch.web, "web")
+            ctx = {"device": {"id": device or f"dev-{i}"}} if mobile else {}
         sku = rng.choice(skus)
         if roll < 0.45:
             kind = "screen" if mobile else "page"
@@ -89,9 +93,15 @@ def _person(i: int, rng: random.Random, ch: Channels, start: datetime, days: int
             yield make(src, "track", channel, anonymous_id=anon, event="Products Searched",
                        props={"query": rng.choice(SEARCHES)}, ctx=ctx)
         elif roll < 0.70:
-            # login or sign-up: the anonymous history becomes the known customer's
-            yield make(src, "identify", channel, anonymous_id=anon, uid=user_id,
-                       trait={"email": traits["email"], "first_name": traits["first_name"]}, ctx=ctx)
+            # login or sign-up: the anonymous history becomes the known customer's; some register their
+            # loyalty card or phone number in the account, which later ties store and phone visits to it
+            given = {"email": traits["email"], "first_name": traits["first_name"]}
+            if "phone" in traits and rng.random() < 0.6:
+                given["phone"] = traits["phone"]
+            login_ctx = dict(ctx)
+            if card and rng.random() < 0.6:
+                login_ctx["externalIds"] = [{"id": card, "type": "loyalty_card"}]
+            yield make(src, "identify", channel, anonymous_id=anon, uid=user_id, trait=given, ctx=login_ctx)
             yield make(src, "track", channel, anonymous_id=anon, uid=user_id, event="Product Added",
                        props={"sku": sku, "quantity": 1}, ctx=ctx)
             if rng.random() < 0.5:

@@ -1,0 +1,98 @@
+"""Building the demo retailer, step by step, each step a function of (session-maker, context).
+
+Later capabilities add their own step (catalog, carts, orders, ...) to ``STEPS`` in the order they
+need; each gets the shared :class:`DemoContext` so it can use what earlier steps made.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from omnijourney.auth.service import create_key
+from omnijourney.config import IdentitySettings
+from omnijourney.db import Database
+from omnijourney.demo.people import Channels, journeys
+from omnijourney.tracking.service import ingest
+from omnijourney.tracking.sources import create_source
+
+STORES = [("S01", "Berlin Mitte"), ("S02", "Hamburg Jungfernstieg"), ("S03", "München Marienplatz"),
+          ("S04", "Köln Schildergasse"), ("S05", "Frankfurt Zeil")]
+
+
+@dataclass
+class DemoContext:
+    """What the steps share: the seed, the moment the data ends, and what earlier steps made."""
+
+    db: Database
+    seed: int
+    people: int
+    now: datetime
+    rng: random.Random
+    write_keys: dict[str, str] = field(default_factory=dict)
+    channels: Channels | None = None
+    admin_key: str = ""
+    skus: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Advance = Callable[[int], None]
+Step = tuple[str, Callable[[DemoContext], int], Callable[[DemoContext, Advance], None]]
+
+
+def _sources_size(ctx: DemoContext) -> int:
+    return 1
+
+
+def _sources(ctx: DemoContext, advance: Advance) -> None:
+    with ctx.db.transaction() as s:
+        def mk(name: str, channel: str, store: str | None = None) -> tuple[str, str]:
+            src = create_source(s, name=name, channel=channel, store_code=store)
+            ctx.write_keys[name] = src.write_key
+            return src.id, src.name
+
+        stores = tuple((*mk(f"{name} POS", "store", code), code) for code, name in STORES)
+        ctx.channels = Channels(web=mk("Web shop", "web"), app=mk("Mobile app", "app"),
+                                call_center=mk("Call center", "call_center"),
+                                whatsapp=mk("WhatsApp", "whatsapp"), stores=stores)
+        for name, channel in (("Email", "email"), ("Web chat", "chat"), ("Messenger", "messenger"),
+                              ("SMS", "sms"), ("Marketplace", "marketplace")):
+            mk(name, channel)
+        _, ctx.admin_key = create_key(s, name="demo admin", scopes=["admin"])
+    advance(1)
+
+
+def _events_size(ctx: DemoContext) -> int:
+    return ctx.people
+
+
+def _events(ctx: DemoContext, advance: Advance) -> None:
+    assert ctx.channels is not None
+    start = ctx.now - timedelta(days=90)
+    messages = sorted(journeys(people=ctx.people, seed=ctx.seed, channels=ctx.channels, start=start,
+                               skus=ctx.skus or None, events_per_person=6.0),
+                      key=lambda m: m.timestamp)
+    messages = [m for m in messages if m.timestamp <= ctx.now]
+    settings = IdentitySettings()
+    step = 2000
+    done = 0
+    for i in range(0, len(messages), step):
+        with ctx.db.transaction() as s:
+            ingest(s, messages=messages[i:i + step], settings=settings)
+        new_done = min(ctx.people, int(ctx.people * (i + step) / max(1, len(messages))))
+        advance(new_done - done)
+        done = new_done
+
+
+# name, size (units of progress), run. Later capabilities insert their steps here.
+STEPS: list[Step] = [
+    ("sources and keys", _sources_size, _sources),
+    ("customer journeys", _events_size, _events),
+]
+
+
+def default_now() -> datetime:
+    return datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
