@@ -31,7 +31,7 @@ def build(path: str, seed: int) -> dict[str, object]:
     return facts
 
 
-def test_same_seed_same_retailer(tmp_path) -> None:  # noqa: ANN001
+def test_same_seed_same_retailer(tmp_path) -> None:
     a = build(str(tmp_path / "a.db"), seed=3)
     b = build(str(tmp_path / "b.db"), seed=3)
     c = build(str(tmp_path / "c.db"), seed=4)
