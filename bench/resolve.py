@@ -20,14 +20,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.machine import describe  # noqa: E402
-from omnijourney.config import IdentitySettings  # noqa: E402
-from omnijourney.customers.models import Customer, Identity, Merge  # noqa: E402
-from omnijourney.db import Database  # noqa: E402
-from omnijourney.demo.people import Channels, journeys  # noqa: E402
-from omnijourney.migrate import upgrade  # noqa: E402
-from omnijourney.tracking.service import ingest  # noqa: E402
-from omnijourney.tracking.sources import create_source  # noqa: E402
+from bench.machine import describe
+from omnijourney.config import IdentitySettings
+from omnijourney.customers.models import Customer, Identity, Merge
+from omnijourney.db import Database
+from omnijourney.demo.people import Channels, journeys
+from omnijourney.migrate import upgrade
+from omnijourney.tracking.service import ingest
+from omnijourney.tracking.sources import create_source
 
 PG = os.environ.get("OMNI_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/omni_bench")
 

@@ -1,0 +1,160 @@
+"""Ingestion through ``POST /v1/batch`` over real HTTP, identity resolution included.
+
+Targets: PostgreSQL at least 20,000 events/s, SQLite at least 5,000 events/s, on this machine with the
+load generator on the same machine. Starts ``omni serve`` as a subprocess on a fresh database, builds
+all request bodies first (realistic cross-channel journeys, 500 messages a batch, unique messageIds),
+then posts them from several keep-alive connections and reports the sustained rate, and checks that
+every acknowledged event was stored.
+
+    .venv/bin/python bench/ingest_http.py --db postgresql --workers 2 --events 200000
+    .venv/bin/python bench/ingest_http.py --db sqlite --events 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from sqlalchemy import func, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.machine import describe
+from bench.resolve import fresh_database
+from omnijourney.demo.people import Channels, journeys
+from omnijourney.tracking.messages import Message
+from omnijourney.tracking.models import Event
+from omnijourney.tracking.sources import create_source
+
+
+def segment_payload(m: Message) -> dict:
+    """The JSON an SDK would send for ``m``."""
+    body: dict = {"type": m.type, "messageId": m.message_id, "timestamp": m.timestamp.isoformat(),
+                  "context": m.context}
+    if m.user_id:
+        body["userId"] = m.user_id
+    if m.anonymous_id:
+        body["anonymousId"] = m.anonymous_id
+    if m.type == "track":
+        body["event"] = m.event
+        body["properties"] = m.properties
+    elif m.type in ("page", "screen"):
+        body["name"] = m.event
+        body["properties"] = m.properties
+    elif m.type == "identify":
+        body["traits"] = m.traits or {}
+    return body
+
+
+def build_bodies(events: int, batch: int, ch: Channels) -> list[bytes]:
+    people = max(1, events // 5)
+    messages = list(journeys(people=people, seed=11, channels=ch, start=datetime(2026, 1, 1, tzinfo=UTC)))
+    messages = messages[:events]
+    now = datetime.now(UTC).isoformat()
+    return [orjson.dumps({"batch": [segment_payload(m) for m in messages[i:i + batch]], "sentAt": now})
+            for i in range(0, len(messages), batch)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--db", choices=["sqlite", "postgresql"], default="postgresql")
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--workers", type=int, default=2, help="uvicorn processes")
+    ap.add_argument("--connections", type=int, default=4)
+    ap.add_argument("--port", type=int, default=8123)
+    args = ap.parse_args()
+
+    db = fresh_database(args.db)
+    with db.transaction() as s:
+        src = create_source(s, name="Web shop", channel="web")
+        key = src.write_key
+        sid = (src.id, src.name)
+    ch = Channels(web=sid, app=sid, call_center=sid, whatsapp=sid, stores=((src.id, src.name, "S01"),))
+    bodies = build_bodies(args.events, args.batch, ch)
+    sent = sum(len(orjson.loads(b)["batch"]) for b in bodies)
+    url = db.engine.url.render_as_string(hide_password=False)
+    db.dispose()
+
+    env = {**os.environ, "OMNI_DATABASE_URL": url}
+    server = subprocess.Popen([sys.executable, "-m", "omnijourney.cli", "serve", "--port", str(args.port),
+                               "--workers", str(args.workers)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=2)
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("server did not start: " + server.stderr.read1().decode()) from None
+                time.sleep(0.2)
+        auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+        headers = {"Content-Type": "application/json", "Authorization": auth}
+        lock = threading.Lock()
+        queue = list(reversed(bodies))
+        status: dict[int, int] = {}
+        latencies: list[float] = []
+
+        def worker() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=60)
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    body = queue.pop()
+                while True:
+                    t = time.perf_counter()
+                    conn.request("POST", "/v1/batch", body=body, headers=headers)
+                    resp = conn.getresponse()
+                    resp.read()
+                    with lock:
+                        status[resp.status] = status.get(resp.status, 0) + 1
+                        latencies.append(time.perf_counter() - t)
+                    if resp.status != 429:
+                        break
+                    time.sleep(float(resp.getheader("Retry-After", "1")))
+
+        start = time.perf_counter()
+        threads = [threading.Thread(target=worker) for _ in range(args.connections)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - start
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    from omnijourney.db import Database
+
+    check = Database(url)
+    with check.transaction(write=False) as s:
+        stored = s.scalar(select(func.count()).select_from(Event))
+        resolved = s.scalar(select(func.count()).select_from(Event).where(Event.customer_id.is_not(None)))
+    check.dispose()
+    latencies.sort()
+    print(f"machine: {describe()}")
+    print(f"database: {args.db}; uvicorn workers {args.workers}; {args.connections} client connections; "
+          f"batches of {args.batch}; load generator on the same machine")
+    print(f"sent {sent:,} events in {len(bodies):,} batches in {elapsed:.1f} s = {sent / elapsed:,.0f} events/s "
+          f"(target: PostgreSQL >= 20,000/s, SQLite >= 5,000/s)")
+    print(f"responses {status}; batch latency p50 {latencies[len(latencies) // 2] * 1000:.0f} ms, "
+          f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.0f} ms")
+    print(f"stored {stored:,} events, {resolved:,} resolved to a profile")
+    if stored != sent:
+        raise SystemExit(f"LOST EVENTS: sent {sent}, stored {stored}")
+
+
+if __name__ == "__main__":
+    main()
