@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -115,26 +116,29 @@ def advisory_lock(session: Session, key: int) -> None:
 
 def _converter(column: Any, dialect: str) -> Any:
     """How one column's Python value is written by :func:`bulk_insert` (bypassing SQLAlchemy's per-row work)."""
-    from datetime import UTC
-
     from sqlalchemy import JSON
 
     from omnijourney.core.types import UTCDateTime
 
     ctype = column.type
     if isinstance(ctype, UTCDateTime):
-        if dialect == "sqlite":  # the text format SQLAlchemy's SQLite DateTime reads back
-            def to_text(v: Any) -> str | None:
-                if v is None:
-                    return None
-                if v.tzinfo is not UTC:
-                    v = v.astimezone(UTC)
-                return v.replace(tzinfo=None).isoformat(" ", "microseconds")
-            return to_text
-        return None
+        return sqlite_time if dialect == "sqlite" else None
     if isinstance(ctype, JSON) or isinstance(getattr(ctype, "impl", None), JSON):
-        return lambda v: None if v is None else orjson.dumps(v).decode()
+        return json_text
     return None
+
+
+def json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def sqlite_time(value: datetime | None) -> str | None:
+    """The text SQLAlchemy's SQLite DateTime reads back."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def encode_rows(table: Any, rows: Sequence[dict[str, Any]], dialect: str) -> tuple[list[str], list[tuple[Any, ...]]]:

@@ -21,7 +21,7 @@ from omnijourney.config import IdentitySettings
 from omnijourney.core.errors import TooBusy
 from omnijourney.customers.identifiers import Identifier
 from omnijourney.customers.resolution import extractor_for, message_identifiers, resolve_messages
-from omnijourney.db import advisory_lock, encode_rows, select_pairs, write_rows
+from omnijourney.db import advisory_lock, json_text, select_pairs, sqlite_time, write_rows
 from omnijourney.tracking.messages import Message
 from omnijourney.tracking.models import Event
 
@@ -56,14 +56,23 @@ def prepare(messages: Sequence[Message], settings: IdentitySettings, dialect: st
             seen.add(key)
             unique.append(m)
     ex = extractor_for(settings)
-    columns, rows = encode_rows(Event.__table__, [
-        {"source_id": m.source_id, "message_id": m.message_id, "type": m.type, "event": m.event,
-         "user_id": m.user_id, "anonymous_id": m.anonymous_id, "channel": m.channel, "store_code": m.store_code,
-         "timestamp": m.timestamp, "original_timestamp": m.original_timestamp, "sent_at": m.sent_at,
-         "received_at": m.received_at, "properties": m.properties, "traits": m.traits, "context": m.context or None}
+    json = json_text
+    when = sqlite_time if dialect == "sqlite" else _same
+    rows = [
+        (m.source_id, m.message_id, m.type, m.event, m.user_id, m.anonymous_id, m.channel, m.store_code,
+         when(m.timestamp), when(m.original_timestamp), when(m.sent_at), when(m.received_at), json(m.properties),
+         json(m.traits), json(m.context or None))
         for m in unique
-    ], dialect)
-    return PreparedBatch(unique, [message_identifiers(ex, m) for m in unique], columns, rows, dialect)
+    ]
+    return PreparedBatch(unique, [message_identifiers(ex, m) for m in unique], EVENT_COLUMNS, rows, dialect)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+EVENT_COLUMNS = ["source_id", "message_id", "type", "event", "user_id", "anonymous_id", "channel", "store_code",
+                 "timestamp", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context"]
 
 
 def take_identity_lock(session: Session) -> None:
