@@ -141,3 +141,36 @@ def test_retried_message_is_stored_once(db: Database) -> None:
     result = send(db, m)
     assert (result.accepted, result.duplicates) == (0, 1)
     assert count(db, Event) == 1
+
+
+def test_concurrent_batches_resolve_to_one_profile_per_person(db: Database) -> None:
+    """Eight writers at once, every batch naming the same people: no duplicate profiles, nothing lost."""
+    import threading
+
+    web, app = source(db, "web"), source(db, "app")
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        try:
+            for round_ in range(3):
+                send(db, *[msg(web if k % 2 else app, "identify", user_id=f"person-{p}",
+                               anonymous_id=f"dev-{k}-{p}", traits={"email": f"p{p}@x.io"}, minutes=round_)
+                           for p in range(20)])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with db.transaction(write=False) as s:
+        live = s.scalar(select(func.count()).select_from(Customer).where(Customer.merged_into.is_(None)))
+        per_person = s.execute(select(Identity.value, Identity.customer_id).where(Identity.type == "user_id")).all()
+    assert live == 20
+    assert len(per_person) == 20
+    assert count(db, Event) == 8 * 3 * 20
+    for value, cid in per_person:
+        p = value.removeprefix("person-")
+        assert customer_of(db, "email", f"p{p}@x.io") == cid

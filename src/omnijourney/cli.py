@@ -7,8 +7,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from omnijourney.config import get_settings
-
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Omnijourney: one backend for every channel.")
 sources_app = typer.Typer(no_args_is_help=True, help="Sources: one write key per channel instance.")
 keys_app = typer.Typer(no_args_is_help=True, help="Server API keys.")
@@ -18,9 +16,10 @@ console = Console()
 
 
 def _database():
+    from omnijourney.config import Settings
     from omnijourney.db import Database
 
-    return Database(get_settings().database_url)
+    return Database(Settings().database_url)  # read now: the environment may have changed since import
 
 
 @app.command()
@@ -44,8 +43,9 @@ def serve(host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.
         uvicorn.run("omnijourney.api.asgi:app", host=host, port=port, workers=workers, log_level="warning")
     else:
         from omnijourney.api.app import create_app
+        from omnijourney.config import Settings
 
-        uvicorn.run(create_app(), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(settings=Settings()), host=host, port=port, log_level="info")
 
 
 @app.command()
