@@ -31,3 +31,4 @@ class Message:
     context: dict[str, Any] = field(default_factory=dict)
     source_id: str | None = None
     source_name: str | None = None
+    integrations: dict[str, Any] | None = None  # Segment's per-destination switches, batch-level merged in

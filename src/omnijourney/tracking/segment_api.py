@@ -1,9 +1,330 @@
-"""Segment HTTP Tracking API: /v1/track, /v1/identify, ... /v1/batch and the one-letter paths."""
+"""Segment HTTP Tracking API: /v1/track, /v1/identify, ... /v1/batch and the one-letter paths.
+
+Real Segment and RudderStack SDKs work unchanged when pointed at this host. Answers:
+
+* 200 ``{"success": true}`` for a single call (``/v1/track`` ...), also when the messageId was stored before.
+* 200 ``{"success": true, "accepted": N, "duplicates": D, "rejected": [...]}`` for a batch in which at
+  least one message was valid, or which was empty: valid messages are stored, each invalid one is
+  reported as ``{"index", "messageId", "code", "message", "field"}`` and not stored.
+* 400 ``{"code", "message"}`` (Segment's error body) for an invalid call, a batch whose messages were
+  all invalid (with ``rejected`` as well; ``code`` is the first rejection's) or a body over the limits.
+* 401 ``missing_write_key`` / ``invalid_write_key``: the SDKs do not retry 4xx, right for a bad key.
+* 429 with ``Retry-After`` when this process has too many ingestion requests in flight
+  (``settings.ingest_max_inflight``) or the database is saturated; the SDKs retry after the delay.
+
+Write key: the HTTP Basic auth user name (empty password), else ``writeKey`` in the body.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from omnijourney.core.time import utcnow
+from omnijourney.tracking.segment import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
+    MAX_MESSAGE_BYTES,
+    SegmentError,
+    SourceRef,
+    body_limit,
+    decompress,
+    invalid_write_key,
+    missing_write_key,
+    parse_batch,
+    parse_json,
+    parse_single,
+    read_limit,
+    too_large,
+    write_key_from,
+)
+from omnijourney.tracking.service import ingest, prepare
+from omnijourney.tracking.sources import source_by_write_key
+
+SOURCE_TTL_S = 10.0  # a disabled source stops being accepted within this many seconds
+_SOURCE_CACHE_MAX = 10_000  # bounds memory when clients send many made-up keys
+_MAX_WRITE_KEY = 64  # Source.write_key's width: longer keys cannot exist, no need to ask the database
+_DRAIN_MAX = 8 * 1024 * 1024  # an oversized body is read this far so the client sees our 400, then cut
+
+# path -> type; None is a batch. One-letter paths are what analytics.js (Segment's and RudderStack's) posts to.
+PATHS: dict[str, str | None] = {
+    "track": "track", "identify": "identify", "page": "page", "screen": "screen", "group": "group",
+    "alias": "alias", "batch": None,
+}
+SHORT_PATHS: dict[str, str | None] = {
+    "t": "track", "i": "identify", "p": "page", "s": "screen", "g": "group", "a": "alias", "b": None,
+    "import": None,  # Segment's historical-import path takes batches too
+}
+
+_SUCCESS = orjson.dumps({"success": True})
+_JSON = "application/json"
+
+
+# --- responses --------------------------------------------------------------------------------------
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=_JSON, headers=headers)
+
+
+def _error(exc: SegmentError) -> Response:
+    return _json(exc.to_dict(), exc.status)
+
+
+def _busy(retry_after: int) -> Response:
+    return _json({"code": "too_many_requests",
+                  "message": f"too many ingestion requests in flight; retry in {retry_after} s"},
+                 429, {"Retry-After": str(retry_after)})
+
+
+# --- sources ----------------------------------------------------------------------------------------
+
+def _cached_source(app: FastAPI, key: str) -> tuple[bool, SourceRef | None]:
+    hit = app.state.segment_sources.get(key)
+    if hit is not None and hit[0] > time.monotonic():
+        return True, hit[1]
+    return False, None
+
+
+def _lookup_source(app: FastAPI, key: str) -> SourceRef | None:
+    """The enabled source of ``key`` (None if none), remembered for ``SOURCE_TTL_S``; blocking."""
+    found, ref = _cached_source(app, key)
+    if found:
+        return ref
+    if len(key) <= _MAX_WRITE_KEY:
+        with app.state.db.transaction(write=False) as session:
+            source = source_by_write_key(session, key)
+            if source is not None:
+                ref = SourceRef(source.id, source.name, source.channel, source.store_code)
+    cache: dict[str, tuple[float, SourceRef | None]] = app.state.segment_sources
+    if len(cache) >= _SOURCE_CACHE_MAX:
+        cache.clear()
+    cache[key] = (time.monotonic() + SOURCE_TTL_S, ref)  # unknown keys too: they are the ones sent in loops
+    return ref
+
+
+# --- ingestion --------------------------------------------------------------------------------------
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it is longer than ``limit`` bytes."""
+    buf = bytearray()
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen <= limit:
+            buf += chunk
+        elif seen > _DRAIN_MAX:
+            break
+    return bytes(buf) if seen <= limit else None
+
+
+def _process(app: FastAPI, raw: bytes, encoding: str | None, authorization: str | None, kind: str | None,
+             received_at: datetime) -> Response:
+    """Decode, validate and store one call; blocking (runs in the thread pool)."""
+    batch = kind is None
+    data = decompress(raw, encoding, limit=body_limit(batch), batch=batch)
+    body = parse_json(data, batch=batch)
+    key = write_key_from(authorization, body)
+    if key is None:
+        raise missing_write_key()
+    source = _lookup_source(app, key)
+    if source is None:
+        raise invalid_write_key()
+    if not batch:
+        _store(app, [parse_single(body, type_hint=kind, source=source, received_at=received_at)])
+        return Response(_SUCCESS, media_type=_JSON)
+    parsed = parse_batch(body, source=source, received_at=received_at, size=len(data))
+    rejected = [r.to_dict() for r in parsed.rejected]
+    if rejected and not parsed.messages:
+        first = parsed.rejected[0]
+        what = first.message if len(rejected) == 1 else \
+            f"all {len(rejected)} messages were rejected; the first (index {first.index}): {first.message}"
+        return _json({"code": first.code, "message": what, "rejected": rejected}, 400)
+    accepted, duplicates = _store(app, parsed.messages)
+    return _json({"success": True, "accepted": accepted, "duplicates": duplicates, "rejected": rejected})
+
+
+def _store(app: FastAPI, messages: list[Any]) -> tuple[int, int]:
+    if not messages:
+        return 0, 0
+    db = app.state.db
+    identity = app.state.settings.identity
+    # Encoding rows and extracting identifiers needs no database: done before the write transaction so
+    # concurrent requests overlap it instead of queueing for the write lock with it.
+    prepared = prepare(messages, identity, db.dialect)
+    with db.transaction() as session:
+        result = ingest(session, messages=prepared, settings=identity)
+    return result.accepted, result.duplicates
+
+
+async def _receive(request: Request, kind: str | None) -> Response:
+    state = request.app.state
+    settings = state.settings
+    # Backpressure: the counter only changes on the event loop, so no lock is needed.
+    if state.segment_inflight >= settings.ingest_max_inflight:
+        return _busy(settings.ingest_retry_after_s)
+    state.segment_inflight += 1
+    try:
+        received_at = utcnow()
+        batch = kind is None
+        encoding = request.headers.get("content-encoding")
+        raw = await _read_body(request, read_limit(batch, encoding))
+        if raw is None:
+            raise too_large(batch)
+        return await run_in_threadpool(_process, request.app, raw, encoding, request.headers.get("authorization"),
+                                       kind, received_at)
+    except SegmentError as exc:
+        return _error(exc)
+    finally:
+        state.segment_inflight -= 1
+
+
+def _endpoint(kind: str | None) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        return await _receive(request, kind)
+
+    endpoint.__name__ = f"segment_{kind or 'batch'}"
+    endpoint.__doc__ = (f"Segment `{kind}` call." if kind else "Segment batch of calls.") + \
+        " Write key as the HTTP Basic auth user name (empty password) or `writeKey` in the body."
+    return endpoint
+
+
+# --- analytics.js settings ---------------------------------------------------------------------------
+
+def settings_document(write_key: str, public_url: str) -> dict[str, Any]:
+    """What analytics.js reads from ``/v1/projects/{writeKey}/settings``: send everything to us, load
+    no other destination, no middleware, no telemetry to Segment."""
+    scheme, sep, rest = public_url.partition("://")
+    if not sep:
+        scheme, rest = "https", public_url
+    return {
+        "integrations": {
+            "Segment.io": {
+                "apiKey": write_key,
+                "apiHost": rest.rstrip("/") + "/v1",
+                "protocol": scheme,
+                "unbundledIntegrations": [],
+                "addBundledMetadata": True,
+                "maybeBundledConfigIds": {},
+                "versionSettings": {"version": "4.4.7", "componentTypes": ["browser"]},
+            },
+        },
+        "plan": {
+            "track": {"__default": {"enabled": True, "integrations": {}}},
+            "identify": {"__default": {"enabled": True}},
+            "group": {"__default": {"enabled": True}},
+        },
+        "edgeFunction": {},
+        "analyticsNextEnabled": True,
+        "middlewareSettings": {},
+        "enabledMiddleware": {},
+        "metrics": {"sampleRate": 0},
+        "legacyVideoPluginsEnabled": False,
+        "remotePlugins": [],
+    }
+
+
+async def project_settings(request: Request, write_key: str) -> Response:
+    """The analytics.js settings of a write key (404 if unknown)."""
+    app = request.app
+    found, source = _cached_source(app, write_key)
+    if not found:
+        source = await run_in_threadpool(_lookup_source, app, write_key)
+    if source is None:
+        return _json({"code": "invalid_write_key", "message": "unknown or disabled write key"}, 404)
+    public = app.state.settings.public_url or str(request.base_url)
+    return _json(settings_document(write_key, public), headers={"Cache-Control": "public, max-age=60"})
+
+
+# --- CORS and installation ---------------------------------------------------------------------------
+
+class _TrackingCORS:
+    """CORS for the /v1 tracking paths only: any origin may post events (write keys are public), while
+    the rest of the API keeps the browser's same-origin protection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        # "*" headers mirrors what a preflight asks for: Content-Type and Authorization, and e.g. the
+        # AnonymousId header RudderStack's JavaScript SDK adds.
+        self.cors = CORSMiddleware(app, allow_origins=["*"], allow_methods=["GET", "POST", "OPTIONS"],
+                                   allow_headers=["*"], max_age=86400)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+_ERROR_SCHEMA = {
+    "type": "object", "required": ["code", "message"],
+    "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}},
+}
+_MESSAGE_SCHEMA = {
+    "type": "object",
+    "description": "A Segment message (https://segment.com/docs/connections/spec/common/).",
+    "properties": {
+        "type": {"type": "string", "enum": ["track", "identify", "page", "screen", "group", "alias"]},
+        "userId": {"type": "string"}, "anonymousId": {"type": "string"}, "messageId": {"type": "string"},
+        "event": {"type": "string"}, "name": {"type": "string"}, "previousId": {"type": "string"},
+        "groupId": {"type": "string"}, "properties": {"type": "object"}, "traits": {"type": "object"},
+        "context": {"type": "object"}, "integrations": {"type": "object"},
+        "timestamp": {"type": "string", "format": "date-time"}, "sentAt": {"type": "string", "format": "date-time"},
+        "writeKey": {"type": "string"},
+    },
+}
+_BATCH_SCHEMA = {
+    "type": "object", "required": ["batch"],
+    "properties": {
+        "batch": {"type": "array", "items": _MESSAGE_SCHEMA, "maxItems": MAX_BATCH_MESSAGES},
+        "context": {"type": "object"}, "integrations": {"type": "object"},
+        "sentAt": {"type": "string", "format": "date-time"}, "writeKey": {"type": "string"},
+    },
+}
+_BATCH_OK = {
+    "type": "object",
+    "properties": {
+        "success": {"type": "boolean"}, "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
+        "rejected": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+def _responses(batch: bool) -> dict[int | str, dict[str, Any]]:
+    ok = _BATCH_OK if batch else {"type": "object", "properties": {"success": {"type": "boolean"}}}
+    limit = f"{MAX_BATCH_BYTES // 1024} KB" if batch else f"{MAX_MESSAGE_BYTES // 1024} KB"
+    return {
+        200: {"description": "Stored (or already stored)", "content": {_JSON: {"schema": ok}}},
+        400: {"description": f"Invalid call or body over {limit}", "content": {_JSON: {"schema": _ERROR_SCHEMA}}},
+        401: {"description": "Missing or unknown write key", "content": {_JSON: {"schema": _ERROR_SCHEMA}}},
+        429: {"description": "Too busy; retry after Retry-After seconds",
+              "content": {_JSON: {"schema": _ERROR_SCHEMA}}},
+    }
 
 
 def install(app: FastAPI) -> None:
     """Mount the tracking paths (and their CORS handling) on ``app``."""
+    app.state.segment_inflight = 0
+    app.state.segment_sources = {}
+    for paths, documented in ((PATHS, True), (SHORT_PATHS, False)):
+        for path, kind in paths.items():
+            schema = _BATCH_SCHEMA if kind is None else _MESSAGE_SCHEMA
+            app.add_api_route(
+                f"/v1/{path}", _endpoint(kind), methods=["POST"], name=f"segment_{path}",
+                include_in_schema=documented, tags=["tracking"], responses=_responses(kind is None),
+                summary=f"Segment {kind or 'batch'}",
+                openapi_extra={"requestBody": {"required": True, "content": {_JSON: {"schema": schema}}}},
+            )
+    app.add_api_route("/v1/projects/{write_key}/settings", project_settings, methods=["GET"],
+                      name="segment_settings", tags=["tracking"], summary="analytics.js settings",
+                      responses={404: {"description": "Unknown write key",
+                                       "content": {_JSON: {"schema": _ERROR_SCHEMA}}}})
+    app.add_middleware(_TrackingCORS)

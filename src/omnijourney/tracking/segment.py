@@ -1,0 +1,435 @@
+"""Parsing and validation of Segment HTTP Tracking API calls, without any web framework.
+
+The hot path of the platform: every tracked event goes through here, so checks are plain dict and
+isinstance tests (no pydantic model per message) and JSON is read with orjson.
+
+Errors are :class:`SegmentError` carrying Segment's error body ``{"code", "message"}`` (analytics-python
+reads both) plus the HTTP status. Codes:
+
+===================== ====== =====================================================================
+code                  status meaning
+===================== ====== =====================================================================
+invalid_json          400    the body is not a JSON object
+invalid_gzip          400    ``Content-Encoding: gzip`` but the body is not valid gzip
+unsupported_encoding  400    a ``Content-Encoding`` other than gzip / identity
+message_too_large     400    a message over 32 KB (a single call's body, or one message of a batch)
+batch_too_large       400    a batch body over 500 KB after decompression
+too_many_messages     400    more than 2,500 messages in one batch
+invalid_batch         400    ``batch`` missing or not a list
+missing_write_key     401    neither HTTP Basic auth nor ``writeKey`` in the body
+invalid_write_key     401    no enabled source has this write key
+invalid_type          400    ``type`` is not one of track/identify/page/screen/group/alias (or not the path's)
+missing_identity      400    neither ``userId`` nor ``anonymousId``
+missing_field         400    track without ``event``, alias without ``previousId``, group without ``groupId``
+invalid_field         400    a field of the wrong JSON type (``properties`` not an object, ...) or too long
+invalid_timestamp     400    ``timestamp``, ``originalTimestamp`` or ``sentAt`` is not ISO-8601
+invalid_character     400    a string holds the NUL character, which databases refuse to store
+===================== ====== =====================================================================
+
+401 is used for a missing or unknown write key, like Segment's API answers for a bad key: the SDKs
+do not retry 4xx answers (except 429), which is right for a key that will not start working.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from omnijourney.core.channels import CHANNELS
+from omnijourney.core.ids import new_id
+from omnijourney.core.time import parse_ts
+from omnijourney.tracking.messages import MESSAGE_TYPES, Message
+from omnijourney.tracking.spec import canonical_event_name
+
+KB = 1024
+MAX_MESSAGE_BYTES = 32 * KB
+MAX_BATCH_BYTES = 500 * KB
+MAX_BATCH_MESSAGES = 2500
+# A gzip body may be slightly larger than its content (incompressible data plus headers).
+GZIP_SLACK_BYTES = 16 * KB
+
+# Column widths of the events table: a longer value would fail the whole batch's INSERT on PostgreSQL.
+MAX_ID_CHARS = 200
+MAX_STORE_CODE_CHARS = 64
+
+_TYPES = frozenset(MESSAGE_TYPES)
+_NEEDS_PROPERTIES = frozenset(("track", "page", "screen"))
+_NEEDS_TRAITS = frozenset(("identify", "group"))
+# An escaped NUL (an odd number of backslashes before u0000) in JSON text.
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+class SegmentError(Exception):
+    """A call or message the API refuses; ``to_dict`` is Segment's error body."""
+
+    def __init__(self, code: str, message: str, *, field: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.status = status
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field:
+            body["field"] = self.field
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """What parsing needs of the source a write key belongs to."""
+
+    id: str
+    name: str
+    channel: str
+    store_code: str | None = None
+
+
+@dataclass(slots=True)
+class Rejection:
+    """A batch message that failed validation, by its position in the batch."""
+
+    index: int
+    message_id: str | None
+    code: str
+    message: str
+    field: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"index": self.index, "messageId": self.message_id, "code": self.code,
+                                "message": self.message}
+        if self.field:
+            body["field"] = self.field
+        return body
+
+
+@dataclass(slots=True)
+class ParsedBatch:
+    messages: list[Message] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+# --- the body ---------------------------------------------------------------------------------------
+
+def body_limit(batch: bool) -> int:
+    """Largest decompressed body accepted: 500 KB for a batch, 32 KB for a single call."""
+    return MAX_BATCH_BYTES if batch else MAX_MESSAGE_BYTES
+
+
+def read_limit(batch: bool, content_encoding: str | None) -> int:
+    """Largest body read from the wire, before decompression."""
+    limit = body_limit(batch)
+    return limit + GZIP_SLACK_BYTES if _is_gzip(content_encoding) else limit
+
+
+def too_large(batch: bool) -> SegmentError:
+    if batch:
+        return SegmentError("batch_too_large", f"a batch may be at most {MAX_BATCH_BYTES // KB} KB "
+                                               f"({MAX_BATCH_BYTES} bytes) after decompression", field="batch")
+    return SegmentError("message_too_large", f"a message may be at most {MAX_MESSAGE_BYTES // KB} KB "
+                                             f"({MAX_MESSAGE_BYTES} bytes)")
+
+
+def _is_gzip(content_encoding: str | None) -> bool:
+    return (content_encoding or "").strip().lower() in ("gzip", "x-gzip")
+
+
+def decompress(raw: bytes, content_encoding: str | None, *, limit: int, batch: bool) -> bytes:
+    """The body without its ``Content-Encoding``, never inflating past ``limit`` bytes (gzip bombs)."""
+    encoding = (content_encoding or "").strip().lower()
+    if encoding in ("", "identity"):
+        if len(raw) > limit:
+            raise too_large(batch)
+        return raw
+    if encoding not in ("gzip", "x-gzip"):
+        raise SegmentError("unsupported_encoding", f"Content-Encoding {content_encoding!r} is not supported: "
+                                                   "send gzip or no encoding")
+    out = bytearray()
+    data = raw
+    try:
+        while data:  # concatenated gzip members are one stream (RFC 1952)
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out += d.decompress(data, limit + 1 - len(out))
+            if len(out) > limit or d.unconsumed_tail:
+                raise too_large(batch)
+            if not d.eof:
+                raise SegmentError("invalid_gzip", "the gzip body is truncated")
+            data = d.unused_data
+    except zlib.error as exc:
+        raise SegmentError("invalid_gzip", f"the body is not valid gzip: {exc}") from None
+    return bytes(out)
+
+
+def decode_body(raw: bytes, content_encoding: str | None = None, *, batch: bool) -> dict[str, Any]:
+    """Decompress and parse a request body into its top-level object."""
+    return parse_json(decompress(raw, content_encoding, limit=body_limit(batch), batch=batch), batch=batch)
+
+
+def parse_json(data: bytes, *, batch: bool) -> dict[str, Any]:
+    """The top-level object of a decompressed body. JSON whatever the ``Content-Type``: analytics.js
+    sends ``text/plain`` (with ``writeKey`` in the body) to avoid a CORS preflight."""
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise SegmentError("invalid_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise SegmentError("invalid_json", "the body must be a JSON object")
+    if _NUL.search(data):
+        _check_nul(body, None if batch else "body")
+    return body
+
+
+def _check_nul(body: dict[str, Any], where: str | None) -> None:
+    """Refuse a NUL in a single call; in a batch only its top level (messages are checked one by one)."""
+    part = body if where else {k: v for k, v in body.items() if k != "batch"}
+    if _NUL.search(orjson.dumps(part)):
+        raise SegmentError("invalid_character", "strings may not contain the NUL character (\\u0000)")
+    if not where and isinstance(body.get("batch"), list):
+        # remember per message, so parse_batch can reject only the messages at fault
+        for m in body["batch"]:
+            if isinstance(m, dict) and _NUL.search(orjson.dumps(m)):
+                m[_NUL_MARK] = True
+
+
+_NUL_MARK = "\x00nul"  # a key no JSON message can carry (it holds a NUL itself)
+
+
+# --- the write key ----------------------------------------------------------------------------------
+
+def write_key_from(authorization: str | None, body: dict[str, Any]) -> str | None:
+    """The write key: the user name of HTTP Basic auth (empty password), else ``writeKey`` in the body."""
+    if authorization:
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() == "basic" and token:
+            try:
+                user = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")[0]
+            except (binascii.Error, UnicodeDecodeError):
+                user = ""
+            if user.strip():
+                return user.strip()
+    key = body.get("writeKey")
+    if isinstance(key, str) and key.strip():
+        return key.strip()
+    return None
+
+
+def missing_write_key() -> SegmentError:
+    return SegmentError("missing_write_key", "no write key: send it as the HTTP Basic auth user name "
+                                             "(empty password) or as writeKey in the body", status=401)
+
+
+def invalid_write_key() -> SegmentError:
+    return SegmentError("invalid_write_key", "unknown or disabled write key", status=401)
+
+
+# --- messages ---------------------------------------------------------------------------------------
+
+def _id(raw: dict[str, Any], key: str) -> str | None:
+    """An identifier as a stripped string (SDKs may send numbers); None when absent or empty."""
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    else:
+        raise SegmentError("invalid_field", f"{key} must be a string", field=key)
+    if len(value) > MAX_ID_CHARS:
+        raise SegmentError("invalid_field", f"{key} may be at most {MAX_ID_CHARS} characters", field=key)
+    return value or None
+
+
+def _obj(raw: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = raw.get(key)
+    if value is None or isinstance(value, dict):
+        return value
+    raise SegmentError("invalid_field", f"{key} must be an object", field=key)
+
+
+def _ts(value: Any, key: str) -> datetime | None:
+    try:
+        return parse_ts(value)
+    except (ValueError, TypeError, OverflowError):
+        raise SegmentError("invalid_timestamp", f"{key} must be an ISO-8601 date-time, got {value!r:.60}",
+                           field=key) from None
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``: nested objects merge, every other value of ``override`` wins.
+
+    Returns a new dict; nested dicts taken from ``base`` are copied so messages never share them.
+    """
+    out = {k: (deep_merge(v, {}) if isinstance(v, dict) else v) for k, v in base.items()}
+    for k, v in override.items():
+        old = out.get(k)
+        out[k] = deep_merge(old, v) if isinstance(v, dict) and isinstance(old, dict) else v
+    return out
+
+
+def _store_code(context: dict[str, Any]) -> str | None:
+    store = context.get("store")
+    value = store.get("code") if isinstance(store, dict) else None
+    name = "context.store.code"
+    if value is None:
+        value, name = context.get("store_code"), "context.store_code"
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or len(value.strip()) > MAX_STORE_CODE_CHARS:
+        raise SegmentError("invalid_field", f"{name} must be a string of at most {MAX_STORE_CODE_CHARS} "
+                                            "characters", field=name)
+    return value.strip() or None
+
+
+def parse_message(raw: Any, *, source: SourceRef, received_at: datetime, type_hint: str | None = None,
+                  sent_at: datetime | None = None, context: dict[str, Any] | None = None,
+                  integrations: dict[str, Any] | None = None) -> Message:
+    """Validate one Segment message and normalise it into a :class:`Message`.
+
+    ``type_hint`` is the type named by the path of a single call; ``sent_at``, ``context`` and
+    ``integrations`` are the batch-level values (the message's own values win).
+    """
+    if not isinstance(raw, dict):
+        raise SegmentError("invalid_json", "a message must be a JSON object")
+    if _NUL_MARK in raw:
+        raise SegmentError("invalid_character", "strings may not contain the NUL character (\\u0000)")
+    kind = raw.get("type")
+    if type_hint is not None:
+        if kind is not None and kind != type_hint:
+            raise SegmentError("invalid_type", f"type {kind!r:.40} sent to the {type_hint} path", field="type")
+        kind = type_hint
+    elif kind not in _TYPES:
+        what = "type is missing" if kind is None else f"unknown type {kind!r:.40}"
+        raise SegmentError("invalid_type", f"{what}: one of {', '.join(MESSAGE_TYPES)}", field="type")
+
+    user_id = _id(raw, "userId")
+    anonymous_id = _id(raw, "anonymousId")
+    if user_id is None and anonymous_id is None:
+        raise SegmentError("missing_identity", "a message needs a userId or an anonymousId", field="userId")
+    message_id = _id(raw, "messageId") or "api-" + new_id()  # Segment generates one too
+
+    own_context = _obj(raw, "context")
+    ctx = deep_merge(context, own_context or {}) if context else (own_context or {})
+    own_integrations = _obj(raw, "integrations")
+    if integrations:
+        integ: dict[str, Any] | None = deep_merge(integrations, own_integrations or {})
+    else:
+        integ = own_integrations
+
+    event: str | None = None
+    properties: dict[str, Any] = {}
+    traits: dict[str, Any] | None = None
+    previous_id = group_id = None
+    if kind in _NEEDS_PROPERTIES:
+        properties = _obj(raw, "properties") or {}
+        if kind == "track":
+            name = raw.get("event")
+            if name is None or (isinstance(name, str) and not name.strip()):
+                raise SegmentError("missing_field", "a track call needs an event name", field="event")
+            if not isinstance(name, str):
+                raise SegmentError("invalid_field", "event must be a string", field="event")
+            event = canonical_event_name(name)
+        else:
+            name = raw.get("name")
+            if name is not None and not isinstance(name, str):
+                raise SegmentError("invalid_field", "name must be a string", field="name")
+            event = name or None
+            category = raw.get("category")
+            if isinstance(category, str) and category and "category" not in properties:
+                properties = {**properties, "category": category}
+        if event is not None and len(event) > MAX_ID_CHARS:
+            field_name = "event" if kind == "track" else "name"
+            raise SegmentError("invalid_field", f"{field_name} may be at most {MAX_ID_CHARS} characters",
+                               field=field_name)
+    elif kind in _NEEDS_TRAITS:
+        traits = _obj(raw, "traits") or {}
+        if kind == "group":
+            group_id = _id(raw, "groupId")
+            if group_id is None:
+                raise SegmentError("missing_field", "a group call needs a groupId", field="groupId")
+    else:  # alias
+        previous_id = _id(raw, "previousId")
+        if previous_id is None:
+            raise SegmentError("missing_field", "an alias call needs a previousId", field="previousId")
+
+    # Timestamps as Segment keeps them: originalTimestamp is the device clock (RudderStack SDKs send it
+    # under that name), timestamp corrects it by the device clock's skew measured at sentAt.
+    original = raw.get("originalTimestamp")
+    original_ts = _ts(original, "originalTimestamp") if original is not None else None
+    if original_ts is None:
+        original_ts = _ts(raw.get("timestamp"), "timestamp")
+    own_sent = raw.get("sentAt")
+    if own_sent is not None:
+        sent_at = _ts(own_sent, "sentAt")
+    if original_ts is None:
+        timestamp = received_at
+    elif sent_at is None:
+        timestamp = original_ts
+    else:
+        try:
+            timestamp = original_ts + (received_at - sent_at)
+        except OverflowError:
+            raise SegmentError("invalid_timestamp", "timestamp corrected by sentAt is out of range",
+                               field="sentAt") from None
+
+    channel = source.channel
+    finer = ctx.get("channel")
+    # Only our own channel names refine the source's; e.g. RudderStack's top-level "channel"
+    # ("web"/"mobile"/"server") names the SDK's platform, not the brand's channel, and is not read.
+    if isinstance(finer, str) and finer in CHANNELS:
+        channel = finer
+    store_code = _store_code(ctx) if ctx else None
+
+    return Message(
+        message_id=message_id, type=kind, channel=channel, timestamp=timestamp, received_at=received_at,
+        user_id=user_id, anonymous_id=anonymous_id, event=event, previous_id=previous_id, group_id=group_id,
+        store_code=store_code or source.store_code, original_timestamp=original_ts, sent_at=sent_at,
+        properties=properties, traits=traits, context=ctx, source_id=source.id, source_name=source.name,
+        integrations=integ,
+    )
+
+
+def parse_single(body: dict[str, Any], *, type_hint: str, source: SourceRef, received_at: datetime) -> Message:
+    """A single call (``/v1/track`` ...): the body is the message."""
+    return parse_message(body, source=source, received_at=received_at, type_hint=type_hint)
+
+
+def parse_batch(body: dict[str, Any], *, source: SourceRef, received_at: datetime, size: int) -> ParsedBatch:
+    """A ``/v1/batch`` body of ``size`` bytes: good messages parsed, bad ones reported by index.
+
+    Raises :class:`SegmentError` for faults of the whole batch (not a list, too many messages,
+    batch-level ``context``/``integrations``/``sentAt`` invalid).
+    """
+    messages = body.get("batch")
+    if not isinstance(messages, list):
+        raise SegmentError("invalid_batch", "batch must be a list of messages", field="batch")
+    if len(messages) > MAX_BATCH_MESSAGES:
+        raise SegmentError("too_many_messages", f"a batch may hold at most {MAX_BATCH_MESSAGES} messages, "
+                                                f"got {len(messages)}", field="batch")
+    context = _obj(body, "context")
+    integrations = _obj(body, "integrations")
+    sent_at = _ts(body.get("sentAt"), "sentAt")
+    # No message of a body this small can be over the limit: skip measuring each one.
+    measure = size > MAX_MESSAGE_BYTES
+    out = ParsedBatch()
+    for i, raw in enumerate(messages):
+        try:
+            if measure and len(orjson.dumps(raw)) > MAX_MESSAGE_BYTES:
+                raise too_large(False)
+            out.messages.append(parse_message(raw, source=source, received_at=received_at, sent_at=sent_at,
+                                              context=context, integrations=integrations))
+        except SegmentError as exc:
+            mid = raw.get("messageId") if isinstance(raw, dict) else None
+            mid = str(mid)[:MAX_ID_CHARS] if isinstance(mid, str | int) and not isinstance(mid, bool) else None
+            out.rejected.append(Rejection(i, mid, exc.code, exc.message, exc.field))
+    return out
