@@ -78,6 +78,15 @@ class Graph:
         self.profiles: dict[str, Profile] = {}
         self.links: list[NewLink] = []
         self.merges: list[MergeRecord] = []
+        self._rules: dict[str, tuple[int, timedelta | None]] = {}
+
+    def _rule(self, id_type: str) -> tuple[int, timedelta | None]:
+        """(limit, window) of a type; pydantic attribute access is too slow for the per-message path."""
+        rule = self._rules.get(id_type)
+        if rule is None:
+            r = self.settings.rule(id_type)
+            rule = self._rules[id_type] = (r.limit, timedelta(days=r.window_days) if r.window_days else None)
+        return rule
 
     # -- loading -------------------------------------------------------------------------------
     def add_profile(self, profile: Profile) -> None:
@@ -97,9 +106,14 @@ class Graph:
     def resolve(self, idents: list[Identifier], *, at: datetime, message_id: str | None = None,
                 source_id: str | None = None) -> str | None:
         """The profile this message belongs to, linking, creating and merging as the rules allow."""
-        idents = [self._concrete(i) for i in idents]
         if not idents:
             return None
+        owner = self.owner
+        if idents[0][0] != "previous_id" and len(idents) <= 3:  # fast path: a known visitor, nothing new
+            first = owner.get(idents[0])
+            if first is not None and all(owner.get(i) == first for i in idents[1:]):
+                return self.survivor_of(first)
+        idents = [self._concrete(i) for i in idents]
         while True:
             owners = self._owners(idents)
             if len(owners) == 1 and all(i in self.owner for i in idents):
@@ -151,12 +165,12 @@ class Graph:
             for o in owners:
                 types.update(self.profiles[o].idents)
         for id_type in types:
-            rule = self.settings.rule(id_type)
-            since = at - timedelta(days=rule.window_days) if rule.window_days else None
+            limit, window = self._rule(id_type)
+            since = at - window if window else None
             counts = [self._count(self.profiles[o], id_type, since) for o in owners]
             after = sum(counts) + new_by_type.get(id_type, 0)
             # only a change that makes things worse is refused (limits may have been lowered since)
-            if after > rule.limit and after > max(counts, default=0):
+            if after > limit and after > max(counts, default=0):
                 return True
         return False
 
