@@ -1,0 +1,96 @@
+"""Benchmark: one in-process quote of a 20-line basket with 50 active promotions (target p99 < 10 ms).
+
+Run: ``.venv/bin/python bench/quote.py [--quotes 2000] [--lines 20] [--promotions 50]``.
+Measures the pure engine (``price_basket``), which the service calls after its few set-based queries;
+the promotion index is built once, as the service caches it per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.machine import describe
+from omnijourney.pricing.engine import BasketLine, Context, Market, PriceList, price_basket
+from omnijourney.pricing.promotions import (
+    AmountOff,
+    Bundle,
+    BuyXGetY,
+    FreeShipping,
+    PercentOff,
+    Promotion,
+    PromotionIndex,
+    Target,
+    Voucher,
+)
+
+
+def build(n_lines: int, n_promos: int, rng: random.Random):
+    """A catalog of 5,000 SKUs in 40 categories, three price lists, ``n_promos`` active promotions."""
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    skus = [f"SKU-{i:05d}" for i in range(5000)]
+    base = PriceList("base", "EUR", {s: Decimal(rng.randint(199, 19999)).scaleb(-2) for s in skus})
+    def off(s: str, factor: str) -> Decimal:
+        return (base.prices[s] * Decimal(factor)).quantize(Decimal("0.01"))
+
+    web = PriceList("web", "EUR", {s: off(s, "0.95") for s in skus[:500]}, priority=5, channel_types=frozenset({"web"}))
+    vip = PriceList("vip", "EUR", {s: off(s, "0.90") for s in skus[::7]}, priority=10, segments=frozenset({"vip"}))
+    lines = [BasketLine(s, rng.randint(1, 4), product_id=f"P-{s[4:8]}",
+                        category_ids=frozenset({f"C{int(s[4:]) % 40}", f"C{int(s[4:]) % 7 + 40}"}),
+                        tax_class=rng.choice(["standard", "reduced"]))
+             for s in rng.sample(skus[:800], n_lines)]
+    in_basket = [ln.sku for ln in lines]
+    window = {"valid_from": now - timedelta(days=3), "valid_to": now + timedelta(days=3)}
+    promos: list[Promotion] = []
+    for i in range(n_promos):
+        kind = i % 6
+        target = Target(category_ids=frozenset({f"C{rng.randrange(47)}"})) if i % 3 else \
+            Target(skus=frozenset(rng.sample(in_basket, 3)))
+        rule = [PercentOff(Decimal(rng.choice([5, 10, 15, 20]))), AmountOff(Decimal("2.00"), per_unit=True),
+                BuyXGetY(2, 1), Bundle(tuple(sorted((s, 1) for s in rng.sample(in_basket, 2))), Decimal("30.00")),
+                AmountOff(Decimal("10.00")), FreeShipping()][kind]
+        promos.append(Promotion(
+            f"promo-{i:03d}", f"promotion {i}", rule, target if kind not in (4, 5) else Target(),
+            priority=rng.randint(0, 9), exclusive=(i == 7), stacking_group=f"g{i % 4}" if i % 5 == 0 else None,
+            min_basket=Decimal("50.00") if kind == 5 else None, currency="EUR",
+            segments=frozenset({"vip"}) if i % 11 == 0 else frozenset(), needs_voucher=(i == 13), **window))
+    vouchers = [Voucher("WELCOME", "promo-013", max_uses=1000, used=10)]
+    market = Market("EU", True, {"standard": Decimal("0.20"), "reduced": Decimal("0.055")}, Decimal("4.90"))
+    ctx = Context("web-eu", "web", "EUR", market, now, frozenset({"vip"}), "cust-1")
+    return lines, ctx, [base, web, vip], PromotionIndex(promos), vouchers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quotes", type=int, default=2000)
+    parser.add_argument("--lines", type=int, default=20)
+    parser.add_argument("--promotions", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    lines, ctx, lists, index, vouchers = build(args.lines, args.promotions, random.Random(args.seed))
+    for _ in range(50):  # warm-up
+        q = price_basket(lines, ctx, price_lists=lists, promotions=index, vouchers=vouchers)
+    timings = []
+    for _ in range(args.quotes):
+        t0 = time.perf_counter_ns()
+        price_basket(lines, ctx, price_lists=lists, promotions=index, vouchers=vouchers)
+        timings.append((time.perf_counter_ns() - t0) / 1e6)
+    timings.sort()
+    pct = statistics.quantiles(timings, n=100, method="inclusive")
+    applied = sum(p.status == "applied" for p in q.promotions)
+    print(f"machine: {describe()}")
+    print(f"settings: {args.quotes} quotes, {args.lines} lines, {args.promotions} active promotions "
+          f"({applied} applied), 3 price lists x 5,000 SKUs")
+    print(f"quote total {q.total} {q.currency}; p50 {pct[49]:.3f} ms, p95 {pct[94]:.3f} ms, p99 {pct[98]:.3f} ms, "
+          f"max {timings[-1]:.3f} ms (target p99 < 10 ms)")
+
+
+if __name__ == "__main__":
+    main()
