@@ -1,0 +1,363 @@
+"""Carts that follow the customer: one cart in every channel, changed safely by many devices at once.
+
+Concurrency: every change locks the cart row first (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite write
+transactions are serialised by ``BEGIN IMMEDIATE``), so concurrent changes queue and none is lost. The row also
+carries a ``version`` (SQLAlchemy ``version_id_col``: ``UPDATE ... WHERE version = :v``) that grows by one on every
+change; a client may send the version it saw (``expected_version``) and get 409 ``version_mismatch`` if the cart
+changed since. Every change writes its timeline event in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from omnijourney.carts.models import Cart, CartLine
+from omnijourney.carts.quote import CartQuote, QuotedLine, quote_cart
+from omnijourney.catalog import service as catalog
+from omnijourney.catalog.models import Channel
+from omnijourney.core.errors import Conflict, Invalid, NotFound
+from omnijourney.core.ids import new_id
+from omnijourney.core.time import utcnow
+from omnijourney.customers.models import Identity
+from omnijourney.customers.service import survivor
+from omnijourney.tracking import timeline
+
+MAX_QUANTITY = 999  # per line: more is a typo or abuse, not a shopper
+MAX_LINES = 100
+
+
+@dataclass(slots=True)
+class CartView:
+    """A cart, its lines in the order they were added, what the catalog says of each SKU, and its quote."""
+
+    cart: Cart
+    lines: list[CartLine]
+    items: dict[str, catalog.VariantInfo]
+    quote: CartQuote
+
+    def quoted(self, sku: str) -> QuotedLine | None:
+        return next((q for q in self.quote.lines if q.sku == sku), None)
+
+
+# ---------------------------------------------------------------- reading
+
+def _cart(session: Session, cart_id: str, *, lock: bool = False) -> Cart:
+    q = select(Cart).where(Cart.id == cart_id)
+    if lock:
+        # FOR UPDATE on PostgreSQL (no-op on SQLite, whose write transaction holds the database lock);
+        # populate_existing: read the row as the lock holder left it, not as this session cached it
+        q = q.with_for_update().execution_options(populate_existing=True)
+    cart = session.scalar(q)
+    if cart is None:
+        raise NotFound(f"no cart {cart_id!r}", field="cart_id")
+    return cart
+
+
+def cart_view(session: Session, *, cart_id: str, channel_code: str | None = None) -> CartView:
+    """The cart with its lines re-quoted now, in ``channel_code`` (default: where it was last touched)."""
+    cart = _cart(session, cart_id)
+    return _view(session, cart, channel_code or cart.channel_code)
+
+
+def _view(session: Session, cart: Cart, channel_code: str) -> CartView:
+    lines = list(session.scalars(select(CartLine).where(CartLine.cart_id == cart.id)
+                                 .order_by(CartLine.added_at, CartLine.sku)))
+    items = catalog.variants_for_skus(session, [ln.sku for ln in lines], channel_code)
+    quote = quote_cart(session, currency=cart.currency, channel_code=channel_code, customer_id=cart.customer_id,
+                       lines=[(ln.sku, ln.quantity) for ln in lines], voucher_codes=cart.voucher_codes)
+    return CartView(cart, lines, items, quote)
+
+
+def list_carts(session: Session, *, customer_id: str | None = None, anonymous_id: str | None = None,
+               status: str | None = "active") -> list[Cart]:
+    """The carts of a customer (following profile merges) or of an anonymous id, newest first."""
+    if (customer_id is None) == (anonymous_id is None):
+        raise Invalid("give exactly one of customer_id and anonymous_id", field="customer_id")
+    q = select(Cart)
+    if customer_id is not None:
+        q = q.where(Cart.customer_id == survivor(session, customer_id).id)
+    else:
+        q = q.where(Cart.anonymous_id == anonymous_id)
+    if status is not None:
+        q = q.where(Cart.status == status)
+    return list(session.scalars(q.order_by(Cart.updated_at.desc(), Cart.id.desc())))
+
+
+# ---------------------------------------------------------------- checks shared by every change
+
+def _channel(session: Session, code: str) -> Channel:
+    channel = catalog.get_channel(session, code=code, field="channel")
+    if not channel.active:
+        raise Invalid(f"channel {code!r} is not active", field="channel", code="channel_inactive")
+    return channel
+
+
+def _check_currency(cart: Cart, channel: Channel, currency: str | None) -> None:
+    if currency is not None and currency != cart.currency:
+        raise Invalid(f"the cart is in {cart.currency}, not {currency}", field="currency", code="currency_mismatch")
+    if channel.currency != cart.currency:
+        raise Invalid(f"channel {channel.code!r} sells in {channel.currency}, the cart is in {cart.currency}",
+                      field="channel", code="currency_mismatch")
+
+
+def _check_quantity(quantity: int, *, allow_zero: bool = False) -> None:
+    low = 0 if allow_zero else 1
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not low <= quantity <= MAX_QUANTITY:
+        raise Invalid(f"quantity must be a whole number from {low} to {MAX_QUANTITY}, not {quantity!r}",
+                      field="quantity", code="bad_quantity")
+
+
+def _changeable(session: Session, cart_id: str, expected_version: int | None) -> Cart:
+    cart = _cart(session, cart_id, lock=True)
+    if cart.status != "active":
+        raise Conflict(f"cart {cart.id} is {cart.status}" + (f" into {cart.merged_into}" if cart.merged_into else ""),
+                       field="cart_id", code="cart_not_active", details={"merged_into": cart.merged_into})
+    if expected_version is not None and expected_version != cart.version:
+        raise Conflict(f"the cart changed: version {cart.version}, not {expected_version}", field="expected_version",
+                       code="version_mismatch", details={"version": cart.version})
+    return cart
+
+
+def _sellable(session: Session, sku: str, channel: Channel) -> catalog.VariantInfo:
+    info = catalog.variants_for_skus(session, [sku], channel.code).get(sku)
+    if info is None:
+        raise NotFound(f"unknown SKU {sku!r}", field="sku", code="unknown_sku")
+    if not info.sellable:
+        raise Invalid(f"SKU {sku!r} is not sold in channel {channel.code!r}", field="sku", code="not_sold_in_channel")
+    return info
+
+
+def _touch(cart: Cart, channel: Channel) -> None:
+    # any change to the row makes SQLAlchemy bump ``version`` with UPDATE ... WHERE version = :old
+    cart.channel_code = channel.code
+    cart.updated_at = utcnow()
+
+
+def _flush(session: Session) -> None:
+    # the row lock makes this unreachable; the version check is the net under it
+    try:
+        session.flush()
+    except StaleDataError:
+        raise Conflict("the cart changed meanwhile; read it again", field="cart_id", code="version_mismatch")
+
+
+def _customer_of(session: Session, cart: Cart) -> str | None:
+    """The profile the event belongs to: the cart's customer, or whoever the anonymous id was resolved to."""
+    if cart.customer_id is not None or cart.anonymous_id is None:
+        return cart.customer_id
+    owner = session.scalar(select(Identity.customer_id).where(
+        and_(Identity.type == "anonymous_id", Identity.value == cart.anonymous_id)))
+    return survivor(session, owner).id if owner else None
+
+
+def _record(session: Session, cart: Cart, channel: Channel, event: str, properties: dict[str, Any]) -> None:
+    timeline.record(session, customer_id=_customer_of(session, cart), anonymous_id=cart.anonymous_id,
+                    event=event, channel=channel.type, store_code=channel.code if channel.type == "store" else None,
+                    properties={"cart_id": cart.id, "channel_code": channel.code, **properties})
+
+
+def _product_event(session: Session, cart: Cart, channel: Channel, event: str, info: catalog.VariantInfo,
+                   quantity: int) -> CartView:
+    view = _view(session, cart, channel.code)
+    quoted = view.quoted(info.sku)
+    props: dict[str, Any] = {"product_id": info.product_id, "sku": info.sku, "name": info.title,
+                             "quantity": quantity, "currency": cart.currency}
+    if quoted is not None and quoted.unit_price is not None:
+        props["price"] = str(quoted.unit_price)
+    _record(session, cart, channel, event, props)
+    return view
+
+
+# ---------------------------------------------------------------- changes
+
+def open_cart(session: Session, *, channel_code: str, customer_id: str | None = None,
+              anonymous_id: str | None = None, currency: str | None = None) -> tuple[Cart, bool]:
+    """The owner's active cart, created if they have none; returns (cart, created).
+
+    The owner is a customer (merged profiles answer with their survivor) or, until they identify, an
+    anonymous id. A new cart takes the channel's currency.
+    """
+    if customer_id is None and not anonymous_id:
+        raise Invalid("a cart belongs to a customer_id or an anonymous_id", field="customer_id")
+    channel = _channel(session, channel_code)
+    if currency is not None and currency != channel.currency:
+        raise Invalid(f"channel {channel.code!r} sells in {channel.currency}, not {currency}", field="currency",
+                      code="currency_mismatch")
+    owner = survivor(session, customer_id).id if customer_id is not None else None
+    existing = _active_cart(session, customer_id=owner, anonymous_id=anonymous_id)
+    if existing is None:
+        now = utcnow()
+        cart = Cart(id=new_id(), customer_id=owner, anonymous_id=anonymous_id, currency=channel.currency,
+                    channel_code=channel.code, status="active", voucher_codes=[], created_at=now, updated_at=now)
+        try:
+            with session.begin_nested():  # a savepoint: another device may open the same person's cart now
+                session.add(cart)
+        except IntegrityError:
+            existing = _active_cart(session, customer_id=owner, anonymous_id=anonymous_id)
+            if existing is None:
+                raise
+        else:
+            return cart, True
+    if currency is not None and currency != existing.currency:
+        raise Invalid(f"the active cart is in {existing.currency}, not {currency}", field="currency",
+                      code="currency_mismatch")
+    return existing, False
+
+
+def _active_cart(session: Session, *, customer_id: str | None, anonymous_id: str | None) -> Cart | None:
+    if customer_id is not None:
+        return session.scalar(select(Cart).where(Cart.customer_id == customer_id, Cart.status == "active"))
+    return session.scalar(select(Cart).where(Cart.anonymous_id == anonymous_id, Cart.customer_id.is_(None),
+                                             Cart.status == "active"))
+
+
+def add_line(session: Session, *, cart_id: str, sku: str, quantity: int, channel_code: str,
+             currency: str | None = None, expected_version: int | None = None) -> CartView:
+    """Add ``quantity`` of ``sku`` (summed with the line if there is one); records "Product Added"."""
+    _check_quantity(quantity)
+    cart = _changeable(session, cart_id, expected_version)
+    channel = _channel(session, channel_code)
+    _check_currency(cart, channel, currency)
+    info = _sellable(session, sku, channel)
+    now = utcnow()
+    line = session.get(CartLine, (cart.id, sku), populate_existing=True)
+    if line is None:
+        count = len(session.scalars(select(CartLine.sku).where(CartLine.cart_id == cart.id)).all())
+        if count >= MAX_LINES:
+            raise Invalid(f"a cart holds at most {MAX_LINES} different items", field="sku", code="cart_full")
+        session.add(CartLine(cart_id=cart.id, sku=sku, quantity=quantity, channel_code=channel.code,
+                             added_at=now, updated_at=now))
+    else:
+        if line.quantity + quantity > MAX_QUANTITY:
+            raise Invalid(f"{line.quantity} + {quantity} of {sku} is more than {MAX_QUANTITY}", field="quantity",
+                          code="bad_quantity")
+        # arithmetic in SQL: the count is what the database holds, not what this process read
+        session.execute(update(CartLine).where(CartLine.cart_id == cart.id, CartLine.sku == sku)
+                        .values(quantity=CartLine.quantity + quantity, channel_code=channel.code, updated_at=now)
+                        .execution_options(synchronize_session=False))
+        session.expire(line)
+    _touch(cart, channel)
+    _flush(session)
+    return _product_event(session, cart, channel, "Product Added", info, quantity)
+
+
+def set_quantity(session: Session, *, cart_id: str, sku: str, quantity: int, channel_code: str,
+                 expected_version: int | None = None) -> CartView:
+    """Set a line's quantity (0 removes it); records "Product Added" or "Product Removed" with the difference."""
+    _check_quantity(quantity, allow_zero=True)
+    cart = _changeable(session, cart_id, expected_version)
+    channel = _channel(session, channel_code)
+    _check_currency(cart, channel, None)
+    line = session.get(CartLine, (cart.id, sku), populate_existing=True)
+    if line is None:
+        raise NotFound(f"the cart has no line for SKU {sku!r}", field="sku")
+    if quantity > line.quantity:
+        info = _sellable(session, sku, channel)  # more of it must be sellable here; fewer is always allowed
+    else:
+        info = catalog.variants_for_skus(session, [sku], channel.code)[sku]
+    delta = quantity - line.quantity
+    if delta == 0:
+        return _view(session, cart, channel.code)
+    if quantity == 0:
+        session.delete(line)
+    else:
+        line.quantity, line.channel_code, line.updated_at = quantity, channel.code, utcnow()
+    _touch(cart, channel)
+    _flush(session)
+    return _product_event(session, cart, channel, "Product Added" if delta > 0 else "Product Removed", info,
+                          abs(delta))
+
+
+def remove_line(session: Session, *, cart_id: str, sku: str, channel_code: str,
+                expected_version: int | None = None) -> CartView:
+    """Remove a line; records "Product Removed" with the quantity it had."""
+    return set_quantity(session, cart_id=cart_id, sku=sku, quantity=0, channel_code=channel_code,
+                        expected_version=expected_version)
+
+
+def record_view(session: Session, *, view: CartView, channel_code: str, extra: dict[str, Any] | None = None) -> None:
+    """Record "Cart Viewed" in ``channel_code`` for a cart just read (``extra``: more properties)."""
+    channel = _channel(session, channel_code)
+    _record(session, view.cart, channel, "Cart Viewed", {
+        "currency": view.cart.currency, **(extra or {}),
+        "products": [{"product_id": view.items[ln.sku].product_id if ln.sku in view.items else None,
+                      "sku": ln.sku, "quantity": ln.quantity} for ln in view.lines]})
+
+
+def assign(session: Session, *, cart_id: str, customer_id: str, channel_code: str) -> CartView:
+    """Give an anonymous cart to the customer who just identified; returns the customer's cart.
+
+    Merge rule: when the customer has no active cart, this cart simply becomes theirs (same id). Otherwise it is
+    merged into the customer's active cart, which keeps its id and currency: for each SKU the quantities are
+    summed, capped at ``MAX_QUANTITY``; SKUs only in the anonymous cart are appended in the order they were
+    added (up to ``MAX_LINES`` lines; any beyond are dropped and named in the event). The anonymous cart ends
+    with status ``merged`` and ``merged_into`` pointing at the customer's cart. Records "Cart Merged".
+    """
+    owner = survivor(session, customer_id).id
+    channel = _channel(session, channel_code)
+    cart = _cart(session, cart_id)
+    if cart.customer_id == owner and cart.status == "active":
+        return _view(session, cart, channel.code)
+    if cart.customer_id is not None and cart.customer_id != owner:
+        raise Conflict(f"cart {cart.id} belongs to another customer", field="cart_id", code="cart_owned")
+    target = _active_cart(session, customer_id=owner, anonymous_id=None)
+    # lock both rows in id order, as every path that locks two carts does, so two merges cannot deadlock
+    for cid in sorted({cart.id} | ({target.id} if target else set())):
+        _changeable(session, cid, None)
+    if target is None:
+        cart.customer_id = owner
+        _touch(cart, channel)
+        _flush(session)
+        return _view(session, cart, channel.code)
+    moved, dropped = _merge_lines(session, source=cart, target=target)
+    cart.status, cart.merged_into, cart.customer_id, cart.updated_at = "merged", target.id, owner, utcnow()
+    _touch(target, channel)
+    _flush(session)
+    _record(session, target, channel, "Cart Merged", {"merged_cart_id": cart.id, "products": moved,
+                                                      "dropped_skus": dropped})
+    return _view(session, target, channel.code)
+
+
+def _merge_lines(session: Session, *, source: Cart, target: Cart) -> tuple[list[dict[str, Any]], list[str]]:
+    def lines(cart: Cart) -> list[CartLine]:
+        return list(session.scalars(select(CartLine).where(CartLine.cart_id == cart.id)
+                                    .order_by(CartLine.added_at, CartLine.sku)))
+
+    mine = {ln.sku: ln for ln in lines(target)}
+    moved: list[dict[str, Any]] = []
+    dropped: list[str] = []
+    now = utcnow()
+    for ln in lines(source):
+        kept = mine.get(ln.sku)
+        if kept is not None:
+            kept.quantity = min(MAX_QUANTITY, kept.quantity + ln.quantity)
+            kept.updated_at = now
+        elif len(mine) >= MAX_LINES:
+            dropped.append(ln.sku)
+            continue
+        else:
+            mine[ln.sku] = CartLine(cart_id=target.id, sku=ln.sku, quantity=ln.quantity,
+                                    channel_code=ln.channel_code, added_at=ln.added_at, updated_at=now)
+            session.add(mine[ln.sku])
+        moved.append({"sku": ln.sku, "quantity": ln.quantity})
+    return moved, dropped
+
+
+def touch_in_channel(session: Session, *, cart_id: str, channel_code: str) -> tuple[Cart, Channel]:
+    """Lock an active cart and mark it as touched in ``channel_code`` (used by handoff claims)."""
+    cart = _changeable(session, cart_id, None)
+    channel = _channel(session, channel_code)
+    _check_currency(cart, channel, None)
+    _touch(cart, channel)
+    _flush(session)
+    return cart, channel
+
+
+def view_of(session: Session, *, cart: Cart, channel_code: str) -> CartView:
+    return _view(session, cart, channel_code)
