@@ -1,6 +1,7 @@
 """Catalog use cases: channels, categories, products and variants, and the set-based SKU lookup.
 
 Every function takes a ``Session``, flushes and never commits (the caller owns the transaction).
+Channel functions live in ``catalog.channels`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -14,87 +15,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from omnijourney.catalog.barcodes import gtin_problem
+from omnijourney.catalog.channels import create_channel as create_channel  # re-exported
+from omnijourney.catalog.channels import get_channel
+from omnijourney.catalog.channels import list_channels as list_channels
+from omnijourney.catalog.channels import update_channel as update_channel
 from omnijourney.catalog.models import Category, Channel, Product, ProductCategory, Publication, Variant
-from omnijourney.core.channels import CHANNELS
 from omnijourney.core.errors import Conflict, Invalid, NotFound
 from omnijourney.core.ids import new_id
 from omnijourney.core.time import utcnow
 
 PRODUCT_STATUSES = ("draft", "active", "archived")
 MAX_PAGE = 200
-
-
-# ---------------------------------------------------------------- channels
-
-def _check_currency(currency: str) -> str:
-    if len(currency) != 3 or not currency.isascii() or not currency.isalpha() or not currency.isupper():
-        raise Invalid(f"currency {currency!r} is not a three-letter ISO 4217 code such as EUR", field="currency")
-    return currency
-
-
-def _check_market(market: str) -> str:
-    if not (2 <= len(market) <= 8) or not market.isascii() or not market.replace("-", "").isalnum() \
-            or market != market.upper():
-        raise Invalid(f"market {market!r} is not an upper-case country code such as DE", field="market")
-    return market
-
-
-def create_channel(session: Session, *, code: str, name: str, type: str, currency: str, market: str,
-                   default_price_list: str | None = None, address: str | None = None,
-                   latitude: float | None = None, longitude: float | None = None) -> Channel:
-    """Register a channel; a store channel's ``code`` is the ``store_code`` its POS sources send."""
-    if type not in CHANNELS:
-        raise Invalid(f"unknown channel type {type!r}: one of {', '.join(sorted(CHANNELS))}", field="type")
-    if (latitude is None) != (longitude is None):
-        raise Invalid("give latitude and longitude together", field="latitude" if latitude is None else "longitude")
-    if type != "store" and (address or latitude is not None):
-        raise Invalid("only store channels have an address and coordinates", field="address")
-    if session.get(Channel, code) is not None:
-        raise Conflict(f"a channel with code {code!r} exists already", field="code")
-    now = utcnow()
-    channel = Channel(code=code, name=name.strip(), type=type, currency=_check_currency(currency),
-                      market=_check_market(market), default_price_list=default_price_list, address=address,
-                      latitude=latitude, longitude=longitude, active=True, created_at=now, updated_at=now)
-    session.add(channel)
-    _flush(session, "code", f"a channel with code {code!r} exists already")
-    return channel
-
-
-def get_channel(session: Session, *, code: str, field: str = "channel") -> Channel:
-    """The channel ``code``, or ``NotFound`` naming ``field``."""
-    channel = session.get(Channel, code)
-    if channel is None:
-        raise NotFound(f"no channel {code!r}", field=field)
-    return channel
-
-
-def update_channel(session: Session, *, code: str, changes: Mapping[str, Any]) -> Channel:
-    """Change the given fields of a channel (``code`` and ``type`` are fixed)."""
-    channel = get_channel(session, code=code, field="code")
-    changes = dict(changes)
-    if "currency" in changes:
-        _check_currency(changes["currency"])
-    if "market" in changes:
-        _check_market(changes["market"])
-    if channel.type != "store" and any(changes.get(k) is not None for k in ("address", "latitude", "longitude")):
-        raise Invalid("only store channels have an address and coordinates", field="address")
-    for key, value in changes.items():
-        if key not in ("name", "currency", "market", "default_price_list", "address", "latitude", "longitude",
-                       "active"):
-            raise Invalid(f"{key} cannot be changed", field=key)
-        setattr(channel, key, value)
-    if (channel.latitude is None) != (channel.longitude is None):
-        raise Invalid("give latitude and longitude together", field="latitude")
-    channel.updated_at = utcnow()
-    session.flush()
-    return channel
-
-
-def list_channels(session: Session, *, type: str | None = None) -> list[Channel]:
-    q = select(Channel).order_by(Channel.code)
-    if type:
-        q = q.where(Channel.type == type)
-    return list(session.scalars(q))
 
 
 # ---------------------------------------------------------------- categories
