@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -551,3 +552,52 @@ def test_spec_names() -> None:
     assert canonical_event_name("store visited ") == "store visited "
     assert [journey_stage(n) for n in ("Product Viewed", "checkout started", "Order Refunded", "Custom")] == [
         "before", "during", "after", None]
+
+
+def test_single_calls_arriving_during_a_write_are_stored_together(live_server: str, db: Database, web: Source,
+                                                                  app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    groups: list[list[str]] = []
+    release = threading.Event()
+    real = segment_api._store
+
+    def store(app_: Any, messages: list[Any]) -> tuple[int, int]:
+        groups.append([m.message_id for m in messages])
+        release.wait(10)  # the first write is slow: everything sent meanwhile queues for the next one
+        return real(app_, messages)
+
+    monkeypatch.setattr(segment_api, "_store", store)
+    writer = app.state.segment_writer
+
+    def post(i: int) -> int:
+        return httpx.post(f"{live_server}/v1/track", json={"userId": "u1", "event": "E", "messageId": f"m{i:02}"},
+                          headers=basic(web.write_key)).status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        first = pool.submit(post, 0)
+        while not groups:
+            time.sleep(0.005)
+        rest = [pool.submit(post, i) for i in range(1, 20)]
+        while len(writer.pending) < 19:
+            time.sleep(0.005)
+        release.set()
+        assert [f.result() for f in [first, *rest]] == [200] * 20
+    assert [len(g) for g in groups] == [1, 19]
+    assert sorted(e.message_id for e in events(db)) == [f"m{i:02}" for i in range(20)]
+
+
+def test_too_busy_database_answers_429_to_single_calls(client: TestClient, db: Database, web: Source,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def busy(*_: Any, **__: Any) -> None:
+        raise TooBusy("ingestion is saturated; retry shortly", retry_after=2)
+
+    monkeypatch.setattr(segment_api, "ingest", busy)
+    r = client.post("/v1/t", json={"userId": "u", "event": "E"}, headers=basic(web.write_key))
+    assert (r.status_code, r.headers["retry-after"], r.json()["code"]) == (429, "2", "too_many_requests")
+    monkeypatch.undo()
+    assert client.post("/v1/t", json={"userId": "u", "event": "E"}, headers=basic(web.write_key)).status_code == 200
+    assert len(events(db)) == 1

@@ -17,6 +17,7 @@ Write key: the HTTP Basic auth user name (empty password), else ``writeKey`` in 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -30,13 +31,14 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omnijourney.core.time import utcnow
+from omnijourney.tracking.messages import Message
 from omnijourney.tracking.segment import (
     MAX_BATCH_BYTES,
     MAX_BATCH_MESSAGES,
     MAX_MESSAGE_BYTES,
     SegmentError,
     SourceRef,
-    body_limit,
+    decode_body,
     decompress,
     invalid_write_key,
     missing_write_key,
@@ -126,21 +128,21 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return bytes(buf) if seen <= limit else None
 
 
-def _process(app: FastAPI, raw: bytes, encoding: str | None, authorization: str | None, kind: str | None,
-             received_at: datetime) -> Response:
-    """Decode, validate and store one call; blocking (runs in the thread pool)."""
-    batch = kind is None
-    data = decompress(raw, encoding, limit=body_limit(batch), batch=batch)
-    body = parse_json(data, batch=batch)
-    key = write_key_from(authorization, body)
+def _source_or_raise(app: FastAPI, key: str | None) -> SourceRef:
     if key is None:
         raise missing_write_key()
     source = _lookup_source(app, key)
     if source is None:
         raise invalid_write_key()
-    if not batch:
-        _store(app, [parse_single(body, type_hint=kind, source=source, received_at=received_at)])
-        return Response(_SUCCESS, media_type=_JSON)
+    return source
+
+
+def _process_batch(app: FastAPI, raw: bytes, encoding: str | None, authorization: str | None,
+                   received_at: datetime) -> Response:
+    """Decode, validate and store one batch; blocking (runs in the thread pool)."""
+    data = decompress(raw, encoding, limit=MAX_BATCH_BYTES, batch=True)
+    body = parse_json(data, batch=True)
+    source = _source_or_raise(app, write_key_from(authorization, body))
     parsed = parse_batch(body, source=source, received_at=received_at, size=len(data))
     rejected = [r.to_dict() for r in parsed.rejected]
     if rejected and not parsed.messages:
@@ -152,17 +154,83 @@ def _process(app: FastAPI, raw: bytes, encoding: str | None, authorization: str 
     return _json({"success": True, "accepted": accepted, "duplicates": duplicates, "rejected": rejected})
 
 
-def _store(app: FastAPI, messages: list[Any]) -> tuple[int, int]:
+def _store(app: FastAPI, messages: list[Message]) -> tuple[int, int]:
+    """One write transaction for ``messages``: (newly stored, duplicates); blocking."""
     if not messages:
         return 0, 0
     db = app.state.db
     identity = app.state.settings.identity
     # Encoding rows and extracting identifiers needs no database: done before the write transaction so
-    # concurrent requests overlap it instead of queueing for the write lock with it.
+    # it does not hold the write lock.
     prepared = prepare(messages, identity, db.dialect)
     with db.transaction() as session:
         result = ingest(session, messages=prepared, settings=identity)
     return result.accepted, result.duplicates
+
+
+class _GroupWriter:
+    """Stores single calls in groups (group commit): calls arriving while a write runs go together in the
+    next one. Ingestion is serialised by the identity lock anyway, so one transaction per call would only
+    queue connections on that lock; one writer per process keeps a burst to a few short transactions."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.pending: list[tuple[Message, asyncio.Future[None]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def write(self, message: Message) -> None:
+        """Return once ``message`` is committed; raise what its write raised (e.g. TooBusy)."""
+        loop = asyncio.get_running_loop()
+        if self.task is not None and self.task.get_loop() is not loop:  # an app served again by a new loop
+            self.task, self.pending = None, []
+        done: asyncio.Future[None] = loop.create_future()
+        self.pending.append((message, done))
+        if self.task is None:
+            self.task = loop.create_task(self._run())
+        await done
+
+    async def _run(self) -> None:
+        try:
+            while self.pending:
+                group = self.pending[:MAX_BATCH_MESSAGES]
+                del self.pending[:MAX_BATCH_MESSAGES]
+                try:
+                    await run_in_threadpool(_store, self.app, [m for m, _ in group])
+                except Exception as exc:
+                    for _, done in group:
+                        if not done.done():
+                            done.set_exception(exc)
+                except BaseException:
+                    for _, done in group:
+                        done.cancel()
+                    raise
+                else:
+                    for _, done in group:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self.task = None
+
+
+async def _receive_single(request: Request, kind: str, received_at: datetime) -> Response:
+    app = request.app
+    encoding = request.headers.get("content-encoding")
+    raw = await _read_body(request, read_limit(False, encoding))
+    if raw is None:
+        raise too_large(False)
+    # At most 32 KB: decoded and validated on the event loop, cheaper than a hop to a thread.
+    body = decode_body(raw, encoding, batch=False)
+    key = write_key_from(request.headers.get("authorization"), body)
+    if key is None:
+        raise missing_write_key()
+    found, source = _cached_source(app, key)
+    if not found:
+        source = await run_in_threadpool(_source_or_raise, app, key)
+    if source is None:
+        raise invalid_write_key()
+    await app.state.segment_writer.write(parse_single(body, type_hint=kind, source=source,
+                                                      received_at=received_at))
+    return Response(_SUCCESS, media_type=_JSON)
 
 
 async def _receive(request: Request, kind: str | None) -> Response:
@@ -174,13 +242,14 @@ async def _receive(request: Request, kind: str | None) -> Response:
     state.segment_inflight += 1
     try:
         received_at = utcnow()
-        batch = kind is None
+        if kind is not None:
+            return await _receive_single(request, kind, received_at)
         encoding = request.headers.get("content-encoding")
-        raw = await _read_body(request, read_limit(batch, encoding))
+        raw = await _read_body(request, read_limit(True, encoding))
         if raw is None:
-            raise too_large(batch)
-        return await run_in_threadpool(_process, request.app, raw, encoding, request.headers.get("authorization"),
-                                       kind, received_at)
+            raise too_large(True)
+        return await run_in_threadpool(_process_batch, request.app, raw, encoding,
+                                       request.headers.get("authorization"), received_at)
     except SegmentError as exc:
         return _error(exc)
     finally:
@@ -314,6 +383,7 @@ def install(app: FastAPI) -> None:
     """Mount the tracking paths (and their CORS handling) on ``app``."""
     app.state.segment_inflight = 0
     app.state.segment_sources = {}
+    app.state.segment_writer = _GroupWriter(app)
     for paths, documented in ((PATHS, True), (SHORT_PATHS, False)):
         for path, kind in paths.items():
             schema = _BATCH_SCHEMA if kind is None else _MESSAGE_SCHEMA
