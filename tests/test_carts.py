@@ -264,3 +264,44 @@ def test_a_handoff_code_is_claimed_once(live_server: str, shop: Database, admin_
         claims = _parallel(8, lambda i: c.post(f"/api/v1/carts/handoff/{code}/claim", json={"channel": "store-12"}))
     assert sorted(r.status_code for r in claims) == [200] + [409] * 7
     assert sum(1 for e in events(shop) if e[0] == "Cart Viewed") == 1
+
+
+# ---------------------------------------------------------------- re-quoted on every read
+
+
+def test_cart_is_requoted_through_the_engine(client: TestClient, shop: Database, admin_headers: dict[str, str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pure engine stands in for the pricing service: a price list and a 10 % promotion on tees."""
+    from decimal import Decimal
+
+    from omnijourney.carts import quote
+    from omnijourney.pricing import engine
+    from omnijourney.pricing.promotions import PercentOff, Promotion, PromotionIndex, Target
+
+    prices = {"TEE-S": Decimal("20.00"), "TEE-M": Decimal("20.00"), "SOCK-1": Decimal("5.00")}
+    promo = PromotionIndex([Promotion(id="p1", name="Tees -10%", rule=PercentOff(Decimal(10)),
+                                      target=Target(category_ids=frozenset({"tees"})))])
+
+    def fake(session: Any, *, currency: str, channel_code: str, customer_id: str | None, lines: Any,
+             voucher_codes: Any) -> engine.Quote:
+        ctx = engine.Context(channel_code=channel_code, channel_type="web", currency=currency,
+                             market=engine.Market("DE", tax_rates={"standard": Decimal("0.19")}), at=utcnow())
+        return engine.price_basket(lines, ctx, price_lists=[engine.PriceList("base", "EUR", prices)],
+                                   promotions=promo)
+
+    monkeypatch.setattr(quote, "_pricing_quote", fake)
+    cart = open_cart(client, admin_headers, anonymous_id="anon-7")
+    add(client, admin_headers, cart["id"], "TEE-M", 2)
+    add(client, admin_headers, cart["id"], "M-1", 1)  # no price anywhere
+    add(client, admin_headers, cart["id"], "HOOD-M", 1)  # sold on the web only
+    got = client.get(f"/api/v1/carts/{cart['id']}?channel=store-12", headers=admin_headers).json()
+    assert got["priced"] is True
+    assert [(ln["sku"], ln["unit_price"], ln["discount"], ln["total"], ln["problem"]) for ln in got["lines"]] == [
+        ("TEE-M", "20.00", "4.00", "36.00", None),
+        ("M-1", None, None, None, "no price for SKU M-1 in channel store-12 (EUR)"),
+        ("HOOD-M", None, None, None, "not sold in channel store-12"),
+    ]
+    assert (got["subtotal"], got["discount"], got["total"]) == ("40.00", "4.00", "36.00")
+    assert got["promotions"][0]["status"] == "applied"
+    added = [e for e in events(shop) if e[0] == "Product Added"]
+    assert added[0][5]["price"] == "20.00"

@@ -1,16 +1,22 @@
 """The one call between carts and pricing: quote a cart's lines through the promotion engine.
 
 A cart never stores prices: every read re-quotes, so a cart never shows a price the checkout will not honour.
+Lines that cannot be priced here (not sold in the channel, no list price) stay in the cart, unpriced, with
+the reason; the rest of the cart is still quoted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
+
+from omnijourney.catalog.service import VariantInfo
+from omnijourney.core.errors import OmniError
+from omnijourney.pricing import engine
 
 
 @dataclass(slots=True)
@@ -41,8 +47,72 @@ class CartQuote:
     problems: list[str] = field(default_factory=list)
 
 
+def _pricing_quote(session: Session, *, currency: str, channel_code: str, customer_id: str | None,
+                   lines: Sequence[engine.BasketLine], voucher_codes: Sequence[str]) -> engine.Quote | None:
+    """The pricing service's quote, or None while pricing has no database-backed quote."""
+    return None
+
+
 def quote_cart(session: Session, *, currency: str, channel_code: str, customer_id: str | None,
-               lines: Sequence[tuple[str, int]], voucher_codes: Sequence[str] = ()) -> CartQuote:
-    """Quote ``lines`` (sku, quantity) for the customer in the channel, through the pricing engine."""
-    return CartQuote(currency=currency, priced=False, lines=[QuotedLine(sku, qty) for sku, qty in lines],
-                     problems=["pricing is not available yet"])
+               lines: Sequence[tuple[str, int]], items: Mapping[str, VariantInfo],
+               voucher_codes: Sequence[str] = ()) -> CartQuote:
+    """Quote ``lines`` (sku, quantity) for the customer in the channel; ``items`` from ``variants_for_skus``."""
+    problems: dict[str, str] = {}
+    basket: list[engine.BasketLine] = []
+    for sku, qty in lines:
+        info = items.get(sku)
+        if info is None or not info.sellable:
+            problems[sku] = f"not sold in channel {channel_code}"
+            continue
+        basket.append(engine.BasketLine(sku=sku, quantity=qty, product_id=info.product_id,
+                                        category_ids=info.category_ids, tax_class=info.tax_class))
+    quote: engine.Quote | None = None
+    while basket:
+        try:
+            quote = _pricing_quote(session, currency=currency, channel_code=channel_code, customer_id=customer_id,
+                                   lines=basket, voucher_codes=voucher_codes)
+            break
+        except OmniError as exc:
+            # one line without a price must not hide the whole cart: drop it, say why, quote the rest
+            bad = _line_at_fault(exc, basket)
+            if bad is None:
+                raise
+            problems[bad.sku] = exc.message
+            basket.remove(bad)
+    if quote is None:
+        general = ["pricing is not available"] if basket else []
+        return CartQuote(currency=currency, priced=False,
+                         problems=general + [f"{sku}: {why}" for sku, why in problems.items()],
+                         lines=[QuotedLine(sku, qty, problem=problems.get(sku)) for sku, qty in lines])
+    return _from_engine(quote, lines, problems)
+
+
+def _line_at_fault(exc: OmniError, basket: Sequence[engine.BasketLine]) -> engine.BasketLine | None:
+    field_name = exc.field or ""
+    if not field_name.startswith("lines["):
+        return None
+    try:
+        index = int(field_name[len("lines["):field_name.index("]")])
+    except ValueError:
+        return None
+    return basket[index] if 0 <= index < len(basket) else None
+
+
+def _from_engine(quote: engine.Quote, lines: Sequence[tuple[str, int]], problems: Mapping[str, str]) -> CartQuote:
+    by_sku = {ql.sku: ql for ql in quote.lines}
+    out: list[QuotedLine] = []
+    for sku, qty in lines:
+        ql = by_sku.get(sku)
+        if ql is None:
+            out.append(QuotedLine(sku, qty, problem=problems.get(sku)))
+            continue
+        out.append(QuotedLine(sku, qty, unit_price=ql.unit_price, subtotal=ql.subtotal, discount=ql.discount_total,
+                              total=ql.total, promotions=[{"promotion_id": d.promotion_id, "name": d.name,
+                                                           "amount": str(d.amount)} for d in ql.discounts]))
+    promotions = [{"promotion_id": p.promotion_id, "name": p.name, "status": p.status, "code": p.code,
+                   "reason": p.reason, "amount": str(p.amount), "voucher": p.voucher} for p in quote.promotions]
+    rejected = [f"voucher {v.code}: {v.reason}" for v in quote.vouchers if v.status != "applied"]
+    return CartQuote(currency=quote.currency, priced=True, lines=out, subtotal=quote.subtotal,
+                     discount=quote.discount_total + quote.shipping_discount, shipping=quote.shipping,
+                     tax=quote.tax_total, total=quote.total, promotions=promotions,
+                     problems=[f"{sku}: {why}" for sku, why in problems.items()] + rejected)

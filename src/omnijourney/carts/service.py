@@ -70,7 +70,8 @@ def _view(session: Session, cart: Cart, channel_code: str) -> CartView:
                                  .order_by(CartLine.added_at, CartLine.sku)))
     items = catalog.variants_for_skus(session, [ln.sku for ln in lines], channel_code)
     quote = quote_cart(session, currency=cart.currency, channel_code=channel_code, customer_id=cart.customer_id,
-                       lines=[(ln.sku, ln.quantity) for ln in lines], voucher_codes=cart.voucher_codes)
+                       lines=[(ln.sku, ln.quantity) for ln in lines], items=items,
+                       voucher_codes=cart.voucher_codes)
     return CartView(cart, lines, items, quote)
 
 
