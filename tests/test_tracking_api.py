@@ -189,7 +189,11 @@ def test_body_errors(client: TestClient, db: Database, web: Source) -> None:
 
 # --- validation ---------------------------------------------------------------------------------------
 
-INVALID: list[tuple[str, dict[str, Any], str, str]] = [
+DEEP: Any = "bottom"
+for _ in range(300):
+    DEEP = {"a": DEEP}
+
+INVALID: list[tuple[str, dict[str, Any], str, str | None]] = [
     ("track", {"event": "E"}, "missing_identity", "userId"),
     ("track", {"userId": " ", "anonymousId": "", "event": "E"}, "missing_identity", "userId"),
     ("track", {"userId": {"id": 1}, "event": "E"}, "invalid_field", "userId"),
@@ -210,6 +214,7 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ("track", {"userId": "u1", "event": "E", "context": {"store": {"code": "S" * 65}}}, "invalid_field",
      "context.store.code"),
     ("track", {"userId": "u1", "event": "E", "properties": {"note": "a\u0000b"}}, "invalid_character", None),
+    ("track", {"userId": "u1", "event": "E", "properties": {"list": [DEEP]}}, "too_deeply_nested", None),
     ("identify", {"userId": "u1", "traits": "vip"}, "invalid_field", "traits"),
     ("page", {"userId": "u1", "name": ["Home"]}, "invalid_field", "name"),
     ("group", {"userId": "u1"}, "missing_field", "groupId"),
@@ -247,6 +252,21 @@ def test_batch_keeps_good_messages_and_reports_bad_ones(client: TestClient, db: 
         {"index": 3, "messageId": None, "code": "invalid_json", "message": "a message must be a JSON object"},
     ]}
     assert [e.message_id for e in events(db)] == ["ok-1", "ok-2"]
+
+
+def test_batch_messages_the_database_could_not_store_are_rejected_alone(client: TestClient, db: Database,
+                                                                        web: Source) -> None:
+    ok = {"type": "track", "userId": "u1", "event": "E"}
+    batch = [{**ok, "messageId": "nul", "properties": {"x": "a\u0000"}},
+             {**ok, "messageId": "deep", "context": DEEP},
+             {**ok, "messageId": "ok", "properties": {"x": "a\\u0000 is fine"}}]
+    r = client.post("/v1/batch", json={"batch": batch}, headers=basic(web.write_key))
+    assert [(x["index"], x["messageId"], x["code"]) for x in r.json()["rejected"]] == [
+        (0, "nul", "invalid_character"), (1, "deep", "too_deeply_nested")]
+    assert [(e.message_id, e.properties) for e in events(db)] == [("ok", {"x": "a\\u0000 is fine"})]
+    r = client.post("/v1/batch", json={"batch": [ok], "context": {"x": "\u0000"}}, headers=basic(web.write_key))
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_character")
+    assert len(events(db)) == 1
 
 
 def test_batch_of_only_bad_messages_is_400(client: TestClient, db: Database, web: Source) -> None:
@@ -382,7 +402,7 @@ def test_batch_context_and_integrations_are_merged(client: TestClient, db: Datab
     assert rows[1].context == {"library": {"name": "lib", "version": "1"}, "ip": "10.0.0.1", "app": {"build": "7"}}
 
     parsed = parse_batch({**body, "batch": [{**body["batch"][0], "integrations": {"Omnijourney": {"x": 1}}},
-                                            body["batch"][1]]}, source=SRC, received_at=T0, size=100)
+                                            body["batch"][1]]}, source=SRC, received_at=T0)
     assert [m.integrations for m in parsed.messages] == [
         {"All": False, "Omnijourney": {"tag": "b", "x": 1}}, {"All": False, "Omnijourney": {"tag": "b"}}]
     # messages never share the batch's nested objects

@@ -141,9 +141,9 @@ def _process_batch(app: FastAPI, raw: bytes, encoding: str | None, authorization
                    received_at: datetime) -> Response:
     """Decode, validate and store one batch; blocking (runs in the thread pool)."""
     data = decompress(raw, encoding, limit=MAX_BATCH_BYTES, batch=True)
-    body = parse_json(data, batch=True)
+    body = parse_json(data)
     source = _source_or_raise(app, write_key_from(authorization, body))
-    parsed = parse_batch(body, source=source, received_at=received_at, size=len(data))
+    parsed = parse_batch(body, source=source, received_at=received_at)
     rejected = [r.to_dict() for r in parsed.rejected]
     if rejected and not parsed.messages:
         first = parsed.rejected[0]
