@@ -269,27 +269,37 @@ def test_a_handoff_code_is_claimed_once(live_server: str, shop: Database, admin_
 # ---------------------------------------------------------------- re-quoted on every read
 
 
-def test_cart_is_requoted_through_the_engine(client: TestClient, shop: Database, admin_headers: dict[str, str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pure engine stands in for the pricing service: a price list and a 10 % promotion on tees."""
+@pytest.fixture
+def pricing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pure engine stands in for the pricing service: one price list, 10 % off tees, voucher SAVE5
+    (5 EUR off the basket), an expired voucher OLD and a used-up single-use voucher USED."""
     from decimal import Decimal
 
     from omnijourney.carts import quote
     from omnijourney.pricing import engine
-    from omnijourney.pricing.promotions import PercentOff, Promotion, PromotionIndex, Target
+    from omnijourney.pricing.promotions import AmountOff, PercentOff, Promotion, PromotionIndex, Target, Voucher
 
     prices = {"TEE-S": Decimal("20.00"), "TEE-M": Decimal("20.00"), "SOCK-1": Decimal("5.00")}
-    promo = PromotionIndex([Promotion(id="p1", name="Tees -10%", rule=PercentOff(Decimal(10)),
-                                      target=Target(category_ids=frozenset({"tees"})))])
+    promos = PromotionIndex([
+        Promotion(id="p1", name="Tees -10%", rule=PercentOff(Decimal(10)), target=Target(category_ids=frozenset({
+            "tees"}))),
+        Promotion(id="p2", name="5 off", rule=AmountOff(Decimal(5)), needs_voucher=True, currency="EUR"),
+    ])
+    known = {"SAVE5": Voucher("SAVE5", "p2"), "OLD": Voucher("OLD", "p2", valid_to=utcnow() - timedelta(days=1)),
+             "USED": Voucher("USED", "p2", max_uses=1, used=1)}
 
     def fake(session: Any, *, currency: str, channel_code: str, customer_id: str | None, lines: Any,
              voucher_codes: Any) -> engine.Quote:
         ctx = engine.Context(channel_code=channel_code, channel_type="web", currency=currency,
                              market=engine.Market("DE", tax_rates={"standard": Decimal("0.19")}), at=utcnow())
         return engine.price_basket(lines, ctx, price_lists=[engine.PriceList("base", "EUR", prices)],
-                                   promotions=promo)
+                                   promotions=promos, vouchers=[known[c] for c in voucher_codes if c in known])
 
     monkeypatch.setattr(quote, "_pricing_quote", fake)
+
+
+def test_cart_is_requoted_through_the_engine(client: TestClient, shop: Database, admin_headers: dict[str, str],
+                                             pricing: None) -> None:
     cart = open_cart(client, admin_headers, anonymous_id="anon-7")
     add(client, admin_headers, cart["id"], "TEE-M", 2)
     add(client, admin_headers, cart["id"], "M-1", 1)  # no price anywhere
@@ -305,3 +315,25 @@ def test_cart_is_requoted_through_the_engine(client: TestClient, shop: Database,
     assert got["promotions"][0]["status"] == "applied"
     added = [e for e in events(shop) if e[0] == "Product Added"]
     assert added[0][5]["price"] == "20.00"
+
+
+def test_vouchers(client: TestClient, shop: Database, admin_headers: dict[str, str], pricing: None) -> None:
+    cart = open_cart(client, admin_headers, anonymous_id="anon-8")
+    add(client, admin_headers, cart["id"], "SOCK-1", 4, channel="store-12")
+    before = (client.get(f"/api/v1/carts/{cart['id']}", headers=admin_headers).json(), len(events(shop)))
+    for code, status, reason in [("OLD", 422, "voucher_expired"), ("USED", 422, "voucher_exhausted"),
+                                 ("NOPE", 422, "unknown_voucher")]:
+        r = client.post(f"/api/v1/carts/{cart['id']}/vouchers", json={"code": code, "channel": "store-12"},
+                        headers=admin_headers)
+        assert (r.status_code, r.json()["code"], r.json()["field"]) == (status, reason, "code"), r.text
+    assert (client.get(f"/api/v1/carts/{cart['id']}", headers=admin_headers).json(), len(events(shop))) == before
+    r = client.post(f"/api/v1/carts/{cart['id']}/vouchers", json={"code": "save5", "channel": "store-12"},
+                    headers=admin_headers)
+    assert r.status_code == 200, r.text
+    assert (r.json()["voucher_codes"], r.json()["total"], r.json()["discount"]) == (["SAVE5"], "15.00", "5.00")
+    assert events(shop)[-1][0] == "Coupon Applied" and events(shop)[-1][5]["coupon_id"] == "SAVE5"
+    r = client.post(f"/api/v1/carts/{cart['id']}/vouchers", json={"code": "SAVE5", "channel": "store-12"},
+                    headers=admin_headers)
+    assert (r.status_code, r.json()["code"]) == (409, "voucher_duplicate")
+    r = client.delete(f"/api/v1/carts/{cart['id']}/vouchers/SAVE5?channel=store-12", headers=admin_headers)
+    assert (r.json()["voucher_codes"], r.json()["total"]) == ([], "20.00")

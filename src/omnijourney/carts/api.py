@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from omnijourney.api.deps import DatabaseDep, SessionDep, SettingsDep, require
 from omnijourney.auth.service import Principal
-from omnijourney.carts import handoff, service
+from omnijourney.carts import handoff, service, vouchers
 from omnijourney.carts.models import Cart
 from omnijourney.carts.schemas import (
     CartAssign,
@@ -22,6 +22,7 @@ from omnijourney.carts.schemas import (
     HandoffClaim,
     HandoffCreate,
     HandoffRead,
+    VoucherCreate,
 )
 
 router = APIRouter(prefix="/carts", tags=["carts"])
@@ -44,7 +45,8 @@ def _read(view: service.CartView) -> CartRead:
     return CartRead(id=c.id, customer_id=c.customer_id, anonymous_id=c.anonymous_id, status=c.status,
                     currency=c.currency, channel=c.channel_code, merged_into=c.merged_into, version=c.version,
                     lines=lines, priced=q.priced, subtotal=q.subtotal, discount=q.discount, shipping=q.shipping,
-                    tax=q.tax, total=q.total, promotions=q.promotions, problems=q.problems,
+                    tax=q.tax, total=q.total, promotions=q.promotions, voucher_codes=list(c.voucher_codes),
+                    vouchers=q.vouchers, problems=q.problems,
                     created_at=c.created_at, updated_at=c.updated_at)
 
 
@@ -125,6 +127,21 @@ def remove_line(cart_id: str, sku: str, channel: str, session: SessionDep, _: Ca
                 expected_version: int | None = None) -> CartRead:
     return _read(service.remove_line(session, cart_id=cart_id, sku=sku, channel_code=channel,
                                      expected_version=expected_version))
+
+
+@router.post("/{cart_id}/vouchers", response_model=CartRead)
+def add_voucher(cart_id: str, body: VoucherCreate, session: SessionDep, _: CanWrite) -> CartRead:
+    """Enter a voucher code; refused (cart unchanged) when it is unknown, expired, exhausted or used up by the
+    customer, with the engine's reason code."""
+    return _read(vouchers.add_voucher(session, cart_id=cart_id, code=body.code, channel_code=body.channel,
+                                      expected_version=body.expected_version))
+
+
+@router.delete("/{cart_id}/vouchers/{code}", response_model=CartRead)
+def remove_voucher(cart_id: str, code: str, channel: str, session: SessionDep, _: CanWrite,
+                   expected_version: int | None = None) -> CartRead:
+    return _read(vouchers.remove_voucher(session, cart_id=cart_id, code=code, channel_code=channel,
+                                         expected_version=expected_version))
 
 
 @router.post("/{cart_id}/assign", response_model=CartRead)

@@ -113,7 +113,8 @@ def claim(session: Session, *, code: str, channel_code: str) -> service.CartView
         raise Conflict(f"handoff code {code} was claimed already", field="code", code="handoff_claimed")
     row = session.get(CartHandoff, code, populate_existing=True)
     assert row is not None
-    cart, channel = service.touch_in_channel(session, cart_id=row.cart_id, channel_code=channel_code)
+    cart, channel = service.lock_for_change(session, cart_id=row.cart_id, channel_code=channel_code)
+    service.touch(session, cart=cart, channel=channel)
     view = service.view_of(session, cart=cart, channel_code=channel.code)
     service.record_view(session, view=view, channel_code=channel.code,
                         extra={"handoff_code": code, "handed_off_from": row.channel_code})

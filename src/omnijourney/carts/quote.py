@@ -44,6 +44,7 @@ class CartQuote:
     tax: Decimal | None = None
     total: Decimal | None = None
     promotions: list[dict[str, Any]] = field(default_factory=list)
+    vouchers: list[dict[str, Any]] = field(default_factory=list)  # code, status, reason_code, reason
     problems: list[str] = field(default_factory=list)
 
 
@@ -111,8 +112,10 @@ def _from_engine(quote: engine.Quote, lines: Sequence[tuple[str, int]], problems
                                                            "amount": str(d.amount)} for d in ql.discounts]))
     promotions = [{"promotion_id": p.promotion_id, "name": p.name, "status": p.status, "code": p.code,
                    "reason": p.reason, "amount": str(p.amount), "voucher": p.voucher} for p in quote.promotions]
+    vouchers = [{"code": v.code, "status": v.status, "reason_code": v.reason_code, "reason": v.reason}
+                for v in quote.vouchers]
     rejected = [f"voucher {v.code}: {v.reason}" for v in quote.vouchers if v.status != "applied"]
     return CartQuote(currency=quote.currency, priced=True, lines=out, subtotal=quote.subtotal,
                      discount=quote.discount_total + quote.shipping_discount, shipping=quote.shipping,
-                     tax=quote.tax_total, total=quote.total, promotions=promotions,
+                     tax=quote.tax_total, total=quote.total, promotions=promotions, vouchers=vouchers,
                      problems=[f"{sku}: {why}" for sku, why in problems.items()] + rejected)

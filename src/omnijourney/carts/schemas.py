@@ -37,6 +37,12 @@ class CartAssign(BaseModel):
     channel: str = Field(min_length=1, max_length=64)
 
 
+class VoucherCreate(BaseModel):
+    code: str = Field(min_length=1, max_length=64)
+    channel: str = Field(min_length=1, max_length=64)
+    expected_version: int | None = None
+
+
 class HandoffCreate(BaseModel):
     channel: str = Field(min_length=1, max_length=64, description="where the cart is handed off from")
     ttl_seconds: int | None = Field(default=None, description="default OMNI_CART_HANDOFF_TTL_S (900)")
@@ -88,6 +94,8 @@ class CartRead(BaseModel):
     tax: Decimal | None
     total: Decimal | None
     promotions: list[dict[str, Any]]
+    voucher_codes: list[str]
+    vouchers: list[dict[str, Any]]
     problems: list[str]
     created_at: datetime
     updated_at: datetime

@@ -350,14 +350,26 @@ def _merge_lines(session: Session, *, source: Cart, target: Cart) -> tuple[list[
     return moved, dropped
 
 
-def touch_in_channel(session: Session, *, cart_id: str, channel_code: str) -> tuple[Cart, Channel]:
-    """Lock an active cart and mark it as touched in ``channel_code`` (used by handoff claims)."""
-    cart = _changeable(session, cart_id, None)
+# ---------------------------------------------------------------- for the other cart modules (handoff, vouchers)
+
+def lock_for_change(session: Session, *, cart_id: str, channel_code: str,
+                    expected_version: int | None = None) -> tuple[Cart, Channel]:
+    """Lock an active cart for a change made in ``channel_code`` (checked: active, same currency)."""
+    cart = _changeable(session, cart_id, expected_version)
     channel = _channel(session, channel_code)
     _check_currency(cart, channel, None)
+    return cart, channel
+
+
+def touch(session: Session, *, cart: Cart, channel: Channel) -> None:
+    """Mark a locked cart as changed in ``channel`` (bumps its version)."""
     _touch(cart, channel)
     _flush(session)
-    return cart, channel
+
+
+def record_event(session: Session, *, cart: Cart, channel: Channel, event: str, properties: dict[str, Any]) -> None:
+    """Write a cart event on the owner's timeline (``cart_id`` and ``channel_code`` are added)."""
+    _record(session, cart, channel, event, properties)
 
 
 def view_of(session: Session, *, cart: Cart, channel_code: str) -> CartView:
