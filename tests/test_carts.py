@@ -289,7 +289,7 @@ def pricing(monkeypatch: pytest.MonkeyPatch) -> None:
              "USED": Voucher("USED", "p2", max_uses=1, used=1)}
 
     def fake(session: Any, *, currency: str, channel_code: str, customer_id: str | None, lines: Any,
-             voucher_codes: Any) -> engine.Quote:
+             voucher_codes: Any, strict_vouchers: bool) -> engine.Quote:
         ctx = engine.Context(channel_code=channel_code, channel_type="web", currency=currency,
                              market=engine.Market("DE", tax_rates={"standard": Decimal("0.19")}), at=utcnow())
         return engine.price_basket(lines, ctx, price_lists=[engine.PriceList("base", "EUR", prices)],
@@ -321,8 +321,8 @@ def test_vouchers(client: TestClient, shop: Database, admin_headers: dict[str, s
     cart = open_cart(client, admin_headers, anonymous_id="anon-8")
     add(client, admin_headers, cart["id"], "SOCK-1", 4, channel="store-12")
     before = (client.get(f"/api/v1/carts/{cart['id']}", headers=admin_headers).json(), len(events(shop)))
-    for code, status, reason in [("OLD", 422, "voucher_expired"), ("USED", 422, "voucher_exhausted"),
-                                 ("NOPE", 422, "unknown_voucher")]:
+    for code, status, reason in [("OLD", 422, "voucher_expired"), ("USED", 409, "voucher_exhausted"),
+                                 ("NOPE", 404, "unknown_voucher")]:
         r = client.post(f"/api/v1/carts/{cart['id']}/vouchers", json={"code": code, "channel": "store-12"},
                         headers=admin_headers)
         assert (r.status_code, r.json()["code"], r.json()["field"]) == (status, reason, "code"), r.text

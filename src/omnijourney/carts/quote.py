@@ -49,16 +49,23 @@ class CartQuote:
 
 
 def _pricing_quote(session: Session, *, currency: str, channel_code: str, customer_id: str | None,
-                   lines: Sequence[engine.BasketLine], voucher_codes: Sequence[str]) -> engine.Quote | None:
+                   lines: Sequence[engine.BasketLine], voucher_codes: Sequence[str],
+                   strict_vouchers: bool) -> engine.Quote | None:
     """The pricing service's quote, or None while pricing has no database-backed quote."""
     return None
 
 
 def quote_cart(session: Session, *, currency: str, channel_code: str, customer_id: str | None,
                lines: Sequence[tuple[str, int]], items: Mapping[str, VariantInfo],
-               voucher_codes: Sequence[str] = ()) -> CartQuote:
-    """Quote ``lines`` (sku, quantity) for the customer in the channel; ``items`` from ``variants_for_skus``."""
+               voucher_codes: Sequence[str] = (), strict_vouchers: bool = False) -> CartQuote:
+    """Quote ``lines`` (sku, quantity) for the customer in the channel; ``items`` from ``variants_for_skus``.
+
+    A cart read never fails because of pricing: a line or voucher the engine refuses is left out of the
+    quote with the reason, and any other pricing error leaves the cart unpriced with the reason. With
+    ``strict_vouchers`` (entering a code) a refused voucher raises the engine's error instead.
+    """
     problems: dict[str, str] = {}
+    general: list[str] = []
     basket: list[engine.BasketLine] = []
     for sku, qty in lines:
         info = items.get(sku)
@@ -67,36 +74,49 @@ def quote_cart(session: Session, *, currency: str, channel_code: str, customer_i
             continue
         basket.append(engine.BasketLine(sku=sku, quantity=qty, product_id=info.product_id,
                                         category_ids=info.category_ids, tax_class=info.tax_class))
+    codes = list(voucher_codes)
     quote: engine.Quote | None = None
     while basket:
         try:
             quote = _pricing_quote(session, currency=currency, channel_code=channel_code, customer_id=customer_id,
-                                   lines=basket, voucher_codes=voucher_codes)
+                                   lines=basket, voucher_codes=codes, strict_vouchers=strict_vouchers)
+            if quote is None:
+                general.append("pricing is not available")
             break
         except OmniError as exc:
             # one line without a price must not hide the whole cart: drop it, say why, quote the rest
-            bad = _line_at_fault(exc, basket)
-            if bad is None:
+            bad_line = _at_fault(exc, "lines", basket)
+            bad_code = None if strict_vouchers else _at_fault(exc, "vouchers", codes)
+            if bad_line is not None:
+                problems[bad_line.sku] = exc.message
+                basket.remove(bad_line)
+            elif bad_code is not None:
+                general.append(f"voucher {bad_code}: {exc.message}")
+                codes.remove(bad_code)
+            elif strict_vouchers:
                 raise
-            problems[bad.sku] = exc.message
-            basket.remove(bad)
+            else:
+                general.append(exc.message)
+                break
     if quote is None:
-        general = ["pricing is not available"] if basket else []
         return CartQuote(currency=currency, priced=False,
                          problems=general + [f"{sku}: {why}" for sku, why in problems.items()],
                          lines=[QuotedLine(sku, qty, problem=problems.get(sku)) for sku, qty in lines])
-    return _from_engine(quote, lines, problems)
+    out = _from_engine(quote, lines, problems)
+    out.problems[:0] = general
+    return out
 
 
-def _line_at_fault(exc: OmniError, basket: Sequence[engine.BasketLine]) -> engine.BasketLine | None:
+def _at_fault(exc: OmniError, name: str, items: Sequence[Any]) -> Any:
+    """The item an error's field ``name[i]...`` points at, if it does."""
     field_name = exc.field or ""
-    if not field_name.startswith("lines["):
+    if not field_name.startswith(f"{name}["):
         return None
     try:
-        index = int(field_name[len("lines["):field_name.index("]")])
+        index = int(field_name[len(name) + 1:field_name.index("]")])
     except ValueError:
         return None
-    return basket[index] if 0 <= index < len(basket) else None
+    return items[index] if 0 <= index < len(items) else None
 
 
 def _from_engine(quote: engine.Quote, lines: Sequence[tuple[str, int]], problems: Mapping[str, str]) -> CartQuote:

@@ -12,10 +12,16 @@ from sqlalchemy.orm import Session
 
 from omnijourney.carts import service
 from omnijourney.carts.quote import quote_cart
-from omnijourney.core.errors import Conflict, Invalid, NotFound
+from omnijourney.core.errors import Conflict, Invalid, NotFound, OmniError
 
 MAX_VOUCHERS = 5
-_REFUSED = ("unknown_voucher", "promotion_inactive")  # and every voucher_* code
+# reason codes of a voucher that cannot be used at all -> the error entering it gets (as pricing's strict quote)
+_REFUSED: dict[str, tuple[type[OmniError], str]] = {
+    "voucher_inactive": (Invalid, "voucher_inactive"), "promotion_inactive": (Invalid, "voucher_inactive"),
+    "voucher_expired": (Invalid, "voucher_expired"), "outside_window": (Invalid, "voucher_expired"),
+    "voucher_exhausted": (Conflict, "voucher_exhausted"),
+    "voucher_customer_limit": (Conflict, "voucher_customer_limit"),
+}
 
 
 def normalise(code: str) -> str:
@@ -36,18 +42,24 @@ def add_voucher(session: Session, *, cart_id: str, code: str, channel_code: str,
         raise Invalid(f"a cart takes at most {MAX_VOUCHERS} vouchers", field="code", code="too_many_vouchers")
     # the trial quote, before anything is written: the cart only changes if the code is good
     view = service.view_of(session, cart=cart, channel_code=channel.code)
-    trial = quote_cart(session, currency=cart.currency, channel_code=channel.code, customer_id=cart.customer_id,
-                       lines=[(ln.sku, ln.quantity) for ln in view.lines], items=view.items,
-                       voucher_codes=[*cart.voucher_codes, code])
+    try:
+        trial = quote_cart(session, currency=cart.currency, channel_code=channel.code, customer_id=cart.customer_id,
+                           lines=[(ln.sku, ln.quantity) for ln in view.lines], items=view.items,
+                           voucher_codes=[*cart.voucher_codes, code], strict_vouchers=True)
+    except OmniError as exc:
+        if (exc.field or "").startswith("vouchers["):
+            raise type(exc)(exc.message, field="code", code=exc.code)
+        raise
     if not trial.priced:
         raise Invalid("vouchers cannot be checked: the cart has no priced line", field="code",
                       code="voucher_unchecked")
     result = next((v for v in trial.vouchers if v["code"] == code), None)
     if result is None:
-        raise Invalid(f"unknown voucher {code}", field="code", code="unknown_voucher")
-    if result["status"] != "applied" and (result["reason_code"].startswith("voucher_")
-                                          or result["reason_code"] in _REFUSED):
-        raise Invalid(result["reason"], field="code", code=result["reason_code"])
+        raise NotFound(f"unknown voucher {code}", field="code", code="unknown_voucher")
+    refusal = _REFUSED.get(result["reason_code"]) if result["status"] != "applied" else None
+    if refusal is not None:
+        error, reason_code = refusal
+        raise error(result["reason"], field="code", code=reason_code)
     cart.voucher_codes = [*cart.voucher_codes, code]
     service.touch(session, cart=cart, channel=channel)
     view = service.view_of(session, cart=cart, channel_code=channel.code)
