@@ -45,10 +45,10 @@ def test_lookup_profile_and_timeline(client: TestClient, db: Database) -> None:
     assert [e["channel"] for e in page1["items"]] == ["call_center", "store", "store", "web"]
     page2 = client.get(f"/api/v1/customers/{cid}/timeline", params={"limit": 4, "cursor": page1["next_cursor"]},
                        headers=h).json()
-    assert [e["event"] for e in page2["items"]] == ["Product Viewed", "Home"]
+    assert [(e["event"], e["stage"]) for e in page2["items"]] == [("Product Viewed", "before"), ("Home", None)]
     assert page2["next_cursor"] is None
     orders = client.get(f"/api/v1/customers/{cid}/timeline", params={"event": "Order Completed"}, headers=h).json()
-    assert [e["properties"] for e in orders["items"]] == [{"total": 30}]
+    assert [(e["properties"], e["stage"]) for e in orders["items"]] == [({"total": 30}, "during")]
     web_only = client.get(f"/api/v1/customers/{cid}/timeline", params={"channel": "web", "type": "page"},
                           headers=h).json()
     assert [e["event"] for e in web_only["items"]] == ["Home"]

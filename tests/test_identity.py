@@ -109,6 +109,8 @@ def test_merge_cap(db: Database) -> None:
     p1, p3 = customer_of(db, "anonymous_id", "p1"), customer_of(db, "anonymous_id", "p3")
     send(db, msg(web, "alias", anonymous_id="p1", previous_id="p2", minutes=3), settings=settings)
     assert customer_of(db, "anonymous_id", "p2") == p1  # first merge allowed
+    with db.transaction(write=False) as s:
+        assert s.scalar(select(Event.previous_id).where(Event.type == "alias")) == "p2"
     send(db, msg(web, anonymous_id="p1", context={"device": {"id": "d-3"}}, minutes=4),
          msg(web, user_id="u-3", context={"device": {"id": "d-3"}}, minutes=5), settings=settings)
     # a second merge would pass the cap: the device id is dropped from the later event instead

@@ -57,6 +57,9 @@ class EventRead(BaseModel):
     traits: dict[str, Any] | None
     user_id: str | None
     anonymous_id: str | None
+    previous_id: str | None
+    group_id: str | None
+    stage: str | None  # before / during / after purchase, for standard e-commerce events
 
 
 class TimelinePage(BaseModel):

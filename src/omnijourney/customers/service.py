@@ -16,6 +16,7 @@ from omnijourney.core.time import parse_ts
 from omnijourney.customers.identifiers import is_blocked, normalise
 from omnijourney.customers.models import Customer, Identity, Merge
 from omnijourney.tracking.models import Event
+from omnijourney.tracking.spec import journey_stage
 
 MAX_PAGE = 200
 
@@ -126,4 +127,5 @@ def event_dict(e: Event) -> dict[str, Any]:
         "id": e.id, "message_id": e.message_id, "type": e.type, "event": e.event, "channel": e.channel,
         "store": e.store_code, "timestamp": e.timestamp, "received_at": e.received_at,
         "properties": e.properties, "traits": e.traits, "user_id": e.user_id, "anonymous_id": e.anonymous_id,
+        "previous_id": e.previous_id, "group_id": e.group_id, "stage": journey_stage(e.event) if e.event else None,
     }

@@ -48,6 +48,8 @@ class Event(Base):
     customer_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     user_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     anonymous_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    previous_id: Mapped[str | None] = mapped_column(String(200), nullable=True)  # alias
+    group_id: Mapped[str | None] = mapped_column(String(200), nullable=True)  # group
     channel: Mapped[str] = mapped_column(String(32))
     store_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime)  # skew-corrected

@@ -59,7 +59,8 @@ def prepare(messages: Sequence[Message], settings: IdentitySettings, dialect: st
     json = json_text
     when = sqlite_time if dialect == "sqlite" else _same
     rows = [
-        (m.source_id, m.message_id, m.type, m.event, m.user_id, m.anonymous_id, m.channel, m.store_code,
+        (m.source_id, m.message_id, m.type, m.event, m.user_id, m.anonymous_id, m.previous_id, m.group_id,
+         m.channel, m.store_code,
          when(m.timestamp), when(m.original_timestamp), when(m.sent_at), when(m.received_at), json(m.properties),
          json(m.traits), json(m.context or None))
         for m in unique
@@ -71,7 +72,8 @@ def _same(value: Any) -> Any:
     return value
 
 
-EVENT_COLUMNS = ["source_id", "message_id", "type", "event", "user_id", "anonymous_id", "channel", "store_code",
+EVENT_COLUMNS = ["source_id", "message_id", "type", "event", "user_id", "anonymous_id", "previous_id", "group_id",
+                 "channel", "store_code",
                  "timestamp", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context"]
 
 

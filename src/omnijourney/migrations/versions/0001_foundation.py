@@ -80,6 +80,8 @@ def upgrade() -> None:
     sa.Column('customer_id', sa.String(length=32), nullable=True),
     sa.Column('user_id', sa.String(length=200), nullable=True),
     sa.Column('anonymous_id', sa.String(length=200), nullable=True),
+    sa.Column('previous_id', sa.String(length=200), nullable=True),
+    sa.Column('group_id', sa.String(length=200), nullable=True),
     sa.Column('channel', sa.String(length=32), nullable=False),
     sa.Column('store_code', sa.String(length=64), nullable=True),
     sa.Column('timestamp', omnijourney.core.types.UTCDateTime(timezone=True), nullable=False),
