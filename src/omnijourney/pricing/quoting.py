@@ -1,0 +1,192 @@
+"""``quote``: load what a basket needs in a handful of set-based queries, then run the pure engine.
+
+Queries per quote, whatever the number of lines: channel, customer (if any), variants (2, catalog),
+candidate price lists, their entries for the basket's SKUs, tax market and rates, the promotions stamp,
+vouchers and the customer's redemptions (only when codes were entered). Active promotions are kept per
+process as a ``PromotionIndex`` and rebuilt when the stamp (count and latest ``updated_at`` of the
+promotions table) changes, so a change is seen by the very next quote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from threading import Lock
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from omnijourney.catalog.models import Channel
+from omnijourney.catalog.service import get_channel, variants_for_skus
+from omnijourney.core.errors import Conflict, Invalid, NotFound, OmniError
+from omnijourney.core.time import parse_ts, utcnow
+from omnijourney.customers.models import Customer
+from omnijourney.pricing import engine, models
+from omnijourney.pricing.money import ZERO, from_minor
+from omnijourney.pricing.promotions import PromotionIndex, Voucher
+from omnijourney.pricing.rules import to_engine
+
+MAX_QUANTITY = 999
+MAX_LINES = 200
+# a voucher that cannot be used at all is refused with a 4xx (strict); conditions of its promotion
+# (threshold, channel, segment, items) are explained in the quote instead
+_VOUCHER_ERRORS: dict[str, tuple[type[OmniError], str]] = {
+    "voucher_inactive": (Invalid, "voucher_inactive"), "promotion_inactive": (Invalid, "voucher_inactive"),
+    "voucher_expired": (Invalid, "voucher_expired"), "outside_window": (Invalid, "voucher_expired"),
+    "voucher_exhausted": (Conflict, "voucher_exhausted"),
+    "voucher_customer_limit": (Conflict, "voucher_customer_limit"),
+}
+_cache: dict[str, tuple[tuple[int, object], PromotionIndex]] = {}
+_cache_lock = Lock()
+
+
+def promotion_index(session: Session) -> PromotionIndex:
+    """Every active promotion, indexed by target; cached per database until the promotions table changes."""
+    stamp = tuple(session.execute(select(func.count(), func.max(models.Promotion.updated_at))).one())
+    key = session.get_bind().url.render_as_string(hide_password=True)
+    hit = _cache.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    rows = session.scalars(select(models.Promotion).where(models.Promotion.active.is_(True)))
+    index = PromotionIndex(to_engine(r) for r in rows)
+    with _cache_lock:
+        _cache[key] = (stamp, index)  # type: ignore[assignment]
+    return index
+
+
+def market_for(session: Session, *, market: str, currency: str, with_shipping: bool = True) -> engine.Market:
+    """The engine's view of a tax market (no row: prices include tax, no rates, no shipping fee)."""
+    row = session.get(models.TaxMarket, market)
+    if row is None:
+        return engine.Market(market)
+    rates = session.execute(select(models.TaxRate.tax_class, models.TaxRate.rate_ppm)
+                            .where(models.TaxRate.market == market))
+    fee = Decimal(row.shipping_fees.get(currency, "0")) if with_shipping else ZERO
+    return engine.Market(market, row.taxes_included, {c: Decimal(ppm).scaleb(-6) for c, ppm in rates}, fee)
+
+
+def candidate_lists(session: Session, channel: Channel, skus: Iterable[str] | None) -> list[engine.PriceList]:
+    """The channel's base list (its default; without one, every base list in its currency) and every active
+    targeted list, with their prices for ``skus`` (``None``: all prices)."""
+    base = models.PriceList.code == channel.default_price_list if channel.default_price_list else \
+        models.PriceList.currency == channel.currency
+    rows = list(session.scalars(select(models.PriceList).where(
+        models.PriceList.active.is_(True), or_(models.PriceList.kind != "base", base))))
+    if channel.default_price_list:
+        default = next((r for r in rows if r.code == channel.default_price_list), None)
+        if default is None:
+            raise Invalid(f"channel {channel.code} names price list {channel.default_price_list!r}, which does not "
+                          "exist or is not active", field="channel_code", code="no_price_list")
+        if default.currency != channel.currency:
+            raise Invalid(f"channel {channel.code} sells in {channel.currency} but its price list {default.code} is "
+                          f"in {default.currency}", field="channel_code", code="currency_mismatch")
+    prices: dict[str, dict[str, Decimal]] = {r.code: {} for r in rows}
+    currency = {r.code: r.currency for r in rows}
+    if rows:
+        stmt = select(models.PriceEntry.price_list_code, models.PriceEntry.sku, models.PriceEntry.amount_minor) \
+            .where(models.PriceEntry.price_list_code.in_(sorted(prices)))
+        if skus is not None:
+            stmt = stmt.where(models.PriceEntry.sku.in_(sorted(set(skus))))
+        for code, sku, minor in session.execute(stmt):
+            prices[code][sku] = from_minor(minor, currency[code])
+    return [engine.PriceList(r.code, r.currency, prices[r.code], r.priority, frozenset(r.channel_codes),
+                             frozenset(r.channel_types), frozenset(r.segments), r.valid_from, r.valid_to,
+                             r.prices_include_tax) for r in rows]
+
+
+def customer_segments(session: Session, customer_id: str) -> tuple[str, frozenset[str]]:
+    """The surviving profile's id and its ``traits["segments"]`` (follows merges)."""
+    customer = session.get(Customer, customer_id)
+    for _ in range(8):  # merges chain rarely; a bound keeps a bad row from looping forever
+        if customer is None or customer.merged_into is None:
+            break
+        customer = session.get(Customer, customer.merged_into)
+    if customer is None:
+        raise NotFound(f"no customer {customer_id!r}", field="customer_id")
+    segments = (customer.traits or {}).get("segments") or []
+    return customer.id, frozenset(str(s) for s in segments) if isinstance(segments, list) else frozenset()
+
+
+def _basket(session: Session, lines: Sequence[tuple[str, int]], channel_code: str) -> list[engine.BasketLine]:
+    if len(lines) > MAX_LINES:
+        raise Invalid(f"at most {MAX_LINES} lines per quote", field="lines")
+    merged: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for i, (sku, qty) in enumerate(lines):
+        if not isinstance(qty, int) or isinstance(qty, bool) or not 1 <= qty <= MAX_QUANTITY:
+            raise Invalid(f"quantity of {sku} must be between 1 and {MAX_QUANTITY}, not {qty}",
+                          field=f"lines[{i}].quantity")
+        first.setdefault(sku, i)
+        merged[sku] = merged.get(sku, 0) + qty  # the same SKU twice is one line
+        if merged[sku] > MAX_QUANTITY:
+            raise Invalid(f"quantity of {sku} must be at most {MAX_QUANTITY}", field=f"lines[{i}].quantity")
+    info = variants_for_skus(session, merged, channel_code)
+    out = []
+    for sku, qty in merged.items():
+        v = info.get(sku)
+        if v is None:
+            raise NotFound(f"unknown SKU {sku}", field=f"lines[{first[sku]}].sku", code="unknown_sku")
+        if not v.sellable:
+            raise Invalid(f"SKU {sku} is not sold in channel {channel_code}", field=f"lines[{first[sku]}].sku",
+                          code="not_sold_in_channel")
+        out.append(engine.BasketLine(sku, qty, v.product_id, v.category_ids, v.tax_class))
+    return out
+
+
+def _vouchers(session: Session, codes: Sequence[str], customer_id: str | None) -> tuple[list[Voucher], list[str]]:
+    wanted = list(dict.fromkeys(c.strip().upper() for c in codes if c.strip()))
+    if not wanted:
+        return [], []
+    rows = {r.code: r for r in session.scalars(select(models.Voucher).where(models.Voucher.code.in_(wanted)))}
+    for i, code in enumerate(wanted):
+        if code not in rows:
+            raise NotFound(f"unknown voucher {code}", field=f"vouchers[{i}]", code="unknown_voucher")
+    mine: dict[str, int] = {}
+    if customer_id is not None and any(r.per_customer_limit is not None for r in rows.values()):
+        R = models.VoucherRedemption
+        mine = dict(session.execute(select(R.voucher_code, func.count()).where(
+            and_(R.voucher_code.in_(wanted), R.customer_id == customer_id)).group_by(R.voucher_code)).all())
+    out = [Voucher(r.code, r.promotion_code, r.max_uses, r.used, r.per_customer_limit, mine.get(r.code, 0),
+                   r.valid_from, r.valid_to, r.active) for r in (rows[c] for c in wanted)]
+    return out, wanted
+
+
+def quote(session: Session, *, channel_code: str, lines: Sequence[tuple[str, int]], customer_id: str | None = None,
+          segments: Iterable[str] | None = None, vouchers: Sequence[str] = (), at: datetime | None = None,
+          currency: str | None = None, with_shipping: bool = True, strict_vouchers: bool = True) -> engine.Quote:
+    """Price ``lines`` ((sku, quantity), a SKU given twice counts once) for a customer in a channel at ``at``.
+
+    ``segments`` adds to the segments in the customer's ``traits["segments"]``. ``currency``, when given,
+    must be the channel's. With ``strict_vouchers`` an unknown voucher is a 404 and an expired, disabled or
+    exhausted one (or one over its per-customer limit) a 422/409 naming it; without, such vouchers are
+    only explained as rejected in the quote (for carts that must still show their content). Raises
+    ``NotFound`` for an unknown channel, customer or SKU, ``Invalid`` for a SKU not sold in the channel,
+    a SKU without price, a bad quantity or a currency mismatch.
+    """
+    channel = get_channel(session, code=channel_code, field="channel_code")
+    if not channel.active:
+        raise Invalid(f"channel {channel_code} is not active", field="channel_code")
+    if currency is not None and currency != channel.currency:
+        raise Invalid(f"channel {channel_code} sells in {channel.currency}, not {currency}", field="currency",
+                      code="currency_mismatch")
+    found = frozenset(segments or ())
+    if customer_id is not None:
+        customer_id, traits = customer_segments(session, customer_id)
+        found |= traits
+    basket = _basket(session, lines, channel_code)
+    entered, codes = _vouchers(session, vouchers, customer_id)
+    ctx = engine.Context(channel.code, channel.type, channel.currency,
+                         market_for(session, market=channel.market, currency=channel.currency,
+                                    with_shipping=with_shipping),
+                         parse_ts(at) or utcnow(), found, customer_id)
+    result = engine.price_basket(basket, ctx, price_lists=candidate_lists(session, channel, [b.sku for b in basket]),
+                                 promotions=promotion_index(session), vouchers=entered)
+    if strict_vouchers:
+        for res in result.vouchers:
+            refusal = _VOUCHER_ERRORS.get(res.reason_code)
+            if refusal is not None:
+                error, code = refusal
+                reason = res.reason if res.reason.startswith("voucher") else f"voucher {res.code}: {res.reason}"
+                raise error(reason, field=f"vouchers[{codes.index(res.code)}]", code=code)
+    return result
