@@ -337,3 +337,40 @@ def test_vouchers(client: TestClient, shop: Database, admin_headers: dict[str, s
     assert (r.status_code, r.json()["code"]) == (409, "voucher_duplicate")
     r = client.delete(f"/api/v1/carts/{cart['id']}/vouchers/SAVE5?channel=store-12", headers=admin_headers)
     assert (r.json()["voucher_codes"], r.json()["total"]) == ([], "20.00")
+
+
+def test_cart_priced_by_the_pricing_service(client: TestClient, shop: Database, admin_headers: dict[str, str]) -> None:
+    """No stand-in: price lists, a promotion and vouchers from the pricing tables."""
+    from decimal import Decimal
+
+    from omnijourney.pricing import offers
+    from omnijourney.pricing import service as pricing
+
+    with shop.transaction() as session:
+        pricing.create_price_list(session, code="base-eur", name="Base EUR", currency="EUR")
+        pricing.set_prices(session, price_list="base-eur", prices={"TEE-S": "20.00", "TEE-M": "20.00"})
+        offers.create_promotion(session, code="tees10", name="Tees -10%", rule={"type": "percent_off", "percent": 10},
+                                target={"category_ids": ["tees"]})
+        offers.create_promotion(session, code="five", name="5 off", rule={"type": "amount_off", "amount": 5},
+                                currency="EUR", needs_voucher=True)
+        offers.create_voucher(session, code="FIVE", promotion="five")
+        offers.create_voucher(session, code="GONE", promotion="five", valid_to=utcnow() - timedelta(days=1))
+    cart = open_cart(client, admin_headers, anonymous_id="anon-9")
+    add(client, admin_headers, cart["id"], "TEE-M", 2)
+    add(client, admin_headers, cart["id"], "M-1", 1)  # no price in any list
+    got = client.get(f"/api/v1/carts/{cart['id']}", headers=admin_headers).json()
+    assert [(ln["sku"], ln["unit_price"], ln["discount"], ln["total"]) for ln in got["lines"]] == \
+        [("TEE-M", "20.00", "4.00", "36.00"), ("M-1", None, None, None)]
+    assert got["lines"][1]["problem"].startswith("no price for SKU M-1")
+    assert (got["priced"], got["total"]) == (True, "36.00")
+    r = client.post(f"/api/v1/carts/{cart['id']}/vouchers", json={"code": "gone", "channel": "web"},
+                    headers=admin_headers)
+    assert (r.status_code, r.json()["code"], r.json()["field"]) == (422, "voucher_expired", "code")
+    r = client.post(f"/api/v1/carts/{cart['id']}/vouchers", json={"code": "NOPE", "channel": "web"},
+                    headers=admin_headers)
+    assert (r.status_code, r.json()["code"], r.json()["field"]) == (404, "unknown_voucher", "code")
+    r = client.post(f"/api/v1/carts/{cart['id']}/vouchers", json={"code": "five", "channel": "web"},
+                    headers=admin_headers)
+    # same priority: promotions apply in code order, 5 off 40.00 first, then 10 % off the tees' 35.00
+    assert (r.status_code, r.json()["total"], r.json()["voucher_codes"]) == (200, "31.50", ["FIVE"])
+    assert Decimal(r.json()["discount"]) == Decimal("8.50")

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from omnijourney.catalog.service import VariantInfo
 from omnijourney.core.errors import OmniError
 from omnijourney.pricing import engine
+from omnijourney.pricing.quoting import quote as pricing_quote
 
 
 @dataclass(slots=True)
@@ -51,8 +52,10 @@ class CartQuote:
 def _pricing_quote(session: Session, *, currency: str, channel_code: str, customer_id: str | None,
                    lines: Sequence[engine.BasketLine], voucher_codes: Sequence[str],
                    strict_vouchers: bool) -> engine.Quote | None:
-    """The pricing service's quote, or None while pricing has no database-backed quote."""
-    return None
+    """The pricing service's quote (``pricing.quoting.quote``) of a basket of distinct SKUs."""
+    return pricing_quote(session, channel_code=channel_code, lines=[(b.sku, b.quantity) for b in lines],
+                         customer_id=customer_id, vouchers=voucher_codes, currency=currency,
+                         strict_vouchers=strict_vouchers)
 
 
 def quote_cart(session: Session, *, currency: str, channel_code: str, customer_id: str | None,
