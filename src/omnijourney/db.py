@@ -206,3 +206,28 @@ def select_pairs(session: Session, sql: str, pairs: Sequence[tuple[Any, Any]]) -
     finally:
         cur.close()
     return out
+
+
+def bulk_update(session: Session, table: Any, key: str, rows: Sequence[dict[str, Any]]) -> None:
+    """``UPDATE table SET ... WHERE key = ...`` for many rows in one driver call (pipelined on PostgreSQL)."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    names, data = encode_rows(table, rows, dialect)
+    cols = [n for n in names if n != key]
+    order = [names.index(n) for n in cols] + [names.index(key)]
+    params = [tuple(row[i] for i in order) for row in data]
+    if dialect == "postgresql":
+        def mark(n: str) -> str:
+            return "%s::jsonb" if _converter(table.c[n], dialect) is json_text else "%s"
+        sets = ", ".join(f'"{n}" = {mark(n)}' for n in cols)
+        sql = f'UPDATE "{table.name}" SET {sets} WHERE "{key}" = %s'
+    else:
+        sets = ", ".join(f'"{n}" = ?' for n in cols)
+        sql = f'UPDATE "{table.name}" SET {sets} WHERE "{key}" = ?'
+    raw = session.connection().connection.dbapi_connection
+    cur = raw.cursor()
+    try:
+        cur.executemany(sql, params)
+    finally:
+        cur.close()

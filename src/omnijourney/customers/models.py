@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omnijourney.core.types import BigIntPK, JSONType, UTCDateTime
@@ -37,7 +37,8 @@ class Identity(Base):
 
     type: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(320), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    # no foreign key: written in bulk by identity resolution only, which creates the profile first
+    customer_id: Mapped[str] = mapped_column(String(32))
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)  # when it was linked to its profile
     source_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 

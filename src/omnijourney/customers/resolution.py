@@ -8,17 +8,19 @@ slice cannot change underneath.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from omnijourney.config import IdentitySettings
 from omnijourney.core.time import utcnow
+from omnijourney.core.types import UTCDateTime
 from omnijourney.customers.graph import Graph, Profile
 from omnijourney.customers.identifiers import Extractor, Identifier
 from omnijourney.customers.models import Customer, Identity, Merge
-from omnijourney.db import bulk_insert, select_pairs
+from omnijourney.db import bulk_insert, bulk_update, select_pairs
 from omnijourney.tracking.messages import Message
 from omnijourney.tracking.models import Event
 
@@ -47,28 +49,29 @@ def message_identifiers(ex: Extractor, m: Message) -> list[Identifier]:
 def load_graph(session: Session, settings: IdentitySettings, wanted: set[Identifier]) -> Graph:
     """The profiles owning ``wanted`` identifiers, with all their identifiers."""
     graph = Graph(settings, utcnow())
-    sql = "SELECT DISTINCT i.customer_id FROM identities i JOIN p ON i.type = p.a AND i.value = p.b"
-    rows = select_pairs(session, sql, list(wanted))
-    owners: set[str] = {r[0] for r in rows}
-    pending = owners
-    while pending:  # follow merged_into pointers (normally one hop at most)
+    # one round trip: every identifier of every profile that owns one of ``wanted``
+    sql = ("SELECT o.type, o.value, o.customer_id, o.first_seen FROM identities o WHERE o.customer_id IN "
+           "(SELECT i.customer_id FROM identities i JOIN p ON i.type = p.a AND i.value = p.b)")
+    idents = select_pairs(session, sql, list(wanted))
+    table = Customer.__table__
+    pending = {r[2] for r in idents}
+    while pending:  # profiles, following merged_into pointers (normally none: identities move on merge)
         ids = list(pending)
         pending = set()
         for part in chunks(ids):
-            for c in session.scalars(select(Customer).where(Customer.id.in_(part))):
-                graph.add_profile(Profile(id=c.id, created_at=c.created_at, traits=dict(c.traits),
-                                          trait_meta={k: list(v) for k, v in c.trait_meta.items()},
-                                          consent=dict(c.consent), merge_count=c.merge_count,
-                                          merged_into=c.merged_into))
-                if c.merged_into and c.merged_into not in graph.profiles:
-                    pending.add(c.merged_into)
-    for part in chunks(list(owners)):
-        rows = session.execute(
-            select(Identity.type, Identity.value, Identity.customer_id, Identity.first_seen)
-            .where(Identity.customer_id.in_(part))
-        )
-        for t, v, cid, first_seen in rows:
-            graph.add_identity(t, v, cid, first_seen)
+            rows = session.execute(select(table.c.id, table.c.created_at, table.c.traits, table.c.trait_meta,
+                                          table.c.consent, table.c.merge_count, table.c.merged_into)
+                                   .where(table.c.id.in_(part)))
+            for cid, created_at, traits, meta, consent, merge_count, merged_into in rows:
+                graph.add_profile(Profile(id=cid, created_at=created_at, traits=traits, trait_meta=meta,
+                                          consent=consent, merge_count=merge_count, merged_into=merged_into))
+                if merged_into and merged_into not in graph.profiles:
+                    pending.add(merged_into)
+    to_time = UTCDateTime().process_result_value if session.get_bind().dialect.name == "sqlite" else None
+    for t, v, cid, first_seen in idents:
+        if to_time is not None and isinstance(first_seen, str):
+            first_seen = to_time(datetime.fromisoformat(first_seen), None)
+        graph.add_identity(t, v, cid, first_seen)
     return graph
 
 
@@ -126,15 +129,7 @@ def save_graph(session: Session, graph: Graph) -> None:
             updates.append(row)
     if new_rows:
         bulk_insert(session, Customer.__table__, new_rows)
-    if updates:
-        table = Customer.__table__
-        session.execute(
-            update(table).where(table.c.id == bindparam("pk")).values(
-                traits=bindparam("traits"), trait_meta=bindparam("trait_meta"), consent=bindparam("consent"),
-                merge_count=bindparam("merge_count"), merged_into=bindparam("merged_into"),
-                updated_at=bindparam("updated_at")),
-            [{("pk" if k == "id" else k): v for k, v in u.items()} for u in updates],
-        )
+    bulk_update(session, Customer.__table__, "id", updates)
     if graph.links:
         bulk_insert(session, Identity.__table__, [
             {"type": link.type, "value": link.value, "customer_id": graph.survivor_of(link.customer_id),

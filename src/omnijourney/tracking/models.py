@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import Boolean, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omnijourney.core.types import BigIntPK, JSONType, UTCDateTime
@@ -41,7 +41,8 @@ class Event(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    source_id: Mapped[str | None] = mapped_column(ForeignKey("sources.id"), nullable=True)
+    # no foreign key: a per-row trigger on the hottest insert path; sources are never deleted
+    source_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     message_id: Mapped[str] = mapped_column(String(200))
     type: Mapped[str] = mapped_column(String(16))  # track, identify, page, screen, group, alias
     event: Mapped[str | None] = mapped_column(String(200), nullable=True)  # name (track) / page name

@@ -91,7 +91,6 @@ def upgrade() -> None:
     sa.Column('properties', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('traits', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
     sa.Column('context', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
-    sa.ForeignKeyConstraint(['source_id'], ['sources.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('source_id', 'message_id', name='uq_events_source_message')
     )
@@ -105,7 +104,6 @@ def upgrade() -> None:
     sa.Column('customer_id', sa.String(length=32), nullable=False),
     sa.Column('first_seen', omnijourney.core.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('source_id', sa.String(length=32), nullable=True),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], ),
     sa.PrimaryKeyConstraint('type', 'value')
     )
     with op.batch_alter_table('identities', schema=None) as batch_op:
