@@ -132,16 +132,33 @@ def test_same_basket_same_price_in_every_channel_unless_a_rule_targets_one(db: D
 def test_quote_uses_the_same_few_queries_for_any_basket(db: Database) -> None:
     shop(db)
     promo(db, "p", {"type": "percent_off", "percent": "10"})
-    seen: list[str] = []
-    listener = lambda *a: seen.append(a[2])  # noqa: E731
+    counts = []
     for lines in ([("TEE-S", 1)], [("TEE-S", 1), ("TEE-M", 2), ("HOOD-M", 1), ("SOCK-1", 4)]):
+        seen: list[str] = []
+        listener = lambda *a, seen=seen: seen.append(a[2])  # noqa: E731
         with db.transaction(write=False) as s:
             service.quote(s, channel_code="web", lines=lines, at=NOW)  # warms the promotion cache
-            seen.clear()
             event.listen(db.engine, "before_cursor_execute", listener)
             service.quote(s, channel_code="web", lines=lines, at=NOW)
             event.remove(db.engine, "before_cursor_execute", listener)
-        assert len(seen) <= 9, seen
+        counts.append(len(seen))
+    # channel, 2 catalog look-ups, price lists, their entries, market, rates, promotions stamp
+    assert counts == [8, 8]
+
+
+def test_segments_come_from_the_surviving_profile_and_the_call(db: Database) -> None:
+    shop(db)
+    customer(db, "survivor", ["vip"])
+    with db.transaction() as s:
+        s.add(Customer(id="old", merged_into="survivor", traits={}, created_at=NOW, updated_at=NOW))
+        service.create_price_list(s, code="vip", name="VIP", currency="EUR", kind="segment", segments=["vip"])
+        service.create_price_list(s, code="staff", name="Staff", currency="EUR", kind="segment", segments=["staff"])
+        service.set_prices(s, price_list="vip", prices={"TEE-S": "17.00"})
+        service.set_prices(s, price_list="staff", prices={"HOOD-M": "30.00"})
+    with db.transaction(write=False) as s:
+        q = service.quote(s, channel_code="web", lines=[("TEE-S", 1), ("HOOD-M", 1)], customer_id="old",
+                          segments=["staff"], at=NOW)
+    assert [(ln.price_list, ln.unit_price) for ln in q.lines] == [("vip", D("17.00")), ("staff", D("30.00"))]
 
 
 @pytest.mark.parametrize(("body", "status", "code", "field"), [

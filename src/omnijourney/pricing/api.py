@@ -14,6 +14,7 @@ from omnijourney.pricing import consistency, service
 from omnijourney.pricing.models import Promotion
 from omnijourney.pricing.offers import promotion_spec
 from omnijourney.pricing.schemas import (
+    ConsistencyRead,
     MarketRead,
     MarketSet,
     PriceListCreate,
@@ -49,18 +50,13 @@ def quote(body: QuoteRequest, db: DatabaseDep, _: CanRead) -> QuoteRead:
     return QuoteRead.model_validate(result)
 
 
-@router.get("/consistency")
-def check_consistency(db: DatabaseDep, _: CanRead, at: datetime | None = None) -> dict:
-    """SKUs whose effective price differs between channels, unexplained or explained by a channel rule."""
+@router.get("/consistency", response_model=ConsistencyRead)
+def check_consistency(db: DatabaseDep, _: CanRead, at: datetime | None = None) -> ConsistencyRead:
+    """SKUs whose effective price differs between channels: unexplained, missing a price, or explained by a
+    channel rule (a channel price list or a channel-targeted promotion)."""
     with db.transaction(write=False) as session:
         report = consistency.check(session, at=at)
-    return {"at": report.at, "channels": list(report.channels), "skus_checked": report.skus_checked,
-            "products": list(report.products),
-            "findings": [{"product_id": f.product_id, "sku": f.sku, "status": f.status, "reason": f.reason,
-                          "prices": [{"channel": p.channel, "currency": p.currency,
-                                      "price": None if p.price is None else str(p.price),
-                                      "neutral": None if p.neutral is None else str(p.neutral),
-                                      "rules": list(p.rules)} for p in f.prices]} for f in report.findings]}
+    return ConsistencyRead.model_validate(report)
 
 
 @router.post("/price-lists", status_code=201, response_model=PriceListRead)

@@ -258,3 +258,28 @@ class QuoteRead(_Read):
     shipping: Decimal
     tax_total: Decimal
     total: Decimal
+
+
+class ChannelPriceRead(_Read):
+    channel: str
+    currency: str
+    price: Decimal | None = Field(description="effective price in the channel; null: sold there without a price")
+    neutral: Decimal | None = Field(description="price from untargeted rules only (its base list, untargeted "
+                                                "promotions)")
+    rules: list[str] = Field(description="channel-targeted price list or promotions that changed the price")
+
+
+class FindingRead(_Read):
+    product_id: str
+    sku: str
+    status: Literal["unexplained", "missing_price", "explained"]
+    reason: str
+    prices: list[ChannelPriceRead]
+
+
+class ConsistencyRead(_Read):
+    at: datetime
+    channels: list[str]
+    skus_checked: int
+    products: list[str] = Field(description="products with an unexplained difference or a missing price")
+    findings: list[FindingRead]
