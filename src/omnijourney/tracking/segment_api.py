@@ -137,9 +137,10 @@ def _source_or_raise(app: FastAPI, key: str | None) -> SourceRef:
     return source
 
 
-def _process_batch(app: FastAPI, raw: bytes, encoding: str | None, authorization: str | None,
-                   received_at: datetime) -> Response:
-    """Decode, validate and store one batch; blocking (runs in the thread pool)."""
+def _parse_batch(app: FastAPI, raw: bytes, encoding: str | None, authorization: str | None,
+                 received_at: datetime) -> tuple[list[Message], list[dict[str, Any]]] | Response:
+    """Decode and validate one batch: its valid messages and its rejections, or an error response;
+    blocking (runs in the thread pool)."""
     data = decompress(raw, encoding, limit=MAX_BATCH_BYTES, batch=True)
     body = parse_json(data)
     source = _source_or_raise(app, write_key_from(authorization, body))
@@ -150,52 +151,63 @@ def _process_batch(app: FastAPI, raw: bytes, encoding: str | None, authorization
         what = first.message if len(rejected) == 1 else \
             f"all {len(rejected)} messages were rejected; the first (index {first.index}): {first.message}"
         return _json({"code": first.code, "message": what, "rejected": rejected}, 400)
-    accepted, duplicates = _store(app, parsed.messages)
-    return _json({"success": True, "accepted": accepted, "duplicates": duplicates, "rejected": rejected})
+    return parsed.messages, rejected
 
 
-def _store(app: FastAPI, messages: list[Message]) -> tuple[int, int]:
-    """One write transaction for ``messages``: (newly stored, duplicates); blocking."""
+def _store(app: FastAPI, messages: list[Message]) -> set[tuple[str | None, str]]:
+    """One write transaction for ``messages``; the (source, messageId) keys newly stored; blocking."""
     if not messages:
-        return 0, 0
+        return set()
     db = app.state.db
     identity = app.state.settings.identity
     # Encoding rows and extracting identifiers needs no database: done before the write transaction so
     # it does not hold the write lock.
     prepared = prepare(messages, identity, db.dialect)
     with db.transaction() as session:
-        result = ingest(session, messages=prepared, settings=identity)
-    return result.accepted, result.duplicates
+        return ingest(session, messages=prepared, settings=identity).stored
+
+
+# Requests waiting while a write runs are stored together in the next one, up to this many messages.
+GROUP_MAX_MESSAGES = 5000
 
 
 class _GroupWriter:
-    """Stores single calls in groups (group commit): calls arriving while a write runs go together in the
-    next one. Ingestion is serialised by the identity lock anyway, so one transaction per call would only
-    queue connections on that lock; one writer per process keeps a burst to a few short transactions."""
+    """Group commit: requests (single calls and batches) arriving while a write runs go together in the
+    next one. Ingestion is serialised by the identity lock anyway, so one transaction per request would
+    only queue connections on that lock; one writer per process turns a burst into a few transactions
+    and spreads each transaction's fixed costs (lock, commit, look-ups) over more messages."""
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
-        self.pending: list[tuple[Message, asyncio.Future[None]]] = []
+        self.pending: list[tuple[list[Message], asyncio.Future[int]]] = []
         self.task: asyncio.Task[None] | None = None
 
-    async def write(self, message: Message) -> None:
-        """Return once ``message`` is committed; raise what its write raised (e.g. TooBusy)."""
+    async def write(self, messages: list[Message]) -> int:
+        """Return, once ``messages`` are committed, how many were new (the rest were already stored);
+        raise what their write raised (e.g. TooBusy)."""
         loop = asyncio.get_running_loop()
         if self.task is not None and self.task.get_loop() is not loop:  # an app served again by a new loop
             self.task, self.pending = None, []
-        done: asyncio.Future[None] = loop.create_future()
-        self.pending.append((message, done))
+        done: asyncio.Future[int] = loop.create_future()
+        self.pending.append((messages, done))
         if self.task is None:
             self.task = loop.create_task(self._run())
-        await done
+        return await done
+
+    def _next_group(self) -> list[tuple[list[Message], asyncio.Future[int]]]:
+        group, size = [], 0
+        while self.pending and (not group or size + len(self.pending[0][0]) <= GROUP_MAX_MESSAGES):
+            item = self.pending.pop(0)
+            group.append(item)
+            size += len(item[0])
+        return group
 
     async def _run(self) -> None:
         try:
             while self.pending:
-                group = self.pending[:MAX_BATCH_MESSAGES]
-                del self.pending[:MAX_BATCH_MESSAGES]
+                group = self._next_group()
                 try:
-                    await run_in_threadpool(_store, self.app, [m for m, _ in group])
+                    stored = await run_in_threadpool(_store, self.app, [m for ms, _ in group for m in ms])
                 except Exception as exc:
                     for _, done in group:
                         if not done.done():
@@ -205,11 +217,23 @@ class _GroupWriter:
                         done.cancel()
                     raise
                 else:
-                    for _, done in group:
+                    for messages, done in group:
                         if not done.done():
-                            done.set_result(None)
+                            done.set_result(_claim(messages, stored))
         finally:
             self.task = None
+
+
+def _claim(messages: list[Message], stored: set[tuple[str | None, str]]) -> int:
+    """How many of ``messages`` were newly stored; claimed keys are removed, so a message repeated in two
+    requests of one group counts as new once."""
+    new = 0
+    for m in messages:
+        key = (m.source_id, m.message_id)
+        if key in stored:
+            stored.discard(key)
+            new += 1
+    return new
 
 
 async def _receive_single(request: Request, kind: str, received_at: datetime) -> Response:
@@ -228,8 +252,8 @@ async def _receive_single(request: Request, kind: str, received_at: datetime) ->
         source = await run_in_threadpool(_source_or_raise, app, key)
     if source is None:
         raise invalid_write_key()
-    await app.state.segment_writer.write(parse_single(body, type_hint=kind, source=source,
-                                                      received_at=received_at))
+    await app.state.segment_writer.write([parse_single(body, type_hint=kind, source=source,
+                                                       received_at=received_at)])
     return Response(_SUCCESS, media_type=_JSON)
 
 
@@ -248,8 +272,14 @@ async def _receive(request: Request, kind: str | None) -> Response:
         raw = await _read_body(request, read_limit(True, encoding))
         if raw is None:
             raise too_large(True)
-        return await run_in_threadpool(_process_batch, request.app, raw, encoding,
-                                       request.headers.get("authorization"), received_at)
+        parsed = await run_in_threadpool(_parse_batch, request.app, raw, encoding,
+                                         request.headers.get("authorization"), received_at)
+        if isinstance(parsed, Response):
+            return parsed
+        messages, rejected = parsed
+        accepted = await request.app.state.segment_writer.write(messages) if messages else 0
+        return _json({"success": True, "accepted": accepted, "duplicates": len(messages) - accepted,
+                      "rejected": rejected})
     except SegmentError as exc:
         return _error(exc)
     finally:

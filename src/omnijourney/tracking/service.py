@@ -33,6 +33,7 @@ LOCK_TIMEOUT = "10s"
 class IngestResult:
     accepted: int  # newly stored
     duplicates: int  # already stored (same source and messageId): acknowledged, stored once
+    stored: set[tuple[str | None, str]]  # (source_id, message_id) of the newly stored
 
 
 @dataclass(slots=True)
@@ -102,7 +103,8 @@ def ingest(session: Session, *, messages: Sequence[Message] | PreparedBatch,
     rows = [r for r, k in zip(batch.rows, keep, strict=True) if k]
     write_rows(session, Event.__table__, [*batch.columns, "customer_id"],
                [(*r, cid) for r, cid in zip(rows, customer_ids, strict=True)])
-    return IngestResult(accepted=len(fresh), duplicates=total - len(fresh))
+    return IngestResult(accepted=len(fresh), duplicates=total - len(fresh),
+                        stored={(m.source_id, m.message_id) for m in fresh})
 
 
 def _not_stored(session: Session, messages: Sequence[Message]) -> list[bool]:
