@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/consistency.py [--products 300] [--channels 10] [--db sqlite|postgresql]
 
+On PostgreSQL it uses a database of its own, ``omni_bench_consistency`` (dropped and created again).
+
 Builds a catalog (3 variants per product), three base lists, a channel list, 50 promotions (a few
 targeting channels), then times ``pricing.consistency.check`` (the API and ``omni check consistency``
 run exactly this). Setup is not timed.
@@ -10,10 +12,8 @@ run exactly this). Setup is not timed.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.machine import describe
+from bench.quote import fresh_database
 from omnijourney.catalog import service as catalog
 from omnijourney.db import Database
-from omnijourney.migrate import upgrade
 from omnijourney.pricing import service
 from omnijourney.pricing.consistency import check
 
@@ -78,12 +78,7 @@ def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    if args.db == "sqlite":
-        url = f"sqlite:///{tempfile.mkdtemp(prefix='omni-bench-')}/consistency.db"
-    else:
-        url = os.environ.get("OMNI_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/omni_bench")
-    db = Database(url)
-    upgrade(db.engine)
+    db = fresh_database(args.db, "omni_bench_consistency")
     build(db, args.products, args.channels, random.Random(7))
     timings = []
     for _ in range(args.runs):

@@ -1,6 +1,7 @@
 """Benchmark: one in-process quote of a 20-line basket with 50 active promotions (target p99 < 10 ms).
 
 Run: ``.venv/bin/python bench/quote.py [--quotes 2000] [--lines 20] [--promotions 50] [--db sqlite|postgresql]``.
+On PostgreSQL it uses a database of its own, ``omni_bench_quote`` (dropped and created again).
 Measures the pure engine (``price_basket``) with the promotion index built once, as the service caches it
 per process; with ``--db`` also the whole service call (``pricing.service.quote``: its queries, in a read
 transaction as the API opens one per request) against a database holding the same rules.
@@ -71,14 +72,32 @@ def build(n_lines: int, n_promos: int, rng: random.Random):
     return lines, ctx, [base, web, vip], PromotionIndex(promos), vouchers
 
 
-def build_db(url: str, lines: list[BasketLine], lists: list[PriceList], index: PromotionIndex) -> Database:
+def fresh_database(kind: str, name: str) -> Database:
+    """An empty, migrated database of its own: a temporary SQLite file, or PostgreSQL database ``name``
+    (dropped and created again) on the server of ``OMNI_BENCH_PG_URL``."""
+    from sqlalchemy import create_engine, make_url, text
+
+    from omnijourney.migrate import upgrade
+
+    if kind == "sqlite":
+        db = Database(f"sqlite:///{tempfile.mkdtemp(prefix='omni-bench-')}/{name}.db")
+    else:
+        url = make_url(os.environ.get("OMNI_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+        admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        db = Database(url.set(database=name).render_as_string(hide_password=False))
+    upgrade(db.engine)
+    return db
+
+
+def build_db(db: Database, lines: list[BasketLine], lists: list[PriceList], index: PromotionIndex) -> None:
     """The same catalog slice, price lists and promotions in a database, through the services."""
     from omnijourney.catalog import service as catalog
-    from omnijourney.migrate import upgrade
     from omnijourney.pricing import service
 
-    db = Database(url)
-    upgrade(db.engine)
     with db.transaction() as s:
         catalog.create_channel(s, code="web-eu", name="Web", type="web", currency="EUR", market="DE",
                                default_price_list="base")
@@ -111,7 +130,6 @@ def build_db(url: str, lines: list[BasketLine], lists: list[PriceList], index: P
                 stacking_group=p.stacking_group, valid_from=p.valid_from, valid_to=p.valid_to,
                 segments=sorted(p.segments), currency="EUR", min_basket=p.min_basket, needs_voucher=p.needs_voucher)
         service.create_voucher(s, code="WELCOME", promotion="promo-013", max_uses=1000)
-    return db
 
 
 def _percentiles(timings: list[float]) -> str:
@@ -144,9 +162,8 @@ def main() -> None:
     if args.db:
         from omnijourney.pricing.service import quote
 
-        url = (f"sqlite:///{tempfile.mkdtemp(prefix='omni-bench-')}/quote.db" if args.db == "sqlite" else
-               os.environ.get("OMNI_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/omni_bench"))
-        db = build_db(url, lines, lists, index)
+        db = fresh_database(args.db, "omni_bench_quote")
+        build_db(db, lines, lists, index)
         basket = [(ln.sku, ln.quantity) for ln in lines]
         timings = []
         for i in range(args.quotes + 50):

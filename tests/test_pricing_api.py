@@ -142,8 +142,8 @@ def test_quote_uses_the_same_few_queries_for_any_basket(db: Database) -> None:
             service.quote(s, channel_code="web", lines=lines, at=NOW)
             event.remove(db.engine, "before_cursor_execute", listener)
         counts.append(len(seen))
-    # channel, 2 catalog look-ups, price lists, their entries, market, rates, promotions stamp
-    assert counts == [8, 8]
+    # channel, 2 catalog look-ups, price lists with their prices, market with its rates, promotions stamp
+    assert counts == [6, 6]
 
 
 def test_segments_come_from_the_surviving_profile_and_the_call(db: Database) -> None:

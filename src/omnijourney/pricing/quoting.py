@@ -1,8 +1,8 @@
 """``quote``: load what a basket needs in a handful of set-based queries, then run the pure engine.
 
 Queries per quote, whatever the number of lines: channel, customer (if any), variants (2, catalog),
-candidate price lists, their entries for the basket's SKUs, tax market and rates, the promotions stamp,
-vouchers and the customer's redemptions (only when codes were entered). Active promotions are kept per
+candidate price lists with their prices for the basket's SKUs, tax market with its rates, the promotions
+stamp, vouchers and the customer's redemptions (only when codes were entered). Active promotions are kept per
 process as a ``PromotionIndex`` and rebuilt when the stamp (count and latest ``updated_at`` of the
 promotions table) changes, so a change is seen by the very next quote.
 """
@@ -56,43 +56,49 @@ def promotion_index(session: Session) -> PromotionIndex:
 
 
 def market_for(session: Session, *, market: str, currency: str, with_shipping: bool = True) -> engine.Market:
-    """The engine's view of a tax market (no row: prices include tax, no rates, no shipping fee)."""
-    row = session.get(models.TaxMarket, market)
-    if row is None:
+    """The engine's view of a tax market (no row: prices include tax, no rates, no shipping fee), in one query."""
+    TM, TR = models.TaxMarket, models.TaxRate
+    rows = session.execute(select(TM.taxes_included, TM.shipping_fees, TR.tax_class, TR.rate_ppm)
+                           .outerjoin(TR, TR.market == TM.market).where(TM.market == market)).all()
+    if not rows:
         return engine.Market(market)
-    rates = session.execute(select(models.TaxRate.tax_class, models.TaxRate.rate_ppm)
-                            .where(models.TaxRate.market == market))
-    fee = Decimal(row.shipping_fees.get(currency, "0")) if with_shipping else ZERO
-    return engine.Market(market, row.taxes_included, {c: Decimal(ppm).scaleb(-6) for c, ppm in rates}, fee)
+    included, fees = rows[0][0], rows[0][1]
+    fee = Decimal(fees.get(currency, "0")) if with_shipping else ZERO
+    rates = {cls: Decimal(ppm).scaleb(-6) for _, _, cls, ppm in rows if cls is not None}
+    return engine.Market(market, included, rates, fee)
 
 
 def candidate_lists(session: Session, channel: Channel, skus: Iterable[str] | None) -> list[engine.PriceList]:
     """The channel's base list (its default; without one, every base list in its currency) and every active
-    targeted list, with their prices for ``skus`` (``None``: all prices)."""
-    base = models.PriceList.code == channel.default_price_list if channel.default_price_list else \
-        models.PriceList.currency == channel.currency
-    rows = list(session.scalars(select(models.PriceList).where(
-        models.PriceList.active.is_(True), or_(models.PriceList.kind != "base", base))))
-    if channel.default_price_list:
-        default = next((r for r in rows if r.code == channel.default_price_list), None)
-        if default is None:
-            raise Invalid(f"channel {channel.code} names price list {channel.default_price_list!r}, which does not "
-                          "exist or is not active", field="channel_code", code="no_price_list")
-        if default.currency != channel.currency:
-            raise Invalid(f"channel {channel.code} sells in {channel.currency} but its price list {default.code} is "
-                          f"in {default.currency}", field="channel_code", code="currency_mismatch")
-    prices: dict[str, dict[str, Decimal]] = {r.code: {} for r in rows}
-    currency = {r.code: r.currency for r in rows}
-    if rows:
-        stmt = select(models.PriceEntry.price_list_code, models.PriceEntry.sku, models.PriceEntry.amount_minor) \
-            .where(models.PriceEntry.price_list_code.in_(sorted(prices)))
-        if skus is not None:
-            stmt = stmt.where(models.PriceEntry.sku.in_(sorted(set(skus))))
-        for code, sku, minor in session.execute(stmt):
-            prices[code][sku] = from_minor(minor, currency[code])
-    return [engine.PriceList(r.code, r.currency, prices[r.code], r.priority, frozenset(r.channel_codes),
-                             frozenset(r.channel_types), frozenset(r.segments), r.valid_from, r.valid_to,
-                             r.prices_include_tax) for r in rows]
+    targeted list, with their prices for ``skus`` (``None``: all prices), in one query."""
+    PL, PE = models.PriceList, models.PriceEntry
+    base = PL.code == channel.default_price_list if channel.default_price_list else PL.currency == channel.currency
+    on = PE.price_list_code == PL.code
+    if skus is not None:
+        on = and_(on, PE.sku.in_(sorted(set(skus))))
+    rows = session.execute(
+        select(PL.code, PL.currency, PL.priority, PL.channel_codes, PL.channel_types, PL.segments, PL.valid_from,
+               PL.valid_to, PL.prices_include_tax, PE.sku, PE.amount_minor)
+        .outerjoin(PE, on).where(PL.active.is_(True), or_(PL.kind != "base", base)).order_by(PL.code)).all()
+    heads: dict[str, tuple] = {}
+    prices: dict[str, dict[str, Decimal]] = {}
+    for row in rows:
+        code, currency = row[0], row[1]
+        if code not in heads:
+            heads[code], prices[code] = tuple(row[:9]), {}
+        if row.sku is not None:
+            prices[code][row.sku] = from_minor(row.amount_minor, currency)
+    default = channel.default_price_list
+    if default:
+        if default not in heads:
+            raise Invalid(f"channel {channel.code} names price list {default!r}, which does not exist or is not "
+                          "active", field="channel_code", code="no_price_list")
+        if heads[default][1] != channel.currency:
+            raise Invalid(f"channel {channel.code} sells in {channel.currency} but its price list {default} is in "
+                          f"{heads[default][1]}", field="channel_code", code="currency_mismatch")
+    return [engine.PriceList(code, cur, prices[code], prio, frozenset(codes), frozenset(types), frozenset(segs),
+                             start, end, incl)
+            for code, (_, cur, prio, codes, types, segs, start, end, incl) in heads.items()]
 
 
 def customer_segments(session: Session, customer_id: str) -> tuple[str, frozenset[str]]:
