@@ -176,3 +176,12 @@ def test_concurrent_batches_resolve_to_one_profile_per_person(db: Database) -> N
     for value, cid in per_person:
         p = value.removeprefix("person-")
         assert customer_of(db, "email", f"p{p}@x.io") == cid
+
+
+def test_awkward_text_is_stored_exactly(db: Database) -> None:
+    web = source(db, "web")
+    props = {"q": 'tab\there\nnew line \\ back\\slash "quoted" \r ünïcødé ✓', "n": [1, 2.5, None, True]}
+    send(db, msg(web, anonymous_id="tab\tid", event="Search\tDone", properties=props))
+    with db.transaction(write=False) as s:
+        row = s.execute(select(Event.anonymous_id, Event.event, Event.properties)).one()
+    assert tuple(row) == ("tab\tid", "Search\tDone", props)

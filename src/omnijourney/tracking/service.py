@@ -21,7 +21,7 @@ from omnijourney.config import IdentitySettings
 from omnijourney.core.errors import TooBusy
 from omnijourney.customers.identifiers import Identifier
 from omnijourney.customers.resolution import extractor_for, message_identifiers, resolve_messages
-from omnijourney.db import advisory_lock, json_text, select_pairs, sqlite_time, write_rows
+from omnijourney.db import advisory_lock, copy_field, copy_lines, json_text, select_pairs, sqlite_time, write_rows
 from omnijourney.tracking.messages import Message
 from omnijourney.tracking.models import Event
 
@@ -43,7 +43,7 @@ class PreparedBatch:
     messages: list[Message]
     identifiers: list[list[Identifier]]
     columns: list[str]
-    rows: list[tuple[Any, ...]]
+    rows: list[tuple[Any, ...]] | list[str]  # driver tuples; on PostgreSQL COPY text lines less customer_id
     dialect: str
 
 
@@ -66,7 +66,12 @@ def prepare(messages: Sequence[Message], settings: IdentitySettings, dialect: st
          json(m.traits), json(m.context or None))
         for m in unique
     ]
+    if dialect == "postgresql":
+        rows = ["\t".join(map(copy_field, r)) + "\t" for r in rows]
     return PreparedBatch(unique, [message_identifiers(ex, m) for m in unique], EVENT_COLUMNS, rows, dialect)
+
+
+NULL = "\\N"
 
 
 def _same(value: Any) -> Any:
@@ -101,8 +106,12 @@ def ingest(session: Session, *, messages: Sequence[Message] | PreparedBatch,
     idents = [i for i, k in zip(batch.identifiers, keep, strict=True) if k]
     customer_ids = resolve_messages(session, fresh, idents, settings)
     rows = [r for r, k in zip(batch.rows, keep, strict=True) if k]
-    write_rows(session, Event.__table__, [*batch.columns, "customer_id"],
-               [(*r, cid) for r, cid in zip(rows, customer_ids, strict=True)])
+    columns = [*batch.columns, "customer_id"]
+    if batch.dialect == "postgresql":
+        copy_lines(session, Event.__table__, columns,
+                   "".join(f"{r}{cid or NULL}\n" for r, cid in zip(rows, customer_ids, strict=True)))
+    else:
+        write_rows(session, Event.__table__, columns, [(*r, cid) for r, cid in zip(rows, customer_ids, strict=True)])
     return IngestResult(accepted=len(fresh), duplicates=total - len(fresh),
                         stored={(m.source_id, m.message_id) for m in fresh})
 
