@@ -357,4 +357,8 @@ def test_manage_price_lists_promotions_and_vouchers(db: Database, client: TestCl
     r = client.post(f"{api}/vouchers/SPRING/redemptions", headers=admin_headers, json={"order_ref": "o-2"})
     assert (r.status_code, r.json()["code"]) == (409, "voucher_exhausted")
     assert client.get(f"{api}/vouchers/spring", headers=admin_headers).json()["used"] == 1
+    r = client.patch(f"{api}/vouchers/spring", headers=admin_headers, json={"max_uses": 0})
+    assert (r.status_code, r.json()["field"]) == (422, "max_uses")
+    r = client.patch(f"{api}/vouchers/spring", headers=admin_headers, json={"max_uses": 5, "active": False})
+    assert (r.json()["max_uses"], r.json()["active"], r.json()["used"]) == (5, False, 1)
     assert client.get(f"{api}/price-lists", headers={}).status_code == 401

@@ -31,6 +31,7 @@ from omnijourney.pricing.schemas import (
     RedemptionRead,
     VoucherCreate,
     VoucherRead,
+    VoucherUpdate,
 )
 
 router = APIRouter(prefix="/pricing", tags=["pricing"])
@@ -151,6 +152,11 @@ def list_vouchers(session: SessionDep, _: CanRead, promotion: str | None = None)
 @router.get("/vouchers/{code}", response_model=VoucherRead)
 def get_voucher(code: str, session: SessionDep, _: CanRead) -> object:
     return service.get_voucher(session, code=code)
+
+
+@router.patch("/vouchers/{code}", response_model=VoucherRead)
+def update_voucher(code: str, body: VoucherUpdate, session: SessionDep, _: CanWrite) -> object:
+    return service.update_voucher(session, code=code, changes=body.model_dump(exclude_unset=True))
 
 
 @router.post("/vouchers/{code}/redemptions", status_code=201, response_model=RedemptionRead)

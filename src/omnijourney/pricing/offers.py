@@ -150,6 +150,26 @@ def get_voucher(session: Session, *, code: str, field: str = "code") -> Voucher:
     return row
 
 
+def update_voucher(session: Session, *, code: str, changes: Mapping[str, Any]) -> Voucher:
+    """Change ``active``, ``max_uses`` (never below what was used), ``per_customer_limit`` or the window."""
+    row = get_voucher(session, code=code)
+    allowed = ("active", "max_uses", "per_customer_limit", "valid_from", "valid_to")
+    unknown = sorted(set(changes) - set(allowed))
+    if unknown:
+        raise Invalid(f"voucher field {unknown[0]!r} cannot be changed", field=unknown[0])
+    merged = {f: getattr(row, f) for f in allowed} | dict(changes)
+    for name in ("max_uses", "per_customer_limit"):
+        if merged[name] is not None and merged[name] < 1:
+            raise Invalid(f"{name} must be at least 1 (or absent for no limit)", field=name)
+    if merged["max_uses"] is not None and merged["max_uses"] < row.used:
+        raise Conflict(f"voucher {row.code} was used {row.used} times already", field="max_uses")
+    row.valid_from, row.valid_to = v.window(merged["valid_from"], merged["valid_to"])
+    row.active, row.max_uses, row.per_customer_limit = bool(merged["active"]), merged["max_uses"], \
+        merged["per_customer_limit"]
+    session.flush()
+    return row
+
+
 def list_vouchers(session: Session, *, promotion: str | None = None) -> list[Voucher]:
     stmt = select(Voucher).order_by(Voucher.code)
     if promotion is not None:

@@ -153,6 +153,14 @@ class VoucherCreate(BaseModel):
     valid_to: datetime | None = None
 
 
+class VoucherUpdate(BaseModel):
+    active: bool | None = None
+    max_uses: int | None = None
+    per_customer_limit: int | None = None
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+
+
 class VoucherRead(_Read):
     code: str
     promotion_code: str

@@ -29,6 +29,7 @@ from omnijourney.pricing.offers import (  # noqa: F401  (the public surface of t
     list_vouchers,
     redeem_voucher,
     update_promotion,
+    update_voucher,
 )
 from omnijourney.pricing.quoting import quote  # noqa: F401
 
