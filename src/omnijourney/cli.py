@@ -7,11 +7,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from omnijourney.pricing.cli import check_app
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Omnijourney: one backend for every channel.")
 sources_app = typer.Typer(no_args_is_help=True, help="Sources: one write key per channel instance.")
 keys_app = typer.Typer(no_args_is_help=True, help="Server API keys.")
 app.add_typer(sources_app, name="sources")
 app.add_typer(keys_app, name="keys")
+app.add_typer(check_app, name="check")
 console = Console()
 
 
