@@ -9,6 +9,7 @@ changed since. Every change writes its timeline event in the same transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from omnijourney.catalog.models import Channel
 from omnijourney.core.errors import Conflict, Invalid, NotFound
 from omnijourney.core.ids import new_id
 from omnijourney.core.time import utcnow
+from omnijourney.customers.hooks import on_merge
 from omnijourney.customers.models import Identity
 from omnijourney.customers.service import survivor
 from omnijourney.tracking import timeline
@@ -374,3 +376,27 @@ def record_event(session: Session, *, cart: Cart, channel: Channel, event: str, 
 
 def view_of(session: Session, *, cart: Cart, channel_code: str) -> CartView:
     return _view(session, cart, channel_code)
+
+
+# ---------------------------------------------------------------- when identity resolution merges two profiles
+
+@on_merge
+def follow_profile_merge(session: Session, pairs: Sequence[tuple[str, str]]) -> None:
+    """Carts follow their owner into the surviving profile. Two active carts become one by the ``assign``
+    merge rule (the survivor's cart keeps its id); other carts simply change owner."""
+    for merged_id, survivor_id in pairs:
+        carts = list(session.scalars(select(Cart).where(Cart.customer_id == merged_id).order_by(Cart.id)))
+        if not carts:
+            continue
+        target = _active_cart(session, customer_id=survivor_id, anonymous_id=None)
+        for cart in carts:
+            if cart.status == "active" and target is not None:
+                for cid in sorted({cart.id, target.id}):
+                    _changeable(session, cid, None)
+                _merge_lines(session, source=cart, target=target)
+                cart.status, cart.merged_into = "merged", target.id
+                target.updated_at = cart.updated_at = utcnow()
+            elif cart.status == "active":
+                target = cart
+            cart.customer_id = survivor_id
+        _flush(session)

@@ -18,6 +18,7 @@ from omnijourney.config import IdentitySettings
 from omnijourney.core.time import utcnow
 from omnijourney.core.types import UTCDateTime
 from omnijourney.customers.graph import Graph, Profile
+from omnijourney.customers.hooks import profiles_merged
 from omnijourney.customers.identifiers import Extractor, Identifier
 from omnijourney.customers.models import Customer, Identity, Merge
 from omnijourney.db import bulk_insert, bulk_update, select_pairs
@@ -143,6 +144,7 @@ def save_graph(session: Session, graph: Graph) -> None:
             for m in graph.merges
         ])
         stored_losers = [m.merged_id for m in graph.merges if not graph.profiles[m.merged_id].new]
+        profiles_merged(session, [(loser, graph.survivor_of(loser)) for loser in stored_losers])
         for loser in stored_losers:
             survivor = graph.survivor_of(loser)
             session.execute(update(Identity).where(Identity.customer_id == loser).values(customer_id=survivor))

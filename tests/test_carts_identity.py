@@ -1,0 +1,38 @@
+"""Carts follow their owner when identity resolution finds two profiles are one person."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from omnijourney.carts.models import Cart
+from omnijourney.db import Database
+from tests import factories_catalog as fc
+from tests.factories import msg, send, source
+from tests.test_carts import add, lines, open_cart
+from tests.test_identity import customer_of
+
+
+def test_two_profiles_carts_become_one(client: TestClient, db: Database, admin_headers: dict[str, str]) -> None:
+    fc.shop(db)
+    web, store = source(db, "web"), source(db, "store", store="store-12")
+    send(db, msg(web, "identify", user_id="u-1", anonymous_id="w-1", minutes=0))
+    send(db, msg(store, "identify", anonymous_id="pos-1", minutes=5,
+                 context={"externalIds": [{"id": "LC-1", "type": "loyalty_card"}]}))
+    first, second = customer_of(db, "user_id", "u-1"), customer_of(db, "loyalty_card", "LC-1")
+    kept = open_cart(client, admin_headers, customer_id=first)["id"]
+    other = open_cart(client, admin_headers, customer_id=second, channel="store-12")["id"]
+    assert add(client, admin_headers, kept, "TEE-M", 1).status_code == 200
+    assert add(client, admin_headers, other, "TEE-M", 2, channel="store-12").status_code == 200
+    assert add(client, admin_headers, other, "SOCK-1", 1, channel="store-12").status_code == 200
+
+    send(db, msg(web, "identify", user_id="u-1", minutes=10,
+                 context={"externalIds": [{"id": "LC-1", "type": "loyalty_card"}]}))
+
+    assert lines(db, kept) == {"TEE-M": 3, "SOCK-1": 1}
+    with db.transaction(write=False) as s:
+        merged = s.get(Cart, other)
+        assert (merged.status, merged.merged_into, merged.customer_id) == ("merged", kept, first)
+        assert s.scalars(select(Cart.id).where(Cart.status == "active")).all() == [kept]
+    listed = client.get("/api/v1/carts", params={"customer_id": second}, headers=admin_headers).json()
+    assert [c["id"] for c in (listed["items"] if isinstance(listed, dict) else listed)] == [kept]
