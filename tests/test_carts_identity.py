@@ -36,3 +36,22 @@ def test_two_profiles_carts_become_one(client: TestClient, db: Database, admin_h
         assert s.scalars(select(Cart.id).where(Cart.status == "active")).all() == [kept]
     listed = client.get("/api/v1/carts", params={"customer_id": second}, headers=admin_headers).json()
     assert [c["id"] for c in (listed["items"] if isinstance(listed, dict) else listed)] == [kept]
+
+
+def test_logging_in_adopts_the_anonymous_cart(client: TestClient, db: Database, admin_headers: dict[str, str]) -> None:
+    fc.shop(db)
+    web, app = source(db, "web"), source(db, "app")
+    send(db, msg(app, "identify", user_id="u-7", anonymous_id="phone-1", minutes=0))
+    known = customer_of(db, "user_id", "u-7")
+    theirs = open_cart(client, admin_headers, customer_id=known)["id"]
+    assert add(client, admin_headers, theirs, "TEE-S", 1).status_code == 200
+    # on the laptop, not logged in yet
+    anon = open_cart(client, admin_headers, anonymous_id="laptop-1")["id"]
+    assert add(client, admin_headers, anon, "TEE-S", 1).status_code == 200
+    assert add(client, admin_headers, anon, "HOOD-M", 1).status_code == 200
+    send(db, msg(web, "track", anonymous_id="laptop-1", event="Cart Viewed", minutes=5))
+    assert lines(db, anon) == {"TEE-S": 1, "HOOD-M": 1}  # still anonymous: nobody logged in
+    send(db, msg(web, "identify", anonymous_id="laptop-1", user_id="u-7", minutes=6))  # the login
+    assert lines(db, theirs) == {"TEE-S": 2, "HOOD-M": 1}
+    with db.transaction(write=False) as s:
+        assert s.get(Cart, anon).status == "merged"

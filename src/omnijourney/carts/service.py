@@ -25,7 +25,7 @@ from omnijourney.catalog.models import Channel
 from omnijourney.core.errors import Conflict, Invalid, NotFound
 from omnijourney.core.ids import new_id
 from omnijourney.core.time import utcnow
-from omnijourney.customers.hooks import on_merge
+from omnijourney.customers.hooks import on_known, on_merge
 from omnijourney.customers.models import Identity
 from omnijourney.customers.service import survivor
 from omnijourney.tracking import timeline
@@ -400,3 +400,18 @@ def follow_profile_merge(session: Session, pairs: Sequence[tuple[str, str]]) -> 
                 target = cart
             cart.customer_id = survivor_id
         _flush(session)
+
+
+@on_known
+def adopt_anonymous_carts(session: Session, customer_ids: Sequence[str]) -> None:
+    """A visitor who logs in, gives an email or scans a card keeps the cart they filled anonymously: their
+    anonymous carts are assigned to the profile by the ``assign`` rule, in the channel the cart was last used."""
+    anonymous = select(Identity.value).where(Identity.type == "anonymous_id", Identity.customer_id.in_(customer_ids))
+    rows = session.execute(
+        select(Cart.id, Cart.channel_code, Identity.customer_id)
+        .join(Identity, and_(Identity.type == "anonymous_id", Identity.value == Cart.anonymous_id))
+        .where(Cart.customer_id.is_(None), Cart.status == "active", Cart.anonymous_id.in_(anonymous))
+        .order_by(Cart.id)
+    ).all()
+    for cart_id, channel_code, customer_id in rows:
+        assign(session, cart_id=cart_id, customer_id=customer_id, channel_code=channel_code)

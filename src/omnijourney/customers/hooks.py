@@ -1,8 +1,9 @@
-"""What other domains do when two profiles turn out to be one person.
+"""What other domains do when two profiles turn out to be one person, or a visitor becomes known.
 
-Identity resolution calls every registered handler with the (merged, survivor) pairs of a merge, inside
-its transaction, so a domain that keys rows by customer (carts, later orders or loyalty accounts) can
-follow the merge without the customers package knowing its tables.
+Identity resolution calls every registered handler inside its transaction: merge handlers with the
+(merged, survivor) pairs of a merge, "known" handlers with profiles that just gained a known identifier.
+So a domain that keys rows by customer (carts, later orders or loyalty accounts) can follow the person
+without the customers package knowing its tables.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.orm import Session
 
 MergeHandler = Callable[[Session, Sequence[tuple[str, str]]], None]
+KnownHandler = Callable[[Session, Sequence[str]], None]
 _handlers: list[MergeHandler] = []
+_known_handlers: list[KnownHandler] = []
+# Identifier types that make a profile someone we know (a login, an email at the till, a scanned card).
+KNOWN_TYPES = frozenset({"user_id", "email", "phone", "loyalty_card", "whatsapp"})
 
 
 def on_merge(handler: MergeHandler) -> MergeHandler:
@@ -27,3 +32,17 @@ def profiles_merged(session: Session, pairs: Sequence[tuple[str, str]]) -> None:
     if pairs:
         for handler in _handlers:
             handler(session, pairs)
+
+
+def on_known(handler: KnownHandler) -> KnownHandler:
+    """Register ``handler(session, [customer_id, ...])`` for profiles that just gained a known identifier
+    (``KNOWN_TYPES``): e.g. an anonymous visitor logged in, so their anonymous cart becomes the customer's."""
+    if handler not in _known_handlers:
+        _known_handlers.append(handler)
+    return handler
+
+
+def profiles_became_known(session: Session, customer_ids: Sequence[str]) -> None:
+    if customer_ids:
+        for handler in _known_handlers:
+            handler(session, customer_ids)

@@ -18,7 +18,7 @@ from omnijourney.config import IdentitySettings
 from omnijourney.core.time import utcnow
 from omnijourney.core.types import UTCDateTime
 from omnijourney.customers.graph import Graph, Profile
-from omnijourney.customers.hooks import profiles_merged
+from omnijourney.customers.hooks import KNOWN_TYPES, profiles_became_known, profiles_merged
 from omnijourney.customers.identifiers import Extractor, Identifier
 from omnijourney.customers.models import Customer, Identity, Merge
 from omnijourney.db import bulk_insert, bulk_update, select_pairs
@@ -137,6 +137,7 @@ def save_graph(session: Session, graph: Graph) -> None:
              "first_seen": link.first_seen, "source_id": link.source_id}
             for link in graph.links
         ])
+    known = {graph.survivor_of(link.customer_id) for link in graph.links if link.type in KNOWN_TYPES}
     if graph.merges:
         session.execute(insert(Merge.__table__), [
             {"survivor_id": m.survivor_id, "merged_id": m.merged_id, "at": m.at, "message_id": m.message_id,
@@ -150,3 +151,5 @@ def save_graph(session: Session, graph: Graph) -> None:
             session.execute(update(Identity).where(Identity.customer_id == loser).values(customer_id=survivor))
             session.execute(update(Event).where(Event.customer_id == loser).values(customer_id=survivor))
             session.execute(update(Customer).where(Customer.merged_into == loser).values(merged_into=survivor))
+            known.add(survivor)
+    profiles_became_known(session, sorted(known))
