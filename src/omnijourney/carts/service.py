@@ -403,15 +403,14 @@ def follow_profile_merge(session: Session, pairs: Sequence[tuple[str, str]]) -> 
 
 
 @on_known
-def adopt_anonymous_carts(session: Session, customer_ids: Sequence[str]) -> None:
+def adopt_anonymous_carts(session: Session, anonymous_ids: dict[str, list[str]]) -> None:
     """A visitor who logs in, gives an email or scans a card keeps the cart they filled anonymously: their
     anonymous carts are assigned to the profile by the ``assign`` rule, in the channel the cart was last used."""
-    anonymous = select(Identity.value).where(Identity.type == "anonymous_id", Identity.customer_id.in_(customer_ids))
+    owner = {anon: cid for cid, anons in anonymous_ids.items() for anon in anons}
     rows = session.execute(
-        select(Cart.id, Cart.channel_code, Identity.customer_id)
-        .join(Identity, and_(Identity.type == "anonymous_id", Identity.value == Cart.anonymous_id))
-        .where(Cart.customer_id.is_(None), Cart.status == "active", Cart.anonymous_id.in_(anonymous))
+        select(Cart.id, Cart.channel_code, Cart.anonymous_id)
+        .where(Cart.customer_id.is_(None), Cart.status == "active", Cart.anonymous_id.in_(list(owner)))
         .order_by(Cart.id)
     ).all()
-    for cart_id, channel_code, customer_id in rows:
-        assign(session, cart_id=cart_id, customer_id=customer_id, channel_code=channel_code)
+    for cart_id, channel_code, anonymous_id in rows:
+        assign(session, cart_id=cart_id, customer_id=owner[anonymous_id], channel_code=channel_code)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.orm import Session
 
 MergeHandler = Callable[[Session, Sequence[tuple[str, str]]], None]
-KnownHandler = Callable[[Session, Sequence[str]], None]
+KnownHandler = Callable[[Session, dict[str, list[str]]], None]
 _handlers: list[MergeHandler] = []
 _known_handlers: list[KnownHandler] = []
 # Identifier types that make a profile someone we know (a login, an email at the till, a scanned card).
@@ -35,14 +35,15 @@ def profiles_merged(session: Session, pairs: Sequence[tuple[str, str]]) -> None:
 
 
 def on_known(handler: KnownHandler) -> KnownHandler:
-    """Register ``handler(session, [customer_id, ...])`` for profiles that just gained a known identifier
-    (``KNOWN_TYPES``): e.g. an anonymous visitor logged in, so their anonymous cart becomes the customer's."""
+    """Register ``handler(session, {customer_id: [their anonymous ids]})`` for profiles that just gained a
+    known identifier (``KNOWN_TYPES``) or absorbed another profile: e.g. an anonymous visitor logged in, so
+    their anonymous cart becomes the customer's."""
     if handler not in _known_handlers:
         _known_handlers.append(handler)
     return handler
 
 
-def profiles_became_known(session: Session, customer_ids: Sequence[str]) -> None:
-    if customer_ids:
+def profiles_became_known(session: Session, anonymous_ids: dict[str, list[str]]) -> None:
+    if anonymous_ids:
         for handler in _known_handlers:
-            handler(session, customer_ids)
+            handler(session, anonymous_ids)

@@ -152,4 +152,5 @@ def save_graph(session: Session, graph: Graph) -> None:
             session.execute(update(Event).where(Event.customer_id == loser).values(customer_id=survivor))
             session.execute(update(Customer).where(Customer.merged_into == loser).values(merged_into=survivor))
             known.add(survivor)
-    profiles_became_known(session, sorted(known))
+    anonymous = {cid: list(graph.profiles[cid].idents.get("anonymous_id", ())) for cid in sorted(known)}
+    profiles_became_known(session, {cid: ids for cid, ids in anonymous.items() if ids})
