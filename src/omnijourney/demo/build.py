@@ -15,6 +15,8 @@ from typing import Any
 from omnijourney.auth.service import create_key
 from omnijourney.config import IdentitySettings
 from omnijourney.db import Database
+from omnijourney.demo.carts import build_carts, carts_size
+from omnijourney.demo.catalog import build_catalog, catalog_size
 from omnijourney.demo.people import Channels, journeys
 from omnijourney.tracking.service import ingest
 from omnijourney.tracking.sources import create_source
@@ -90,7 +92,9 @@ def _events(ctx: DemoContext, advance: Advance) -> None:
 # name, size (units of progress), run. Later capabilities insert their steps here.
 STEPS: list[Step] = [
     ("sources and keys", _sources_size, _sources),
+    ("catalog and prices", catalog_size, build_catalog),
     ("customer journeys", _events_size, _events),
+    ("carts across channels", carts_size, build_carts),
 ]
 
 
