@@ -43,7 +43,7 @@ CATEGORIES = [
     ("men-jackets", "Jackets & coats", "men"), ("men-sneakers", "Sneakers", "men"),
     ("accessories", "Accessories", None), ("socks", "Socks", "accessories"), ("belts", "Belts", "accessories"),
     ("scarves", "Scarves", "accessories"), ("bags", "Bags", "accessories"), ("caps", "Caps & hats", "accessories"),
-    ("books", "Books & magazines", None),
+    ("lifestyle", "Lifestyle", None), ("books", "Books & magazines", "lifestyle"),
 ]
 LETTERS = ("XS", "S", "M", "L", "XL")
 MEN_LETTERS = ("S", "M", "L", "XL", "XXL")
