@@ -333,7 +333,7 @@ def _prices(s: Any, ctx: DemoContext, specs: list[ProductSpec], prices: dict[str
     # end-of-season markdowns in our own channels, for a limited time
     pricing.create_price_list(s, code=MARKDOWN_LIST, name="End-of-season markdowns", currency="EUR", kind="channel",
                               channel_types=["web", "app", "store", "call_center"], priority=20,
-                              valid_from=ctx.now - timedelta(days=10), valid_to=ctx.now + timedelta(days=45))
+                              valid_from=ctx.now - timedelta(days=10), valid_to=ctx.now + timedelta(days=61))
     pricing.set_prices(s, price_list=BASE_LIST, prices=prices)
     pricing.set_prices(s, price_list=MARKETPLACE_LIST, prices={
         sku: _round95(p * Decimal("1.12"), ROUND_CEILING) for sku, p in prices.items() if sku in on_marketplace})
@@ -350,11 +350,12 @@ def _prices(s: Any, ctx: DemoContext, specs: list[ProductSpec], prices: dict[str
 
 
 def _promotions(s: Any, ctx: DemoContext, bundle: list[str], prices: dict[str, Decimal]) -> None:
-    start = ctx.now - timedelta(days=14)
+    # running before the carts' fortnight and for two months after ctx.now, so they show when the demo is browsed
+    start = ctx.now - timedelta(days=21)
     pricing.create_promotion(s, code="JACKETS-20", name="Mid-season sale: 20% off jackets and coats",
                              rule={"type": "percent_off", "percent": "20"},
                              target={"category_ids": ["women-jackets", "men-jackets"]}, priority=10,
-                             valid_from=start, valid_to=ctx.now + timedelta(days=30))
+                             valid_from=start, valid_to=ctx.now + timedelta(days=61))
     pricing.create_promotion(s, code="SOCKS-3-GET-1", name="Socks: buy 3, get 1 free",
                              rule={"type": "buy_x_get_y", "buy": 3, "get": 1}, target={"category_ids": ["socks"]},
                              priority=20, valid_from=start)
@@ -374,4 +375,4 @@ def _promotions(s: Any, ctx: DemoContext, bundle: list[str], prices: dict[str, D
     pricing.create_promotion(s, code="STORE-ACCESSORIES-15", name="In store only: 15% off accessories",
                              rule={"type": "percent_off", "percent": "15"}, target={"category_ids": ["accessories"]},
                              channel_types=["store"], priority=10,
-                             valid_from=ctx.now - timedelta(days=7), valid_to=ctx.now + timedelta(days=21))
+                             valid_from=ctx.now - timedelta(days=21), valid_to=ctx.now + timedelta(days=61))
