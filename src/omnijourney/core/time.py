@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
+
+_clock: ContextVar[Callable[[], datetime] | None] = ContextVar("omni_clock", default=None)
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, in UTC; or the time of the clock installed by :func:`clock` in this context."""
+    override = _clock.get()
+    return datetime.now(UTC) if override is None else override()
+
+
+@contextmanager
+def clock(source: Callable[[], datetime]) -> Iterator[None]:
+    """Let every service read ``source()`` as the time within the block (demo data, replays, tests)."""
+    token = _clock.set(source)
+    try:
+        yield
+    finally:
+        _clock.reset(token)
 
 
 def parse_ts(value: object) -> datetime | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from omnijourney.auth.service import create_key
 from omnijourney.config import IdentitySettings
+from omnijourney.core.time import clock
 from omnijourney.db import Database
 from omnijourney.demo.carts import build_carts, carts_size
 from omnijourney.demo.catalog import build_catalog, catalog_size
@@ -82,7 +83,7 @@ def _events(ctx: DemoContext, advance: Advance) -> None:
     step = 2000
     done = 0
     for i in range(0, len(messages), step):
-        with ctx.db.transaction() as s:
+        with clock(lambda: ctx.now), ctx.db.transaction() as s:  # profiles stamped at the demo's "now"
             ingest(s, messages=messages[i:i + step], settings=settings)
         new_done = min(ctx.people, int(ctx.people * (i + step) / max(1, len(messages))))
         advance(new_done - done)

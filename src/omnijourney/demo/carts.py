@@ -23,14 +23,13 @@ from sqlalchemy.orm import Session
 from omnijourney.carts import handoff, service, vouchers
 from omnijourney.config import IdentitySettings
 from omnijourney.customers.models import Customer, Identity
-from omnijourney.demo.catalog import CATALOG_MODULES, CatalogFacts, DemoClock, demo_clock
+from omnijourney.demo.catalog import CatalogFacts, DemoClock, demo_clock
 from omnijourney.tracking.messages import Message
 from omnijourney.tracking.service import ingest
 
 if TYPE_CHECKING:
     from omnijourney.demo.build import Advance, DemoContext
 
-CART_MODULES = (*CATALOG_MODULES, "carts.service", "carts.handoff", "tracking.timeline")
 STORIES = ("app_to_web", "to_store", "anonymous_login", "call_center", "voucher")
 WEIGHTS = (35, 25, 20, 10, 10)
 BATCH = 25  # carts per transaction
@@ -108,7 +107,7 @@ def build_carts(ctx: DemoContext, advance: Advance) -> None:
     online = facts.skus_by_reach["everywhere"] + facts.skus_by_reach["online"]
     in_store = facts.skus_by_reach["everywhere"] + facts.skus_by_reach["stores"]
     shop = _Shop(rng, online, in_store, facts)
-    with demo_clock(ctx.now, CART_MODULES) as clock, _seeded_handoff_codes(random.Random(ctx.seed + 5)):
+    with demo_clock(ctx.now) as clock, _seeded_handoff_codes(random.Random(ctx.seed + 5)):
         for i in range(0, len(plan), BATCH):
             with ctx.db.transaction() as s:
                 for story, anonymous_id, cid in plan[i:i + BATCH]:

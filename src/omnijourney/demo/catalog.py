@@ -7,7 +7,6 @@ entered over the API. Deterministic for a seed: products, SKUs, EANs and prices 
 
 from __future__ import annotations
 
-import importlib
 import random
 import re
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from omnijourney.catalog import service as catalog
 from omnijourney.catalog.barcodes import check_digit
+from omnijourney.core.time import clock
 from omnijourney.pricing import service as pricing
 
 if TYPE_CHECKING:
@@ -161,30 +161,16 @@ class DemoClock:
         return self.now
 
 
-CATALOG_MODULES = ("catalog.service", "catalog.channels", "pricing.service", "pricing.offers", "pricing.quoting")
-
-
 @contextmanager
-def demo_clock(start: datetime, modules: tuple[str, ...] = CATALOG_MODULES) -> Iterator[DemoClock]:
+def demo_clock(start: datetime) -> Iterator[DemoClock]:
     """Make the services stamp rows and events (and quote) at ``clock.now`` instead of the wall clock.
 
-    They call ``core.time.utcnow`` imported by name, so that name is swapped in each of ``modules`` (under
-    ``omnijourney.``) for the time of the block. Without this the same seed would give different data each
-    day, and the carts would happen at build time rather than before ``ctx.now``. Not thread-safe: the demo
-    builds before it serves.
+    Without this the same seed would give different data each day, and the carts would happen at build
+    time rather than before ``ctx.now``.
     """
-    clock = DemoClock(start)
-    saved: list[tuple[Any, Any]] = []
-    try:
-        for name in modules:
-            module = importlib.import_module(f"omnijourney.{name}")
-            if hasattr(module, "utcnow"):
-                saved.append((module, module.utcnow))
-                module.utcnow = clock
-        yield clock
-    finally:
-        for module, original in saved:
-            module.utcnow = original
+    demo = DemoClock(start)
+    with clock(demo):
+        yield demo
 
 
 # ---------------------------------------------------------------- the catalog, generated
