@@ -37,7 +37,6 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("source_id", "message_id", name="uq_events_source_message"),
         Index("ix_events_customer_ts", "customer_id", "timestamp", "id"),
-        Index("ix_events_timestamp", "timestamp"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

@@ -22,7 +22,7 @@ from omnijourney.config import IdentitySettings
 from omnijourney.core.errors import TooBusy
 from omnijourney.customers.identifiers import Identifier
 from omnijourney.customers.resolution import extractor_for, message_identifiers, resolve_messages
-from omnijourney.db import advisory_lock, copy_field, copy_lines, json_text, select_pairs, sqlite_time, write_rows
+from omnijourney.db import advisory_lock, copy_lines, copy_row, json_text, select_pairs, sqlite_time, write_rows
 from omnijourney.tracking.messages import Message
 from omnijourney.tracking.models import Event
 
@@ -68,7 +68,7 @@ def prepare(messages: Sequence[Message], settings: IdentitySettings, dialect: st
         for m in unique
     ]
     if dialect == "postgresql":
-        rows = ["\t".join(map(copy_field, r)) + "\t" for r in rows]
+        rows = [copy_row(r) + "\t" for r in rows]
     return PreparedBatch(unique, [message_identifiers(ex, m) for m in unique], EVENT_COLUMNS, rows, dialect)
 
 

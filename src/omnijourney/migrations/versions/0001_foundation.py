@@ -96,7 +96,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.create_index('ix_events_customer_ts', ['customer_id', 'timestamp', 'id'], unique=False)
-        batch_op.create_index('ix_events_timestamp', ['timestamp'], unique=False)
 
     op.create_table('identities',
     sa.Column('type', sa.String(length=64), nullable=False),
@@ -119,7 +118,6 @@ def downgrade() -> None:
 
     op.drop_table('identities')
     with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.drop_index('ix_events_timestamp')
         batch_op.drop_index('ix_events_customer_ts')
 
     op.drop_table('events')
