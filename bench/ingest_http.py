@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -29,6 +27,7 @@ from sqlalchemy import func, select
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.machine import describe
 from bench.resolve import fresh_database
+from bench.server import omni_server
 from omnijourney.demo.people import Channels, journeys
 from omnijourney.tracking.messages import Message
 from omnijourney.tracking.models import Event
@@ -84,22 +83,7 @@ def main() -> None:
     url = db.engine.url.render_as_string(hide_password=False)
     db.dispose()
 
-    env = {**os.environ, "OMNI_DATABASE_URL": url}
-    server = subprocess.Popen([sys.executable, "-m", "omnijourney.cli", "serve", "--port", str(args.port),
-                               "--workers", str(args.workers)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=2)
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("server did not start: " + server.stderr.read1().decode()) from None
-                time.sleep(0.2)
+    with omni_server(url, args.port, args.workers):
         auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
         headers = {"Content-Type": "application/json", "Authorization": auth}
         lock = threading.Lock()
@@ -133,9 +117,6 @@ def main() -> None:
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - start
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     from omnijourney.db import Database
 
     check = Database(url)

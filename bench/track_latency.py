@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -25,21 +23,8 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.machine import describe
 from bench.resolve import fresh_database
+from bench.server import omni_server
 from omnijourney.tracking.sources import create_source
-
-
-def wait_healthy(port: int, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("server did not start") from None
-            time.sleep(0.2)
 
 
 def main() -> None:
@@ -57,12 +42,7 @@ def main() -> None:
         key = create_source(s, name="Web shop", channel="web").write_key
     url = db.engine.url.render_as_string(hide_password=False)
     db.dispose()
-    env = {**os.environ, "OMNI_DATABASE_URL": url}
-    server = subprocess.Popen([sys.executable, "-m", "omnijourney.cli", "serve", "--port", str(args.port),
-                               "--workers", str(args.workers)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_healthy(args.port, server)
+    with omni_server(url, args.port, args.workers):
         auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
         headers = {"Content-Type": "application/json", "Authorization": auth}
         total = args.rate * args.seconds
@@ -104,9 +84,6 @@ def main() -> None:
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - start
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     latencies.sort()
 
     def pct(p: float) -> float:
