@@ -42,14 +42,9 @@ def serve(host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.
     """Serve the API (OpenAPI docs at /docs)."""
     import uvicorn
 
-    if workers > 1:
-        uvicorn.run("omnijourney.api.asgi:app", host=host, port=port, workers=workers, log_level="info",
-                    access_log=False)
-    else:
-        from omnijourney.api.app import create_app
-        from omnijourney.config import Settings
-
-        uvicorn.run(create_app(settings=Settings()), host=host, port=port, log_level="info", access_log=False)
+    # the import string (not an app object) so that --workers can start one app per process
+    uvicorn.run("omnijourney.api.asgi:app", host=host, port=port, workers=workers, log_level="info",
+                access_log=False)
 
 
 @app.command()
