@@ -86,17 +86,6 @@ class Database:
         self.engine.dispose()
 
 
-def insert_ignore(session: Session, table: Any, rows: Sequence[dict[str, Any]],
-                  *, index_elements: Sequence[str] | None = None) -> None:
-    """Bulk insert, silently skipping rows that collide with a unique key (idempotent writes)."""
-    if not rows:
-        return
-    stmt = dialect_insert(session, table)
-    stmt = stmt.on_conflict_do_nothing(index_elements=index_elements) if index_elements else \
-        stmt.on_conflict_do_nothing()
-    session.execute(stmt, list(rows))
-
-
 def dialect_insert(session: Session, table: Any) -> Insert:
     """``INSERT`` with the dialect's ``ON CONFLICT`` support."""
     if session.get_bind().dialect.name == "postgresql":
