@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from omnijourney.pricing.cli import check_app
 
+if TYPE_CHECKING:
+    from omnijourney.tracking.messages import Message
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Omnijourney: one backend for every channel.")
 sources_app = typer.Typer(no_args_is_help=True, help="Sources: one write key per channel instance.")
 keys_app = typer.Typer(no_args_is_help=True, help="Server API keys.")
+events_app = typer.Typer(no_args_is_help=True, help="Tracked events: backfilling history from files.")
 app.add_typer(sources_app, name="sources")
 app.add_typer(keys_app, name="keys")
+app.add_typer(events_app, name="events")
 app.add_typer(check_app, name="check")
 console = Console()
 
@@ -142,6 +149,108 @@ def keys_create(name: Annotated[str, typer.Option(help="who or what uses the key
         raise typer.Exit(2) from None
     console.print(f"key {row.name!r} with scopes {', '.join(row.scopes)}")
     print(plain)
+
+
+_SHOWN_REJECTIONS = 10
+_IMPORT_HELP = (
+    "Import history from Segment / RudderStack export files, e.g. Segment's S3 archive.\n\n"
+    "Each PATH is a file or a directory (its files, recursively): newline-delimited JSON (one message per "
+    "line), or one JSON document (a batch object {\"batch\": [...], \"context\", \"sentAt\", ...} or an array "
+    "of messages), either optionally gzip-compressed.\n\n"
+    "Source: --source NAME sends every message to that registered source; write keys in the files are then "
+    "ignored (exports carry the old vendor's keys). Without it, each message goes to the source of its "
+    "writeKey (or its batch object's); a message without one, or with an unknown key, is rejected.\n\n"
+    "Event time: the message's timestamp as written; receivedAt is the time of the import. Safe to re-run: "
+    "messages stored before (same source and messageId) count as duplicates and are not stored again.\n\n"
+    "Exit codes: 0 every message stored or a duplicate; 1 some messages rejected (the others are stored); "
+    "2 usage error (missing file, unknown --source, database not migrated)."
+)
+
+
+@events_app.command("import", help=_IMPORT_HELP)
+def events_import(
+    paths: Annotated[list[Path], typer.Argument(exists=True, readable=True, metavar="PATH",
+                                                help="files or directories", show_default=False)],
+    source: Annotated[str | None, typer.Option(help="registered source receiving every message")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="messages per transaction")] = 20_000,
+) -> None:
+    """Import history files; the help text is ``_IMPORT_HELP``."""
+    import time
+
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+    from sqlalchemy import inspect
+
+    from omnijourney.config import Settings
+    from omnijourney.core.time import utcnow
+    from omnijourney.tracking.bulk import import_messages
+    from omnijourney.tracking.importing import ReadReport, expand_paths, read_messages
+    from omnijourney.tracking.segment import SourceRef
+    from omnijourney.tracking.sources import list_sources
+
+    settings = Settings()
+    db = _database()
+    if not {"sources", "events"} <= set(inspect(db.engine).get_table_names()):
+        console.print("[red]error:[/red] the database has no schema yet: run `omni migrate` first")
+        raise typer.Exit(2)
+    with db.transaction(write=False) as session:
+        rows = list_sources(session)
+    refs = {s.name: SourceRef(s.id, s.name, s.channel, s.store_code) for s in rows}
+    by_key = {s.write_key: refs[s.name] for s in rows if s.enabled}  # a disabled source takes no events
+    default = None
+    if source is not None:
+        default = refs.get(source)
+        if default is None:
+            known = ", ".join(repr(n) for n in sorted(refs)) or "none yet (omni sources add)"
+            console.print(f"[red]error:[/red] unknown source {source!r}; registered sources: {known}")
+            raise typer.Exit(2)
+        if default not in by_key.values():
+            console.print(f"[red]error:[/red] source {source!r} is disabled")
+            raise typer.Exit(2)
+
+    files = expand_paths(paths)
+    total_bytes = sum(f.stat().st_size for f in files)
+    report = ReadReport()
+    started = time.monotonic()
+    columns = (TextColumn("importing"), BarColumn(), TaskProgressColumn(),
+               TextColumn("processed {task.fields[done]:,} / read {task.fields[read]:,}"),
+               TextColumn("{task.fields[rate]:,.0f} events/s"), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("import", total=total_bytes or 1, done=0, read=0, rate=0.0)
+        done = 0  # stored or found to be duplicates
+
+        def show() -> None:
+            rate = report.read / max(time.monotonic() - started, 1e-9)
+            progress.update(task, completed=report.bytes_read, done=done, read=report.read, rate=rate)
+
+        def on_progress(n: int) -> None:
+            nonlocal done
+            done += n
+            show()
+
+        def shown(messages: Iterator[Message]) -> Iterator[Message]:
+            for i, m in enumerate(messages, 1):
+                if i % 1000 == 0:  # between the engine's batches too; a refresh per message would cost
+                    show()
+                yield m
+
+        messages = read_messages(files, default_source=default, sources_by_key=by_key, now=utcnow(), report=report)
+        result = import_messages(db, shown(messages), settings=settings.identity, batch_size=batch_size,
+                                 on_progress=on_progress)
+        show()
+    db.dispose()
+    elapsed = time.monotonic() - started
+
+    console.print(f"read {report.read:,} messages from {len(files):,} file(s): {result.accepted:,} stored, "
+                  f"{result.duplicates:,} duplicates (stored before), {report.rejected:,} rejected", soft_wrap=True)
+    console.print(f"{elapsed:.1f} s, {report.read / max(elapsed, 1e-9):,.0f} events/s")
+    if report.rejected:
+        console.print("rejected (file:line code message):")
+        for r in report.rejections[:_SHOWN_REJECTIONS]:
+            console.print(f"  {r}", markup=False, highlight=False, soft_wrap=True)
+        if report.rejected > _SHOWN_REJECTIONS:
+            console.print(f"  ... and {report.rejected - _SHOWN_REJECTIONS:,} more")
+        raise typer.Exit(1)
+
 
 
 if __name__ == "__main__":
