@@ -28,6 +28,7 @@ from omnijourney.core.time import utcnow
 from omnijourney.customers.hooks import on_known, on_merge
 from omnijourney.customers.models import Identity
 from omnijourney.customers.service import survivor
+from omnijourney.db import select_pairs
 from omnijourney.tracking import timeline
 
 MAX_QUANTITY = 999  # per line: more is a typo or abuse, not a shopper
@@ -384,7 +385,12 @@ def view_of(session: Session, *, cart: Cart, channel_code: str) -> CartView:
 def follow_profile_merge(session: Session, pairs: Sequence[tuple[str, str]]) -> None:
     """Carts follow their owner into the surviving profile. Two active carts become one by the ``assign``
     merge rule (the survivor's cart keeps its id); other carts simply change owner."""
+    # most merged profiles never had a cart: find those that did in one round trip
+    owners = {r[0] for r in select_pairs(session, "SELECT DISTINCT p.a FROM p JOIN carts c ON c.customer_id = p.a",
+                                         list(pairs))}
     for merged_id, survivor_id in pairs:
+        if merged_id not in owners:
+            continue
         carts = list(session.scalars(select(Cart).where(Cart.customer_id == merged_id).order_by(Cart.id)))
         if not carts:
             continue
@@ -406,11 +412,9 @@ def follow_profile_merge(session: Session, pairs: Sequence[tuple[str, str]]) -> 
 def adopt_anonymous_carts(session: Session, anonymous_ids: dict[str, list[str]]) -> None:
     """A visitor who logs in, gives an email or scans a card keeps the cart they filled anonymously: their
     anonymous carts are assigned to the profile by the ``assign`` rule, in the channel the cart was last used."""
-    owner = {anon: cid for cid, anons in anonymous_ids.items() for anon in anons}
-    rows = session.execute(
-        select(Cart.id, Cart.channel_code, Cart.anonymous_id)
-        .where(Cart.customer_id.is_(None), Cart.status == "active", Cart.anonymous_id.in_(list(owner)))
-        .order_by(Cart.id)
-    ).all()
-    for cart_id, channel_code, anonymous_id in rows:
-        assign(session, cart_id=cart_id, customer_id=owner[anonymous_id], channel_code=channel_code)
+    pairs = [(anon, cid) for cid, anons in anonymous_ids.items() for anon in anons]
+    # one indexed probe per anonymous id (the partial unique index of active anonymous carts), in one round trip
+    rows = select_pairs(session, "SELECT c.id, c.channel_code, p.b FROM carts c JOIN p ON c.anonymous_id = p.a "
+                                 "WHERE c.status = 'active' AND c.customer_id IS NULL ORDER BY c.id", pairs)
+    for cart_id, channel_code, customer_id in rows:
+        assign(session, cart_id=cart_id, customer_id=customer_id, channel_code=channel_code)

@@ -69,7 +69,13 @@ class NewLink:
 
 
 class Graph:
-    """A slice of the identity graph: the profiles owning a batch's identifiers, and all of theirs."""
+    """A slice of the identity graph: the profiles owning a batch's identifiers, and all of theirs.
+
+    A graph may live across batches (bulk imports keep one while they hold the identity lock): it is
+    then the authority for every profile it holds, ``looked_up`` remembers which identifiers the
+    database was already asked about, and ``changed``, ``links`` and ``merges`` hold what changed since
+    they were last taken (``customers.resolution.take_changes``).
+    """
 
     def __init__(self, settings: IdentitySettings, now: datetime) -> None:
         self.settings = settings
@@ -78,6 +84,8 @@ class Graph:
         self.profiles: dict[str, Profile] = {}
         self.links: list[NewLink] = []
         self.merges: list[MergeRecord] = []
+        self.looked_up: set[Identifier] = set()
+        self.changed: dict[str, Profile] = {}  # profiles to write back (new or dirty)
         self._rules: dict[str, tuple[int, timedelta | None]] = {}
 
     def _rule(self, id_type: str) -> tuple[int, timedelta | None]:
@@ -89,12 +97,20 @@ class Graph:
         return rule
 
     # -- loading -------------------------------------------------------------------------------
-    def add_profile(self, profile: Profile) -> None:
+    def add_profile(self, profile: Profile) -> bool:
+        """Add a profile read from the database; False (and ignored) when the graph already holds it."""
+        if profile.id in self.profiles:
+            return False
         self.profiles[profile.id] = profile
+        return True
 
     def add_identity(self, id_type: str, value: str, customer_id: str, first_seen: datetime) -> None:
         self.owner[(id_type, value)] = customer_id
         self.profiles[customer_id].idents.setdefault(id_type, {})[value] = first_seen
+
+    def missing(self, wanted: set[Identifier]) -> set[Identifier]:
+        """Those of ``wanted`` the database has not been asked about yet."""
+        return {i for i in wanted if i not in self.looked_up and i not in self.owner}
 
     # -- resolving -----------------------------------------------------------------------------
     def survivor_of(self, customer_id: str) -> str:
@@ -185,7 +201,7 @@ class Graph:
 
     def _create(self, at: datetime) -> str:
         profile = Profile(id=new_id(), created_at=min(at, self.now), new=True, dirty=True)
-        self.profiles[profile.id] = profile
+        self.profiles[profile.id] = self.changed[profile.id] = profile
         return profile.id
 
     def _merge(self, owners: list[str], idents: list[Identifier], *, at: datetime, message_id: str | None,
@@ -204,6 +220,8 @@ class Graph:
             survivor.merge_count += loser.merge_count + 1
             loser.merged_into = survivor.id
             loser.dirty = survivor.dirty = True
+            self.changed[loser.id] = loser
+            self.changed[survivor.id] = survivor
             self.merges.append(MergeRecord(survivor.id, loser.id, at, message_id, source_id, shared,
                                            "identifiers of one message belonged to both profiles"))
         return survivor.id
@@ -231,6 +249,8 @@ class Graph:
             elif ts < meta[0]:
                 meta[0] = ts
                 profile.dirty = True
+        if profile.dirty:
+            self.changed[customer_id] = profile
 
     def apply_consent(self, customer_id: str, preferences: dict[str, Any], at: datetime, *,
                       source: str | None, channel: str) -> None:
@@ -246,6 +266,7 @@ class Graph:
                 if current != entry:
                     profile.consent[category] = entry
                     profile.dirty = True
+                    self.changed[customer_id] = profile
 
 
 def merge_traits(survivor: Profile, loser: Profile) -> None:

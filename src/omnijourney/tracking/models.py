@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Boolean, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from omnijourney.core.types import BigIntPK, JSONType, UTCDateTime
+from omnijourney.core.types import BigIntPK, PayloadJSON, UTCDateTime
 from omnijourney.db import Base
 
 
@@ -56,6 +56,6 @@ class Event(Base):
     original_timestamp: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    properties: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    traits: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
-    context: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    properties: Mapped[dict[str, Any]] = mapped_column(PayloadJSON, default=dict)
+    traits: Mapped[dict[str, Any] | None] = mapped_column(PayloadJSON, nullable=True)
+    context: Mapped[dict[str, Any] | None] = mapped_column(PayloadJSON, nullable=True)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -58,25 +60,50 @@ def prepare(messages: Sequence[Message], settings: IdentitySettings, dialect: st
             seen.add(key)
             unique.append(m)
     ex = extractor_for(settings)
-    json = json_text
-    when = sqlite_time if dialect == "sqlite" else _same
-    rows = [
-        (m.source_id, m.message_id, m.type, m.event, m.user_id, m.anonymous_id, m.previous_id, m.group_id,
-         m.channel, m.store_code,
-         when(m.timestamp), when(m.original_timestamp), when(m.sent_at), when(m.received_at), json(m.properties),
-         json(m.traits), json(m.context or None))
-        for m in unique
-    ]
     if dialect == "postgresql":
-        rows = [copy_row(r) + "\t" for r in rows]
+        rows: list[Any] = [_copy_line(m) for m in unique]
+    else:
+        json, when = json_text, sqlite_time
+        rows = [
+            (m.source_id, m.message_id, m.type, m.event, m.user_id, m.anonymous_id, m.previous_id, m.group_id,
+             m.channel, m.store_code, when(m.timestamp), when(m.original_timestamp), when(m.sent_at),
+             when(m.received_at), json(m.properties), json(m.traits), json(m.context or None))
+            for m in unique
+        ]
     return PreparedBatch(unique, [message_identifiers(ex, m) for m in unique], EVENT_COLUMNS, rows, dialect)
 
 
 NULL = "\\N"
 
 
-def _same(value: Any) -> Any:
-    return value
+def _text(v: str | None) -> str:
+    if v is None:
+        return NULL
+    if "\\" in v or "\t" in v or "\n" in v or "\r" in v:
+        return copy_row((v,))
+    return v
+
+
+def _time(v: datetime | None) -> str:
+    return NULL if v is None else v.isoformat()
+
+
+def _json(v: Any) -> str:
+    if v is None:
+        return NULL
+    out = orjson.dumps(v).decode()
+    return copy_row((out,)) if "\\" in out else out  # orjson escapes control characters, not backslashes
+
+
+def _copy_line(m: Message) -> str:
+    """The event's COPY text line, less ``customer_id`` (about 3 us; the generic :func:`copy_row` takes 5)."""
+    t = _text
+    return "\t".join((
+        t(m.source_id), t(m.message_id), m.type, t(m.event), t(m.user_id), t(m.anonymous_id), t(m.previous_id),
+        t(m.group_id), m.channel, t(m.store_code), m.timestamp.isoformat(), _time(m.original_timestamp),
+        _time(m.sent_at), m.received_at.isoformat(), _json(m.properties), _json(m.traits), _json(m.context or None),
+        "",
+    ))
 
 
 EVENT_COLUMNS = ["source_id", "message_id", "type", "event", "user_id", "anonymous_id", "previous_id", "group_id",
@@ -102,7 +129,7 @@ def ingest(session: Session, *, messages: Sequence[Message] | PreparedBatch,
     batch = messages if isinstance(messages, PreparedBatch) else prepare(messages, settings, dialect)
     total = len(messages.messages) if isinstance(messages, PreparedBatch) else len(messages)
     take_identity_lock(session)
-    keep = _not_stored(session, batch.messages)
+    keep = not_stored(session, batch.messages)
     fresh = [m for m, k in zip(batch.messages, keep, strict=True) if k]
     idents = [i for i, k in zip(batch.identifiers, keep, strict=True) if k]
     customer_ids = resolve_messages(session, fresh, idents, settings)
@@ -117,7 +144,7 @@ def ingest(session: Session, *, messages: Sequence[Message] | PreparedBatch,
                         stored={(m.source_id, m.message_id) for m in fresh})
 
 
-def _not_stored(session: Session, messages: Sequence[Message]) -> list[bool]:
+def not_stored(session: Session, messages: Sequence[Message]) -> list[bool]:
     """For each message: True unless the same (source, messageId) is already stored."""
     keys = list({(m.source_id, m.message_id) for m in messages if m.source_id is not None})
     rows = select_pairs(session, "SELECT e.source_id, e.message_id FROM events e "
