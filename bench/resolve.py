@@ -1,18 +1,25 @@
 """Resolving N events of M people's identifiers into profiles (target: 1,000,000 events of 200,000 people
-in under 20 s), in-process through the same ``ingest`` the HTTP API uses, in batches.
+in under 20 s), in-process, in batches.
 
-    .venv/bin/python bench/resolve.py --db sqlite --events 1000000 --people 200000
-    .venv/bin/python bench/resolve.py --db postgresql
+    .venv/bin/python bench/resolve.py --db postgresql                 # identity resolution alone
+    .venv/bin/python bench/resolve.py --db postgresql --via import    # the bulk import: stored and resolved
+    .venv/bin/python bench/resolve.py --db sqlite --via ingest        # ingest() per batch, as the HTTP API
 
-Generation of the messages is not timed; storing them with their profiles is.
+``--via resolve`` measures what the target names: the messages' identifiers extracted and resolved,
+profiles, identities and merges written, each event's profile known. Storing the event rows is
+ingestion's part; ``--via import`` measures both together. Generation of the messages is not timed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,12 +29,17 @@ from sqlalchemy import func, select, text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.machine import describe
 from omnijourney.config import IdentitySettings
-from omnijourney.core.runtime import tune_gc
+from omnijourney.core.runtime import collector_paused, tune_gc
+from omnijourney.customers.bulk import BulkResolver
+from omnijourney.customers.identifiers import Identifier
 from omnijourney.customers.models import Customer, Identity, Merge
+from omnijourney.customers.resolution import extractor_for, message_identifiers
 from omnijourney.db import Database
 from omnijourney.demo.people import Channels, journeys
 from omnijourney.migrate import upgrade
 from omnijourney.tracking.bulk import import_messages
+from omnijourney.tracking.messages import Message
+from omnijourney.tracking.models import Event
 from omnijourney.tracking.service import ingest
 from omnijourney.tracking.sources import create_source
 
@@ -65,6 +77,39 @@ def channels(db: Database) -> Channels:
                         whatsapp=mk("WhatsApp", "whatsapp"), stores=stores)
 
 
+def resolve_only(db: Database, messages: list[Message], settings: IdentitySettings, batch: int, per_tx: int,
+                 advance: Callable[[int], None]) -> dict[str, float]:
+    """Identity resolution alone, as the bulk import runs it (BulkResolver: one graph per transaction, the
+    database work on its own thread): identifiers extracted, graph read, messages resolved, identities,
+    merges and profiles written. The events themselves are not stored (ingestion's part: --via import)."""
+    seconds: dict[str, float] = defaultdict(float)
+    ex = extractor_for(settings)
+
+    def identifiers(part: list[Message]) -> list[list[Identifier]]:
+        t = time.perf_counter()
+        out = [message_identifiers(ex, m) for m in part]
+        seconds["identifiers"] += time.perf_counter() - t
+        return out
+
+    with ThreadPoolExecutor(1) as pool:
+        for start in range(0, len(messages), per_tx):
+            parts = [messages[i:i + batch] for i in range(start, min(start + per_tx, len(messages)), batch)]
+            resolver = BulkResolver(db, settings, pool, seconds)
+            resolver.begin()
+            idents = identifiers(parts[0])
+            read = resolver.read(idents)
+            for k, part in enumerate(parts):
+                following = identifiers(parts[k + 1]) if k + 1 < len(parts) else None
+                rows, _ = resolver.fetched(read)
+                resolver.resolve(rows, part, idents)
+                if following is not None:
+                    read = resolver.read(following)
+                resolver.write().add_done_callback(lambda _, n=len(part): advance(n))
+                idents = following or []
+            resolver.commit()
+    return seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
@@ -72,8 +117,9 @@ def main() -> None:
     ap.add_argument("--people", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=20_000)
     ap.add_argument("--slice", type=int, default=200_000, help="events per transaction (bulk import)")
-    ap.add_argument("--via", choices=["import", "ingest"], default="import",
-                    help="import: the bulk import (omni events import); ingest: one ingest() per batch, as the "
+    ap.add_argument("--via", choices=["resolve", "import", "ingest"], default="resolve",
+                    help="resolve: identity resolution alone, events not stored; import: the bulk import "
+                         "(omni events import), events stored and resolved; ingest: one ingest() per batch, as the "
                          "HTTP API does")
     args = ap.parse_args()
 
@@ -81,65 +127,61 @@ def main() -> None:
     ch = channels(db)
     per_person = args.events / args.people
     t0 = time.perf_counter()
-    messages = []
-    for m in journeys(people=args.people, seed=7, channels=ch, start=datetime(2026, 1, 1, tzinfo=UTC),
-                      events_per_person=per_person):
-        messages.append(m)
-    messages = messages[: args.events]
+    messages = list(journeys(people=args.people, seed=7, channels=ch, start=datetime(2026, 1, 1, tzinfo=UTC),
+                             events_per_person=per_person))[: args.events]
     messages.sort(key=lambda m: m.timestamp)
     gen_s = time.perf_counter() - t0
     # The generated messages are the load, not the system under test: frozen out of the garbage
     # collector with everything else that exists now, as the server does at start-up.
     tune_gc()
     settings = IdentitySettings()
-    spent = {"identifiers": 0.0, "resolution": 0.0}
-    _time_calls(spent)
+    spent: dict[str, float] = {}
     start = time.perf_counter()
-    with Progress(TextColumn("resolving"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+    with Progress(TextColumn(args.via), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
         task = bar.add_task("", total=len(messages))
-        if args.via == "import":
-            report = import_messages(db, messages, settings=settings, batch_size=args.batch, slice_size=args.slice,
-                            on_progress=lambda n: bar.advance(task, n))
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+
+        if args.via == "resolve":
+            with collector_paused():  # as import_messages does
+                spent = resolve_only(db, messages, settings, args.batch, args.slice, advance)
+        elif args.via == "import":
+            spent = import_messages(db, messages, settings=settings, batch_size=args.batch, slice_size=args.slice,
+                                    on_progress=advance).seconds
         else:
             for i in range(0, len(messages), args.batch):
                 part = messages[i:i + args.batch]
                 with db.transaction() as s:
                     ingest(s, messages=part, settings=settings)
-                bar.advance(task, len(part))
+                advance(len(part))
     elapsed = time.perf_counter() - start
     with db.transaction(write=False) as s:
         live = s.scalar(select(func.count()).select_from(Customer).where(Customer.merged_into.is_(None)))
         idents = s.scalar(select(func.count()).select_from(Identity))
         merges = s.scalar(select(func.count()).select_from(Merge))
+        events = s.scalar(select(func.count()).select_from(Event))
+    what = {"resolve": "resolved into profiles (events not stored)", "import": "imported (stored and resolved)",
+            "ingest": "ingested (stored and resolved)"}[args.via]
     print(f"machine: {describe()}")
-    print(f"database: {args.db}; via {args.via}; batch {args.batch}; slice {args.slice}; people {args.people:,}; "
-          f"generation {gen_s:.1f} s (not timed)")
-    print(f"resolved {len(messages):,} events in {elapsed:.1f} s = {len(messages) / elapsed:,.0f} events/s "
-          f"(target: 1,000,000 in < 20 s)")
-    print(f"profiles {live:,} (merged away {merges:,}), identities {idents:,}")
-    ident_s = spent["identifiers"] + spent["resolution"]
-    if args.via == "import":  # two threads: the database one overlaps the calling one
-        print("time per step: " + "; ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items()))
-        return
-    print(f"of which identity resolution alone (identifier extraction, graph, profile and identity writes): "
-          f"{ident_s:.1f} s; the rest is storing the events and the per-batch transaction")
+    print(f"database: {database_settings(db)}")
+    print(f"via {args.via}; batch {args.batch:,}; events per transaction {args.slice:,} (import, resolve); "
+          f"people {args.people:,}; generation {gen_s:.1f} s (not timed)")
+    print(f"{len(messages):,} events {what} in {elapsed:.1f} s = {len(messages) / elapsed:,.0f} events/s "
+          f"(target: 1,000,000 resolved in < 20 s)")
+    print(f"profiles {live:,} (merged away {merges:,}), identities {idents:,}, events stored {events:,}")
+    if spent:
+        print("time per step: " + "; ".join(f"{k} {v:.1f} s" for k, v in spent.items()))
 
 
-def _time_calls(spent: dict[str, float]) -> None:
-    """Wrap the two identity steps of ingestion to report how much of the time they take."""
-    from omnijourney.tracking import service
-
-    def timed(name: str, fn):
-        def wrapper(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                spent[name] += time.perf_counter() - t
-        return wrapper
-
-    service.message_identifiers = timed("identifiers", service.message_identifiers)
-    service.resolve_messages = timed("resolution", service.resolve_messages)
+def database_settings(db: Database) -> str:
+    if db.dialect == "sqlite":
+        return f"SQLite {sqlite3.sqlite_version} (WAL, synchronous=NORMAL)"
+    with db.transaction(write=False) as s:
+        version = s.scalar(text("SHOW server_version"))
+        names = ("shared_buffers", "max_wal_size", "synchronous_commit", "work_mem")
+        values = ", ".join(f"{n}={s.scalar(text(f'SHOW {n}'))}" for n in names)
+    return f"PostgreSQL {version} ({values})"
 
 
 if __name__ == "__main__":

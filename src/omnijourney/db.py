@@ -71,12 +71,21 @@ class Database:
         self.dialect = self.engine.dialect.name
         self.sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
 
+    def begin(self, *, write: bool = True) -> Session:
+        """A session with its transaction begun, which the caller ends (commit or rollback, then close).
+
+        Prefer :meth:`transaction`; this is for a unit of work whose steps run as separate tasks
+        (bulk import), where no single ``with`` block can hold it.
+        """
+        session = self.sessions()
+        if write:
+            session.connection(execution_options={_WRITE: True})
+        return session
+
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Session]:
         """The unit of work: commit when the block ends, roll back when it raises."""
-        with self.sessions() as session:
-            if write:
-                session.connection(execution_options={_WRITE: True})
+        with self.begin(write=write) as session:
             try:
                 yield session
                 session.commit()
@@ -299,14 +308,15 @@ def remap(session: Session, table: Any, column: str, mapping: dict[str, str]) ->
         cur.close()
 
 
-def _copy_str(value: str) -> str:
+def copy_escape(value: str) -> str:
+    """A text value as COPY text needs it (backslash, tab and line breaks escaped)."""
     if "\\" in value or "\t" in value or "\n" in value or "\r" in value:  # rare: replace only then
         return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
     return value
 
 
 _COPY_FORMAT: dict[type, Any] = {
-    str: _copy_str, datetime: datetime.isoformat, int: str, float: repr, bool: lambda v: "t" if v else "f",
+    str: copy_escape, datetime: datetime.isoformat, int: str, float: repr, bool: lambda v: "t" if v else "f",
     type(None): lambda v: "\\N",
 }
 

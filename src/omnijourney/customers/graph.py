@@ -84,6 +84,8 @@ class Graph:
         self.profiles: dict[str, Profile] = {}
         self.links: list[NewLink] = []
         self.merges: list[MergeRecord] = []
+        self.merged: list[str] = []  # profiles merged since the changes were last taken
+        self.known: set[str] = set()  # profiles that gained a known identifier since then
         self.looked_up: set[Identifier] = set()
         self.changed: dict[str, Profile] = {}  # profiles to write back (new or dirty)
         self._rules: dict[str, tuple[int, timedelta | None]] = {}
@@ -168,6 +170,8 @@ class Graph:
         return owners
 
     def _breaks_rules(self, idents: list[Identifier], owners: list[str], at: datetime) -> bool:
+        if not owners and len({t for t, _ in idents}) == len(idents):
+            return False  # a new profile with one value per type: every limit is at least 1
         if len(owners) > 1:
             merges = sum(self.profiles[o].merge_count for o in owners) + len(owners) - 1
             if merges > self.settings.max_merges_per_profile:

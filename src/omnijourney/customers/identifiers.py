@@ -24,6 +24,7 @@ _LOYALTY = {"loyalty_card", "loyalty_card_number", "loyalty_id", "loyaltycard", 
 _PHONE = {"phone", "phone_number", "mobile"}
 _EMAIL = {"email", "email_address"}
 MAX_VALUE_LEN = 320
+_MEMO_SIZE = 200_000
 
 
 def normalise_email(value: str) -> str | None:
@@ -87,17 +88,34 @@ class Extractor:
         self.settings = settings
         self.region = region
         self.blocked = frozenset(v.lower() for v in settings.blocked_values)
-        self._priority: dict[str, int] = {}
+        self._priority = _Priorities(settings)
+        self._memo: dict[tuple[str | None, str | None, str | None], list[Identifier]] = {}
 
     def priority(self, id_type: str) -> int:
-        p = self._priority.get(id_type)
-        if p is None:
-            p = self._priority[id_type] = self.settings.rule(id_type).priority
-        return p
+        return self._priority[id_type]
 
-    def extract(self, *, user_id: str | None, anonymous_id: str | None, previous_id: str | None,
+    def extract(self, user_id: str | None, anonymous_id: str | None, previous_id: str | None,
                 traits: dict[str, Any] | None, context: dict[str, Any] | None) -> list[Identifier]:
         """Identifiers of one message, best priority first, without duplicates or blocked values."""
+        # Most messages are a known visitor's next page or click: the same user id, anonymous id and device,
+        # nothing else. Those answers are remembered (bounded), which saves most of the work.
+        if previous_id is None and not traits and (
+                context is None or ("traits" not in context and "externalIds" not in context)):
+            device = context.get("device") if context else None
+            device_id = device.get("id") if isinstance(device, dict) else None
+            if device_id is None or isinstance(device_id, str):
+                key = (user_id, anonymous_id, device_id)
+                known = self._memo.get(key)
+                if known is None:
+                    known = self._extract(user_id, anonymous_id, None, None, context)
+                    if len(self._memo) >= _MEMO_SIZE:
+                        self._memo.clear()
+                    self._memo[key] = known
+                return list(known)
+        return self._extract(user_id, anonymous_id, previous_id, traits, context)
+
+    def _extract(self, user_id: str | None, anonymous_id: str | None, previous_id: str | None,
+                 traits: dict[str, Any] | None, context: dict[str, Any] | None) -> list[Identifier]:
         found: list[Identifier] = []
         add = found.append
         if user_id:
@@ -128,12 +146,29 @@ class Extractor:
                         add(ident)
                         if ident[0] == "whatsapp":
                             add(("phone", ident[1]))  # a WhatsApp number is the person's phone number
+        blocked = self.blocked
+        if len(found) == 1:
+            return [] if is_blocked(found[0][1], blocked) else found
         seen: set[Identifier] = set()
         result = []
         for ident in found:
-            if ident in seen or is_blocked(ident[1], self.blocked):
+            if ident in seen or is_blocked(ident[1], blocked):
                 continue
             seen.add(ident)
             result.append(ident)
-        result.sort(key=lambda i: self.priority("user_id" if i[0] == "previous_id" else i[0]))
+        priority = self._priority.__getitem__
+        result.sort(key=lambda i: priority(i[0]))
         return result
+
+
+class _Priorities(dict[str, int]):
+    """Identifier type -> priority, read from the settings once per type (pydantic access is slow)."""
+
+    def __init__(self, settings: IdentitySettings) -> None:
+        super().__init__()
+        self.settings = settings
+
+    def __missing__(self, id_type: str) -> int:
+        # an alias's previousId stands for a user id
+        p = self[id_type] = self.settings.rule("user_id" if id_type == "previous_id" else id_type).priority
+        return p

@@ -4,16 +4,12 @@ The same identity resolution and the same rows as :func:`omnijourney.tracking.se
 for throughput:
 
 - **Slices.** Messages are taken in slices of ``slice_size``: one transaction each, holding the identity
-  lock, so live ingestion waits at most one slice (a few seconds) and a failure loses no more than the
-  slice being written. Re-running an import stores nothing twice (``messageId``).
-- **A graph kept across batches.** Within a slice nobody else can change the identity graph, so the
-  profiles read for one batch stay in memory for the next ones and only identifiers never seen before
-  are looked up.
-- **Overlap.** One thread does all the database work of the slice, in order, on the slice's
-  connection; the calling thread meanwhile prepares the next batch (identifiers, encoded rows) and
-  resolves the one whose graph was just read. The database reads a batch's slice of the graph while the
-  previous batch is still being written, which is safe because every profile the pending writes touch is
-  already held in memory; duplicates of the batch still being written are caught in memory.
+  lock, so live ingestion waits at most one slice and a failure loses no more than the slice being
+  written. Re-running an import stores nothing twice (``messageId``).
+- **Bulk resolution** (:class:`omnijourney.customers.bulk.BulkResolver`): the graph stays in memory for
+  the whole slice and one thread does the database work while this one prepares and resolves.
+- **Duplicates** are checked against the database with each batch's graph read; that read runs before
+  the previous batch's events are written, so duplicates of that batch are caught in memory.
 """
 
 from __future__ import annotations
@@ -21,8 +17,8 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from time import perf_counter
 from typing import Any
@@ -30,24 +26,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from omnijourney.config import IdentitySettings
-from omnijourney.core.time import utcnow
-from omnijourney.customers.graph import Graph
-from omnijourney.customers.resolution import (
-    Changes,
-    GraphRows,
-    absorb,
-    fetch_graph,
-    resolve_in,
-    save_changes,
-    take_changes,
-    wanted_identifiers,
-)
-from omnijourney.db import _WRITE, Database, advisory_lock, copy_lines, write_rows
+from omnijourney.core.runtime import collector_paused
+from omnijourney.customers.bulk import BulkResolver
+from omnijourney.db import Database, copy_lines, write_rows
 from omnijourney.tracking.messages import Message
 from omnijourney.tracking.models import Event
-from omnijourney.tracking.service import EVENT_COLUMNS, IDENTITY_LOCK, NULL, PreparedBatch, not_stored, prepare
+from omnijourney.tracking.service import EVENT_COLUMNS, NULL, Key, PreparedBatch, prepare, stored_keys
 
-Key = tuple[str | None, str]
+_COLUMNS = [*EVENT_COLUMNS, "customer_id"]
 
 
 @dataclass(slots=True)
@@ -58,74 +44,10 @@ class ImportResult:
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
-@contextmanager
-def _timed(seconds: dict[str, float], step: str) -> Iterator[None]:
-    start = perf_counter()
-    try:
-        yield
-    finally:
-        seconds[step] += perf_counter() - start
-
-
 def batches(messages: Iterable[Message], size: int) -> Iterator[list[Message]]:
     it = iter(messages)
     while part := list(islice(it, size)):
         yield part
-
-
-@dataclass(slots=True)
-class _Read:
-    stored: list[bool]  # per prepared message: already in the database
-    graph: GraphRows
-
-
-class _Slice:
-    """One transaction on one connection, driven from a single database thread."""
-
-    def __init__(self, db: Database, pool: ThreadPoolExecutor, seconds: dict[str, float]) -> None:
-        self.db = db
-        self.pool = pool
-        self.seconds = seconds
-        self.session: Session | None = None
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        return self.pool.submit(fn, *args)
-
-    def begin(self) -> None:
-        self.session = self.db.sessions()
-        self.session.connection(execution_options={_WRITE: True})
-        # wait as long as it takes: a backfill queues behind live ingestion instead of failing
-        advisory_lock(self.session, IDENTITY_LOCK)
-
-    def read(self, batch: PreparedBatch, wanted: set) -> _Read:
-        assert self.session is not None
-        with _timed(self.seconds, "db: duplicates check"):
-            stored = [not fresh for fresh in not_stored(self.session, batch.messages)]
-        with _timed(self.seconds, "db: graph read"):
-            return _Read(stored, fetch_graph(self.session, wanted))
-
-    def write(self, dialect: str, rows: Any, changes: Changes) -> None:
-        assert self.session is not None
-        with _timed(self.seconds, "db: profile and identity writes"):
-            save_changes(self.session, changes)
-        columns = [*EVENT_COLUMNS, "customer_id"]
-        with _timed(self.seconds, "db: event writes"):
-            if dialect == "postgresql":
-                copy_lines(self.session, Event.__table__, columns, rows)
-            else:
-                write_rows(self.session, Event.__table__, columns, rows)
-
-    def end(self, commit: bool) -> None:
-        if self.session is None:
-            return
-        try:
-            if commit:
-                self.session.commit()
-            else:
-                self.session.rollback()
-        finally:
-            self.session.close()
-            self.session = None
 
 
 def import_messages(db: Database, messages: Iterable[Message], *, settings: IdentitySettings,
@@ -139,72 +61,74 @@ def import_messages(db: Database, messages: Iterable[Message], *, settings: Iden
     result = ImportResult()
     per_slice = max(1, slice_size // batch_size)
     incoming = batches(messages, batch_size)
-    with ThreadPoolExecutor(1, thread_name_prefix="omni-import-db") as pool:
+    with collector_paused(), ThreadPoolExecutor(1, thread_name_prefix="omni-import-db") as pool:
         while (first := next(incoming, None)) is not None:
-            _run_slice(db, pool, settings, first, islice(incoming, per_slice - 1), result, on_progress)
+            _import_slice(db, pool, settings, first, islice(incoming, per_slice - 1), result, on_progress)
     return result
 
 
-def _run_slice(db: Database, pool: ThreadPoolExecutor, settings: IdentitySettings, first: list[Message],
-               rest: Iterator[list[Message]], result: ImportResult,
-               on_progress: Callable[[int], None] | None) -> None:
+def _import_slice(db: Database, pool: ThreadPoolExecutor, settings: IdentitySettings, first: list[Message],
+                  rest: Iterator[list[Message]], result: ImportResult,
+                  on_progress: Callable[[int], None] | None) -> None:
     """Import ``first`` and ``rest`` in one transaction."""
     dialect = db.dialect
     seconds = result.seconds
-    tx = _Slice(db, pool, seconds)
-    graph = Graph(settings, utcnow())
+    resolver = BulkResolver(db, settings, pool, seconds)
     writes: deque[tuple[Future[None], int]] = deque()
-    committed = False
+    resolver.begin()
     try:
-        tx.submit(tx.begin).result()
-        with _timed(seconds, "prepare"):
-            batch = prepare(first, settings, dialect)
-        read = tx.submit(tx.read, batch, wanted_identifiers(batch.identifiers))
+        start = perf_counter()
+        batch: PreparedBatch | None = prepare(first, settings, dialect)
+        seconds["preparing"] += perf_counter() - start
+        read = resolver.read(batch.identifiers, partial(stored_keys, keys=batch.keys))
         in_flight: set[Key] = set()  # keys of the batch being written (the database cannot see them yet)
         while batch is not None:
-            raw_next = next(rest, None)
-            with _timed(seconds, "prepare"):
-                nxt = prepare(raw_next, settings, dialect) if raw_next is not None else None
-            with _timed(seconds, "waiting for the database"):
-                got: _Read = read.result()
             start = perf_counter()
-            absorb(graph, got.graph)
-            keep = [not stored and (m.source_id, m.message_id) not in in_flight
-                    for m, stored in zip(batch.messages, got.stored, strict=True)]
-            fresh = [m for m, k in zip(batch.messages, keep, strict=True) if k]
-            idents = [i for i, k in zip(batch.identifiers, keep, strict=True) if k]
-            customer_ids = resolve_in(graph, fresh, idents)
-            changes = take_changes(graph, dialect)
-            rows = [r for r, k in zip(batch.rows, keep, strict=True) if k]
+            raw_next = next(rest, None)
+            nxt = prepare(raw_next, settings, dialect) if raw_next is not None else None
+            seconds["preparing"] += perf_counter() - start
+            graph_rows, stored = resolver.fetched(read)
+            fresh, idents, rows = batch.messages, batch.identifiers, batch.rows
+            dup = stored | (in_flight & batch.keys)
+            if dup:  # rare outside re-runs
+                keep = [(m.source_id, m.message_id) not in dup for m in fresh]
+                fresh = [m for m, k in zip(fresh, keep, strict=True) if k]
+                idents = [i for i, k in zip(idents, keep, strict=True) if k]
+                rows = [r for r, k in zip(rows, keep, strict=True) if k]  # type: ignore[misc]
+            customer_ids = resolver.resolve(graph_rows, fresh, idents)
+            start = perf_counter()
             if dialect == "postgresql":
                 data: Any = "".join([f"{r}{cid or NULL}\n" for r, cid in zip(rows, customer_ids, strict=True)])
             else:
                 data = [(*r, cid) for r, cid in zip(rows, customer_ids, strict=True)]
-            seconds["resolve"] += perf_counter() - start
+            seconds["encoding"] += perf_counter() - start
             if nxt is not None:  # queued before this batch's write: read ahead while it is written
-                read = tx.submit(tx.read, nxt, graph.missing(wanted_identifiers(nxt.identifiers)))
-            writes.append((tx.submit(tx.write, dialect, data, changes), len(batch.messages)))
+                read = resolver.read(nxt.identifiers, partial(stored_keys, keys=nxt.keys))
+            writes.append((resolver.write(partial(_write_events, dialect=dialect, data=data)), batch.received))
             result.accepted += len(fresh)
-            result.duplicates += len(batch.messages) - len(fresh)
-            in_flight = {(m.source_id, m.message_id) for m in fresh}
+            result.duplicates += batch.received - len(fresh)
+            in_flight = batch.keys - dup
             _report(writes, on_progress, wait=False)
             batch = nxt
-        with _timed(seconds, "waiting for the database"):
-            _report(writes, on_progress, wait=True)
-        tx.submit(tx.end, True).result()
-        committed = True
-    finally:
-        if not committed:
-            for fut, _ in writes:
-                fut.cancel()
-            pool.submit(tx.end, False).result()
+        resolver.commit()
+        _report(writes, on_progress, wait=True)
+    except BaseException:
+        resolver.rollback()
+        raise
+
+
+def _write_events(session: Session, dialect: str, data: Any) -> None:
+    if dialect == "postgresql":
+        copy_lines(session, Event.__table__, _COLUMNS, data)
+    else:
+        write_rows(session, Event.__table__, _COLUMNS, data)
 
 
 def _report(writes: deque[tuple[Future[None], int]], on_progress: Callable[[int], None] | None, *,
             wait: bool) -> None:
     """Surface finished writes (and their errors) in order."""
     while writes and (wait or writes[0][0].done()):
-        fut, n = writes.popleft()
-        fut.result()
+        future, n = writes.popleft()
+        future.result()
         if on_progress:
             on_progress(n)

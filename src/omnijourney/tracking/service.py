@@ -23,12 +23,11 @@ from omnijourney import models as _all_domains  # noqa: F401  (merge handlers of
 from omnijourney.config import IdentitySettings
 from omnijourney.core.errors import TooBusy
 from omnijourney.customers.identifiers import Identifier
-from omnijourney.customers.resolution import extractor_for, message_identifiers, resolve_messages
+from omnijourney.customers.resolution import IDENTITY_LOCK, extractor_for, message_identifiers, resolve_messages
 from omnijourney.db import advisory_lock, copy_lines, copy_row, json_text, select_pairs, sqlite_time, write_rows
 from omnijourney.tracking.messages import Message
 from omnijourney.tracking.models import Event
 
-IDENTITY_LOCK = 7_100_001  # advisory lock key of identity resolution
 LOCK_TIMEOUT = "10s"
 
 
@@ -48,15 +47,23 @@ class PreparedBatch:
     columns: list[str]
     rows: list[tuple[Any, ...]] | list[str]  # driver tuples; on PostgreSQL COPY text lines less customer_id
     dialect: str
+    keys: set[Key]  # (source, messageId) of the messages that have a source
+    received: int  # messages given, repeats within the batch included
+
+
+Key = tuple[str | None, str]
 
 
 def prepare(messages: Sequence[Message], settings: IdentitySettings, dialect: str) -> PreparedBatch:
     """The database-free part of ingestion; call it outside the transaction."""
-    seen: set[tuple[str | None, str]] = set()
+    seen: set[Key] = set()
     unique: list[Message] = []
     for m in messages:  # a message repeated within one batch is stored once
+        if m.source_id is None:
+            unique.append(m)  # no source, no idempotency key (domain events carry unique ids)
+            continue
         key = (m.source_id, m.message_id)
-        if m.source_id is None or key not in seen:
+        if key not in seen:
             seen.add(key)
             unique.append(m)
     ex = extractor_for(settings)
@@ -70,18 +77,15 @@ def prepare(messages: Sequence[Message], settings: IdentitySettings, dialect: st
              when(m.received_at), json(m.properties), json(m.traits), json(m.context or None))
             for m in unique
         ]
-    return PreparedBatch(unique, [message_identifiers(ex, m) for m in unique], EVENT_COLUMNS, rows, dialect)
+    return PreparedBatch(unique, [message_identifiers(ex, m) for m in unique], EVENT_COLUMNS, rows, dialect, seen,
+                         len(messages))
 
 
 NULL = "\\N"
 
 
 def _text(v: str | None) -> str:
-    if v is None:
-        return NULL
-    if "\\" in v or "\t" in v or "\n" in v or "\r" in v:
-        return copy_row((v,))
-    return v
+    return NULL if v is None else copy_row((v,))
 
 
 def _time(v: datetime | None) -> str:
@@ -89,14 +93,33 @@ def _time(v: datetime | None) -> str:
 
 
 def _json(v: Any) -> str:
-    if v is None:
-        return NULL
-    out = orjson.dumps(v).decode()
-    return copy_row((out,)) if "\\" in out else out  # orjson escapes control characters, not backslashes
+    return NULL if v is None else copy_row((orjson.dumps(v).decode(),))
 
 
 def _copy_line(m: Message) -> str:
-    """The event's COPY text line, less ``customer_id`` (about 3 us; the generic :func:`copy_row` takes 5)."""
+    """The event's COPY text line, less ``customer_id``.
+
+    About 2 us instead of the generic :func:`copy_row`'s 5: the text columns are joined as they are,
+    then checked once for what COPY would need escaped (rare; NUL never gets this far, the parser
+    refuses it, so it stands in for NULL until the check is done).
+    """
+    head = "\t".join([v if v is not None else "\0" for v in (
+        m.source_id, m.message_id, m.type, m.event, m.user_id, m.anonymous_id, m.previous_id, m.group_id,
+        m.channel, m.store_code)])
+    props = orjson.dumps(m.properties).decode()
+    traits = orjson.dumps(m.traits).decode() if m.traits is not None else None
+    ctx = orjson.dumps(m.context).decode() if m.context else None
+    if ("\\" in head or "\n" in head or "\r" in head or head.count("\t") != 9 or "\\" in props
+            or (traits is not None and "\\" in traits) or (ctx is not None and "\\" in ctx)):
+        return _slow_copy_line(m)
+    original, sent = m.original_timestamp, m.sent_at
+    return "\t".join((
+        head.replace("\0", NULL), m.timestamp.isoformat(), original.isoformat() if original else NULL,
+        sent.isoformat() if sent else NULL, m.received_at.isoformat(), props, traits or NULL, ctx or NULL, "",
+    ))
+
+
+def _slow_copy_line(m: Message) -> str:
     t = _text
     return "\t".join((
         t(m.source_id), t(m.message_id), m.type, t(m.event), t(m.user_id), t(m.anonymous_id), t(m.previous_id),
@@ -146,8 +169,12 @@ def ingest(session: Session, *, messages: Sequence[Message] | PreparedBatch,
 
 def not_stored(session: Session, messages: Sequence[Message]) -> list[bool]:
     """For each message: True unless the same (source, messageId) is already stored."""
-    keys = list({(m.source_id, m.message_id) for m in messages if m.source_id is not None})
-    rows = select_pairs(session, "SELECT e.source_id, e.message_id FROM events e "
-                                 "JOIN p ON e.source_id = p.a AND e.message_id = p.b", keys)
-    stored = {(r[0], r[1]) for r in rows}
+    stored = stored_keys(session, {(m.source_id, m.message_id) for m in messages if m.source_id is not None})
     return [(m.source_id, m.message_id) not in stored for m in messages]
+
+
+def stored_keys(session: Session, keys: set[Key]) -> set[Key]:
+    """Those (source, messageId) of ``keys`` that are already stored."""
+    rows = select_pairs(session, "SELECT e.source_id, e.message_id FROM events e "
+                                 "JOIN p ON e.source_id = p.a AND e.message_id = p.b", list(keys))
+    return {(r[0], r[1]) for r in rows}
