@@ -51,15 +51,17 @@ def _sqlite_setup(engine: Engine) -> None:
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` with the settings each dialect needs."""
     parsed = make_url(url)
+    # orjson for every JSON column: profiles and events are read and written in bulk
+    json = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
-            parsed, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8, max_overflow=16
+            parsed, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8, max_overflow=16, **json
         )
         _sqlite_setup(engine)
         return engine
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(parsed, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(parsed, pool_size=10, max_overflow=20, pool_pre_ping=True, **json)
 
 
 class Database:
@@ -126,6 +128,10 @@ def _converter(column: Any, dialect: str) -> Any:
     if isinstance(ctype, JSON) or isinstance(getattr(ctype, "impl", None), JSON):
         return json_text
     return None
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def json_text(value: Any) -> str | None:
