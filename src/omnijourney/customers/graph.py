@@ -127,10 +127,15 @@ class Graph:
         if not idents:
             return None
         owner = self.owner
-        if idents[0][0] != "previous_id" and len(idents) <= 3:  # fast path: a known visitor, nothing new
+        if idents[0][0] != "previous_id":  # fast path: a known visitor, nothing new
             first = owner.get(idents[0])
-            if first is not None and all(owner.get(i) == first for i in idents[1:]):
-                return self.survivor_of(first)
+            if first is not None:
+                for ident in idents:
+                    if owner.get(ident) != first:
+                        break
+                else:
+                    # a merge re-points the merged profile's identifiers, so owners are normally survivors
+                    return first if self.profiles[first].merged_into is None else self.survivor_of(first)
         idents = [self._concrete(i) for i in idents]
         while True:
             owners = self._owners(idents)

@@ -65,14 +65,12 @@ def message_identifiers(ex: Extractor, m: Message) -> list[Identifier]:
 
 def wanted_identifiers(per_message: Iterable[list[Identifier]]) -> set[Identifier]:
     """Every identifier the messages name (an alias's previousId may be a user id or an anonymous id)."""
-    wanted: set[Identifier] = set()
-    for idents in per_message:
-        for t, v in idents:
-            if t == "previous_id":
-                wanted.add(("user_id", v))
-                wanted.add(("anonymous_id", v))
-            else:
-                wanted.add((t, v))
+    wanted: set[Identifier] = set().union(*per_message)
+    aliases = [i for i in wanted if i[0] == "previous_id"]
+    for alias in aliases:
+        wanted.discard(alias)
+        wanted.add(("user_id", alias[1]))
+        wanted.add(("anonymous_id", alias[1]))
     return wanted
 
 
@@ -152,8 +150,8 @@ def resolve_in(graph: Graph, messages: Sequence[Message], per_message: Sequence[
         prefs = consent.get("categoryPreferences") if isinstance(consent, dict) else None
         if isinstance(prefs, dict) and prefs:
             graph.apply_consent(cid, prefs, m.timestamp, source=m.source_name, channel=m.channel)
-    survivor_of = graph.survivor_of
-    return [survivor_of(c) if c else None for c in resolved]
+    survivor_of, profiles = graph.survivor_of, graph.profiles
+    return [c if c is None or profiles[c].merged_into is None else survivor_of(c) for c in resolved]
 
 
 def resolve_messages(session: Session, messages: Sequence[Message], per_message: Sequence[list[Identifier]],
