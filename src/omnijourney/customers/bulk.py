@@ -109,7 +109,7 @@ class BulkResolver:
         then new identifiers and merges."""
         with self._timed("encoding"):
             links = take_links(self.graph, self.dialect)
-            merges = take_merges(self.graph)
+            merges = take_merges(self.graph, self.dialect)
         future = self._submit(self._write, first, links, merges)
         self._writes.append(future)
         return future

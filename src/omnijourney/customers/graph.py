@@ -19,12 +19,13 @@ value); each trait keeps when it was first seen. Merges apply the same rule trai
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from omnijourney.config import IdentitySettings
-from omnijourney.core.ids import new_id
+from omnijourney.core.ids import new_ids
 from omnijourney.customers.identifiers import Identifier
 
 
@@ -89,6 +90,7 @@ class Graph:
         self.looked_up: set[Identifier] = set()
         self.changed: dict[str, Profile] = {}  # profiles to write back (new or dirty)
         self._rules: dict[str, tuple[int, timedelta | None]] = {}
+        self._ids: Iterator[str] = iter(())
 
     def _rule(self, id_type: str) -> tuple[int, timedelta | None]:
         """(limit, window) of a type; pydantic attribute access is too slow for the per-message path."""
@@ -136,11 +138,10 @@ class Graph:
                 else:
                     # a merge re-points the merged profile's identifiers, so owners are normally survivors
                     return first if self.profiles[first].merged_into is None else self.survivor_of(first)
-        idents = [self._concrete(i) for i in idents]
+        if any(t == "previous_id" for t, _ in idents):
+            idents = [self._concrete(i) for i in idents]
         while True:
             owners = self._owners(idents)
-            if len(owners) == 1 and all(i in self.owner for i in idents):
-                return owners[0]  # the common case: a known visitor, nothing new
             if len(idents) == 1 or not self._breaks_rules(idents, owners, at):
                 break
             idents = idents[:-1]  # drop the lowest-priority identifier and try again
@@ -209,7 +210,12 @@ class Graph:
         return sum(1 for linked in values.values() if linked >= since)
 
     def _create(self, at: datetime) -> str:
-        profile = Profile(id=new_id(), created_at=min(at, self.now), new=True, dirty=True)
+        try:
+            cid = next(self._ids)
+        except StopIteration:  # ids come a thousand at a time: bulk imports create profiles by the hundred thousand
+            self._ids = iter(new_ids(1000))
+            cid = next(self._ids)
+        profile = Profile(id=cid, created_at=min(at, self.now), new=True, dirty=True)
         self.profiles[profile.id] = self.changed[profile.id] = profile
         return profile.id
 

@@ -47,9 +47,21 @@ def normalise_phone(value: str, region: str) -> str | None:
 
 def normalise(id_type: str, raw: Any, region: str) -> Identifier | None:
     """Map a raw (type, value) onto our identifier types; None when the value is unusable."""
+    if type(raw) is str:
+        return _normalise_text(id_type, raw, region)
     if raw is None or isinstance(raw, (dict, list, bool)):
         return None
-    value = str(raw).strip()
+    return _normalise(id_type, str(raw), region)
+
+
+@lru_cache(maxsize=200_000)
+def _normalise_text(id_type: str, raw: str, region: str) -> Identifier | None:
+    # a person's email, phone and card come back with every identify: remembered
+    return _normalise(id_type, raw, region)
+
+
+def _normalise(id_type: str, raw: str, region: str) -> Identifier | None:
+    value = raw.strip()
     if not value or len(value) > MAX_VALUE_LEN:
         return None
     t = id_type.strip().lower().replace(" ", "_").replace("-", "_")
