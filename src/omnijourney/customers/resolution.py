@@ -32,6 +32,7 @@ from omnijourney.db import (
     EncodedRows,
     copy_escape,
     encode,
+    encode_update,
     insert_encoded,
     remap,
     select_pairs,
@@ -197,7 +198,7 @@ def take_merges(graph: Graph, dialect: str) -> MergeChanges:
 
 def save_merges(session: Session, merges: MergeChanges) -> None:
     """Log merges and move the merged profiles' events to their survivors."""
-    if merges.log:
+    if merges.log is not None:
         insert_encoded(session, merges.log)
     remap(session, Event.__table__, "customer_id", merges.moved)
 
@@ -280,6 +281,11 @@ def _encode_profiles(graph: Graph, profiles: list[Profile], dialect: str, now: d
     dumps = orjson.dumps
     if created:
         names.append("created_at")
+    elif dialect == "postgresql":  # see db.update_encoded
+        return encode_update(Customer.__table__, [
+            {"id": p.id, "traits": p.traits, "trait_meta": p.trait_meta, "consent": p.consent,
+             "merge_count": p.merge_count, "updated_at": now,
+             "merged_into": survivor_of(p.id) if p.merged_into else None} for p in profiles], dialect)
     if dialect == "postgresql":
         esc, null, stamp_now = copy_escape, "\\N", now.isoformat()
         lines = []
@@ -299,11 +305,11 @@ def _encode_profiles(graph: Graph, profiles: list[Profile], dialect: str, now: d
 
 def save_changes(session: Session, changes: Changes) -> None:
     """Write a snapshot of :func:`take_changes`: profiles, links, merges, and what other domains do about them."""
-    if changes.new_profiles:
+    if changes.new_profiles is not None:
         insert_encoded(session, changes.new_profiles)
-    if changes.updated_profiles:
+    if changes.updated_profiles is not None:
         update_encoded(session, changes.updated_profiles, "id")
-    if changes.links:
+    if changes.links is not None:
         insert_encoded(session, changes.links)
     save_merges(session, changes.merges)
     if changes.moved:
