@@ -91,6 +91,7 @@ class Graph:
         self.changed: dict[str, Profile] = {}  # profiles to write back (new or dirty)
         self._rules: dict[str, tuple[int, timedelta | None]] = {}
         self._ids: Iterator[str] = iter(())
+        self._block = 1
 
     def _rule(self, id_type: str) -> tuple[int, timedelta | None]:
         """(limit, window) of a type; pydantic attribute access is too slow for the per-message path."""
@@ -212,8 +213,9 @@ class Graph:
     def _create(self, at: datetime) -> str:
         try:
             cid = next(self._ids)
-        except StopIteration:  # ids come a thousand at a time: bulk imports create profiles by the hundred thousand
-            self._ids = iter(new_ids(1000))
+        except StopIteration:  # ids come in growing blocks: bulk imports create profiles by the hundred thousand
+            self._block = min(self._block * 4, 1024)
+            self._ids = iter(new_ids(self._block))
             cid = next(self._ids)
         profile = Profile(id=cid, created_at=min(at, self.now), new=True, dirty=True)
         self.profiles[profile.id] = self.changed[profile.id] = profile

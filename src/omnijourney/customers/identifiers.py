@@ -48,16 +48,21 @@ def normalise_phone(value: str, region: str) -> str | None:
 def normalise(id_type: str, raw: Any, region: str) -> Identifier | None:
     """Map a raw (type, value) onto our identifier types; None when the value is unusable."""
     if type(raw) is str:
-        return _normalise_text(id_type, raw, region)
+        # a person's email, phone and card come back with every identify: remembered (tuples of strings only,
+        # which the garbage collector does not track, unlike an lru_cache's entries)
+        key = (id_type, raw, region)
+        if key in _normalised:
+            return _normalised[key]
+        if len(_normalised) >= _MEMO_SIZE:
+            _normalised.clear()
+        found = _normalised[key] = _normalise(id_type, raw, region)
+        return found
     if raw is None or isinstance(raw, (dict, list, bool)):
         return None
     return _normalise(id_type, str(raw), region)
 
 
-@lru_cache(maxsize=200_000)
-def _normalise_text(id_type: str, raw: str, region: str) -> Identifier | None:
-    # a person's email, phone and card come back with every identify: remembered
-    return _normalise(id_type, raw, region)
+_normalised: dict[tuple[str, str, str], Identifier | None] = {}
 
 
 def _normalise(id_type: str, raw: str, region: str) -> Identifier | None:
@@ -101,7 +106,8 @@ class Extractor:
         self.region = region
         self.blocked = frozenset(v.lower() for v in settings.blocked_values)
         self._priority = _Priorities(settings)
-        self._memo: dict[tuple[str | None, str | None, str | None], list[Identifier]] = {}
+        # tuples of strings only: the garbage collector stops tracking them
+        self._memo: dict[tuple[str | None, str | None, str | None], tuple[Identifier, ...]] = {}
 
     def priority(self, id_type: str) -> int:
         return self._priority[id_type]
@@ -119,7 +125,7 @@ class Extractor:
                 key = (user_id, anonymous_id, device_id)
                 known = self._memo.get(key)
                 if known is None:
-                    known = self._extract(user_id, anonymous_id, None, None, context)
+                    known = tuple(self._extract(user_id, anonymous_id, None, None, context))
                     if len(self._memo) >= _MEMO_SIZE:
                         self._memo.clear()
                     self._memo[key] = known
