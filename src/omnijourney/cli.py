@@ -172,7 +172,9 @@ def events_import(
     paths: Annotated[list[Path], typer.Argument(exists=True, readable=True, metavar="PATH",
                                                 help="files or directories", show_default=False)],
     source: Annotated[str | None, typer.Option(help="registered source receiving every message")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="messages per transaction")] = 20_000,
+    batch_size: Annotated[int, typer.Option(min=1, help="messages resolved and written together")] = 20_000,
+    slice_size: Annotated[int, typer.Option(min=1, help="messages per transaction; it holds the identity lock, "
+                                                        "so live ingestion waits for at most one")] = 200_000,
 ) -> None:
     """Import history files; the help text is ``_IMPORT_HELP``."""
     import time
@@ -235,7 +237,7 @@ def events_import(
 
         messages = read_messages(files, default_source=default, sources_by_key=by_key, now=utcnow(), report=report)
         result = import_messages(db, shown(messages), settings=settings.identity, batch_size=batch_size,
-                                 on_progress=on_progress)
+                                 slice_size=slice_size, on_progress=on_progress)
         show()
     db.dispose()
     elapsed = time.monotonic() - started
@@ -250,7 +252,6 @@ def events_import(
         if report.rejected > _SHOWN_REJECTIONS:
             console.print(f"  ... and {report.rejected - _SHOWN_REJECTIONS:,} more")
         raise typer.Exit(1)
-
 
 
 if __name__ == "__main__":
