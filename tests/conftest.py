@@ -132,3 +132,16 @@ def live_server(app) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def cli_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Database:
+    """A migrated SQLite file that the ``omni`` command uses (``OMNI_DATABASE_URL``), as an operator's would be."""
+    from typer.testing import CliRunner
+
+    from omnijourney.cli import app as cli
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("OMNI_DATABASE_URL", url)
+    assert CliRunner().invoke(cli, ["migrate"]).exit_code == 0
+    return Database(url)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from typer.testing import CliRunner
 
@@ -14,11 +12,8 @@ from omnijourney.tracking.sources import source_by_write_key
 
 
 @pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Database:
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("OMNI_DATABASE_URL", url)
-    assert CliRunner().invoke(app, ["migrate"]).exit_code == 0
-    return Database(url)
+def database(cli_database: Database) -> Database:
+    return cli_database
 
 
 def test_sources_add_prints_the_write_key_last(database: Database) -> None:

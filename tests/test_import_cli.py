@@ -23,11 +23,8 @@ SETTINGS = Settings().identity
 
 
 @pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Database:
-    url = f"sqlite:///{tmp_path / 'import.db'}"
-    monkeypatch.setenv("OMNI_DATABASE_URL", url)
-    assert CliRunner().invoke(app, ["migrate"]).exit_code == 0
-    return Database(url)
+def database(cli_database: Database) -> Database:
+    return cli_database
 
 
 def add_source(name: str, channel: str) -> str:
