@@ -484,3 +484,18 @@ def test_progress_reports_every_message_batch_by_batch(db: Database) -> None:
     assert (empty.accepted, empty.duplicates) == (0, 0)
     assert len(progress) == 5
 
+
+
+def test_text_that_copy_must_escape_comes_back_as_sent(db: Database) -> None:
+    """Tabs, line breaks, backslashes and quotes in names, ids and payloads survive both write paths."""
+    src = source(db)
+    odd = ["tab\there", "line\nbreak", "back\\slash", 'say "hi"', "cr\rlf", "plain"]
+    messages = [msg(src, event=f"Viewed {text}", user_id=f"u-{text}", properties={"q": text, "n": i},
+                    context={"page": {"title": text}}, minutes=i) for i, text in enumerate(odd)]
+    send(db, *messages[:3])
+    run_import(db, messages[3:])
+    with db.transaction(write=False) as s:
+        stored = {e.message_id: e for e in s.scalars(select(Event))}
+    for m in messages:
+        e = stored[m.message_id]
+        assert (e.event, e.user_id, e.properties, e.context) == (m.event, m.user_id, m.properties, m.context)

@@ -100,16 +100,17 @@ def _copy_line(m: Message) -> str:
     """The event's COPY text line, less ``customer_id``.
 
     About 2 us instead of the generic :func:`copy_row`'s 5: the text columns are joined as they are,
-    then checked once for what COPY would need escaped (rare; NUL never gets this far, the parser
-    refuses it, so it stands in for NULL until the check is done).
+    then checked once for what COPY would need escaped (rare). NUL stands in for NULL until the check,
+    which also sends any real NUL (the parser refuses them) down the slow path.
     """
-    head = "\t".join([v if v is not None else "\0" for v in (
-        m.source_id, m.message_id, m.type, m.event, m.user_id, m.anonymous_id, m.previous_id, m.group_id,
-        m.channel, m.store_code)])
+    values = (m.source_id, m.message_id, m.type, m.event, m.user_id, m.anonymous_id, m.previous_id, m.group_id,
+              m.channel, m.store_code)
+    head = "\t".join([v if v is not None else "\0" for v in values])
     props = orjson.dumps(m.properties).decode()
     traits = orjson.dumps(m.traits).decode() if m.traits is not None else None
     ctx = orjson.dumps(m.context).decode() if m.context else None
-    if ("\\" in head or "\n" in head or "\r" in head or head.count("\t") != 9 or "\\" in props
+    if ("\\" in head or "\n" in head or "\r" in head or head.count("\t") != 9
+            or head.count("\0") != values.count(None) or "\\" in props
             or (traits is not None and "\\" in traits) or (ctx is not None and "\\" in ctx)):
         return _slow_copy_line(m)
     original, sent = m.original_timestamp, m.sent_at
@@ -150,7 +151,7 @@ def ingest(session: Session, *, messages: Sequence[Message] | PreparedBatch,
     """Store validated messages, idempotent on (source, messageId), with their profiles resolved."""
     dialect = session.get_bind().dialect.name
     batch = messages if isinstance(messages, PreparedBatch) else prepare(messages, settings, dialect)
-    total = len(messages.messages) if isinstance(messages, PreparedBatch) else len(messages)
+    total = batch.received
     take_identity_lock(session)
     keep = not_stored(session, batch.messages)
     fresh = [m for m, k in zip(batch.messages, keep, strict=True) if k]
