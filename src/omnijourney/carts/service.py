@@ -412,6 +412,10 @@ def follow_profile_merge(session: Session, pairs: Sequence[tuple[str, str]]) -> 
 def adopt_anonymous_carts(session: Session, anonymous_ids: dict[str, list[str]]) -> None:
     """A visitor who logs in, gives an email or scans a card keeps the cart they filled anonymously: their
     anonymous carts are assigned to the profile by the ``assign`` rule, in the channel the cart was last used."""
+    open_anonymous = select(Cart.id).where(Cart.status == "active", Cart.customer_id.is_(None),
+                                           Cart.anonymous_id.is_not(None)).limit(1)
+    if session.scalar(open_anonymous) is None:
+        return  # no anonymous cart anywhere (a history import, say): nothing to send a list of ids for
     pairs = [(anon, cid) for cid, anons in anonymous_ids.items() for anon in anons]
     # one indexed probe per anonymous id (the partial unique index of active anonymous carts), in one round trip
     rows = select_pairs(session, "SELECT c.id, c.channel_code, p.b FROM carts c JOIN p ON c.anonymous_id = p.a "
