@@ -242,8 +242,8 @@ def update_encoded(session: Session, rows: EncodedRows, key: str) -> None:
     """``UPDATE ... WHERE key = ...`` for every row of :func:`encode_update`, in one statement.
 
     PostgreSQL reads the rows with ``json_to_recordset``: one round trip, and the planner (expecting a
-    hundred rows from a function) probes the key's index instead of scanning the table. SQLite: one
-    executemany.
+    hundred rows from a function) probes the key's index instead of scanning the table. SQLite reads them
+    with ``json_each``.
     """
     if not rows.data:
         return
@@ -257,12 +257,13 @@ def update_encoded(session: Session, rows: EncodedRows, key: str) -> None:
             cur.execute(f'UPDATE "{table.name}" t SET {sets} FROM json_to_recordset(%s::json) AS u({record}) '
                         f'WHERE t."{key}" = u."{key}"', (rows.data,))
         return
-    order = [names.index(n) for n in cols] + [names.index(key)]
-    sets = ", ".join(f'"{n}" = ?' for n in cols)
+    # SQLite: one statement over a JSON array of rows (one step in C: see write_rows)
+    sets = ", ".join(f'"{n}" = json_extract(u.value, \'$[{names.index(n)}]\')' for n in cols)
     cur = raw.cursor()
     try:
-        cur.executemany(f'UPDATE "{table.name}" SET {sets} WHERE "{key}" = ?',
-                        [tuple(row[i] for i in order) for row in rows.data])
+        cur.execute(f'UPDATE "{table.name}" SET {sets} FROM json_each(?) AS u '
+                    f'WHERE "{table.name}"."{key}" = json_extract(u.value, \'$[{names.index(key)}]\')',
+                    (orjson.dumps(rows.data).decode(),))
     finally:
         cur.close()
 
@@ -323,8 +324,8 @@ def remap(session: Session, table: Any, column: str, mapping: dict[str, str]) ->
     """``UPDATE table SET column = mapping[column]`` where ``column`` is one of the mapping's keys.
 
     Written to use the column's index whatever the planner's statistics say (a join against a list of
-    unknown size can turn into a scan of the whole table): PostgreSQL matches ``= ANY(keys)`` and looks the
-    new value up in a JSON object; SQLite runs one indexed UPDATE per key, which is cheap in-process.
+    unknown size can turn into a scan of the whole table): PostgreSQL matches ``= ANY(keys)``, SQLite
+    ``IN (keys)``, and both look the new value up in a JSON object.
     """
     if not mapping:
         return
@@ -334,10 +335,12 @@ def remap(session: Session, table: Any, column: str, mapping: dict[str, str]) ->
             cur.execute(f'UPDATE "{table.name}" SET "{column}" = %s::jsonb ->> "{column}" '
                         f'WHERE "{column}" = ANY(%s)', (orjson.dumps(mapping).decode(), list(mapping)))
         return
+    # one statement (one step in C: see write_rows); the mapping is a JSON object read with json_each
+    mapping_json = orjson.dumps(mapping).decode()
     cur = raw.cursor()
     try:
-        cur.executemany(f'UPDATE "{table.name}" SET "{column}" = ? WHERE "{column}" = ?',
-                        [(new, old) for old, new in mapping.items()])
+        cur.execute(f'UPDATE "{table.name}" SET "{column}" = json_extract(?, \'$.\' || json_quote("{column}")) '
+                    f'WHERE "{column}" IN (SELECT key FROM json_each(?))', (mapping_json, mapping_json))
     finally:
         cur.close()
 
