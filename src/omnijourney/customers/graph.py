@@ -47,6 +47,7 @@ class Profile:
     idents: dict[str, dict[str, datetime]] = field(default_factory=dict)
     new: bool = False
     dirty: bool = False
+    born: int = -1  # the graph's epoch when created here; -1: read from the database
 
 
 @dataclass(slots=True)
@@ -92,6 +93,9 @@ class Graph:
         self._rules: dict[str, tuple[int, timedelta | None]] = {}
         self._ids: Iterator[str] = iter(())
         self._block = 1
+        # bumped each time merges are taken: a profile born in the current epoch has nothing written yet that
+        # a merge would have to re-point
+        self.epoch = 0
 
     def _rule(self, id_type: str) -> tuple[int, timedelta | None]:
         """(limit, window) of a type; pydantic attribute access is too slow for the per-message path."""
@@ -217,7 +221,7 @@ class Graph:
             self._block = min(self._block * 4, 1024)
             self._ids = iter(new_ids(self._block))
             cid = next(self._ids)
-        profile = Profile(id=cid, created_at=min(at, self.now), new=True, dirty=True)
+        profile = Profile(id=cid, created_at=min(at, self.now), new=True, dirty=True, born=self.epoch)
         self.profiles[profile.id] = self.changed[profile.id] = profile
         return profile.id
 

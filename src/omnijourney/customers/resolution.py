@@ -182,7 +182,8 @@ def _traits_of(m: Message) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class MergeChanges:
-    """Merges since they were last taken: the log rows (encoded), and each merged profile with its survivor."""
+    """Merges since they were last taken: the log rows (encoded), and the merged profiles with rows to re-point
+    (with their survivors)."""
 
     log: EncodedRows | None
     moved: dict[str, str]
@@ -191,14 +192,17 @@ class MergeChanges:
 def take_merges(graph: Graph, dialect: str) -> MergeChanges:
     """The merges since the last call. A bulk import writes them batch by batch (events written with a merged
     profile's id must follow it) and profiles once per transaction."""
-    survivor_of = graph.survivor_of
+    survivor_of, profiles = graph.survivor_of, graph.profiles
     merges, graph.merges = graph.merges, []
+    epoch = graph.epoch
+    graph.epoch += 1
     if not merges:
         return MergeChanges(None, {})
     log = encode(Merge.__table__, [
         {"survivor_id": m.survivor_id, "merged_id": m.merged_id, "at": m.at, "message_id": m.message_id,
          "source_id": m.source_id, "identifiers": m.identifiers, "reason": m.reason} for m in merges], dialect)
-    moved = {m.merged_id: survivor_of(m.merged_id) for m in merges}
+    # only profiles with rows written before (stored, or taken in an earlier batch) need re-pointing
+    moved = {m.merged_id: survivor_of(m.merged_id) for m in merges if profiles[m.merged_id].born < epoch}
     graph.merged.extend(moved)
     return MergeChanges(log, moved)
 
@@ -246,7 +250,7 @@ class Changes:
     updated_profiles: EncodedRows | None
     links: EncodedRows | None  # not yet taken by :func:`take_links`
     merges: MergeChanges  # not yet taken by :func:`take_merges`
-    moved: list[tuple[str, str]]  # every profile merged since the last take, with its survivor
+    moved: list[tuple[str, str]]  # profiles merged since the last take that had rows written, with their survivor
     known: dict[str, list[str]]  # profile -> its anonymous ids, for profiles that just became known
 
 
