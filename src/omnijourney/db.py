@@ -280,14 +280,19 @@ def bulk_update(session: Session, table: Any, key: str, rows: Sequence[dict[str,
         update_encoded(session, encode_update(table, rows, session.get_bind().dialect.name), key)
 
 
+_JSON_PAIRS = 10_000  # see select_pairs
+
+
 def select_pairs(session: Session, sql: str, pairs: Sequence[tuple[Any, Any]]) -> list[tuple[Any, ...]]:
     """Run ``sql`` for many (a, b) pairs in one round trip per few thousand pairs.
 
     ``sql`` names the pairs as a table ``p(a, b)``, e.g.
     ``SELECT i.customer_id FROM identities i JOIN p ON i.type = p.a AND i.value = p.b``.
-    PostgreSQL gets them as one JSON array (orjson writes it in C; text arrays are adapted in Python), SQLite
-    as a ``VALUES`` list. PostgreSQL's planner guesses a hundred pairs whatever the count, which suits joins
-    probing an index per pair; write other joins so that no guess can turn them into a table scan (LATERAL).
+    SQLite gets them as a ``VALUES`` list. PostgreSQL gets up to ``_JSON_PAIRS`` as two text arrays (the least
+    work for the server, and the planner knows the count: live ingestion, where the server's CPU is scarce);
+    more as one JSON array, which orjson writes in C where psycopg adapts array elements one by one in
+    Python (bulk imports, where the Python thread is the limit). From JSON the planner guesses a hundred
+    pairs whatever the count: write joins so that no guess can turn them into a table scan (LATERAL).
     """
     return run_pairs(session, sql, pairs, fetch=True)
 
@@ -301,8 +306,12 @@ def run_pairs(session: Session, sql: str, pairs: Sequence[tuple[Any, Any]], *,
     out: list[tuple[Any, ...]] = []
     if session.get_bind().dialect.name == "postgresql":
         with raw.cursor() as cur:
-            cur.execute(f"WITH p(a, b) AS (SELECT x->>0, x->>1 FROM json_array_elements(%s::json) x) {sql}",
-                        (orjson.dumps(pairs).decode(),))
+            if len(pairs) < _JSON_PAIRS:
+                cur.execute(f"WITH p(a, b) AS (SELECT * FROM unnest(%s::text[], %s::text[])) {sql}",
+                            ([a for a, _ in pairs], [b for _, b in pairs]))
+            else:
+                cur.execute(f"WITH p(a, b) AS (SELECT x->>0, x->>1 FROM json_array_elements(%s::json) x) {sql}",
+                            (orjson.dumps(pairs).decode(),))
             if fetch:
                 out.extend(cur.fetchall())
         return out
