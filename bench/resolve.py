@@ -137,7 +137,9 @@ def main() -> None:
     settings = IdentitySettings()
     spent: dict[str, float] = {}
     start = time.perf_counter()
-    with Progress(TextColumn(args.via), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+    # one redraw a second: the bar's thread takes the GIL from the thread under test each time it redraws
+    with Progress(TextColumn(args.via), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  refresh_per_second=1) as bar:
         task = bar.add_task("", total=len(messages))
 
         def advance(n: int) -> None:

@@ -216,7 +216,8 @@ def events_import(
     columns = (TextColumn("importing"), BarColumn(), TaskProgressColumn(),
                TextColumn("processed {task.fields[done]:,} / read {task.fields[read]:,}"),
                TextColumn("{task.fields[rate]:,.0f} events/s"), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
+    # two redraws a second: each one takes the GIL from the import
+    with Progress(*columns, console=console, refresh_per_second=2) as progress:
         task = progress.add_task("import", total=total_bytes or 1, done=0, read=0, rate=0.0)
         done = 0  # stored or found to be duplicates
 

@@ -37,6 +37,7 @@ from omnijourney.customers.resolution import (
     take_changes,
     take_links,
     take_merges,
+    take_new_profiles,
     wanted_identifiers,
 )
 from omnijourney.db import Database, EncodedRows, advisory_lock, insert_encoded
@@ -116,6 +117,13 @@ class BulkResolver:
 
     def commit(self) -> None:
         """Write the profiles and commit; raises the first error of any queued step."""
+        new_profiles = take_new_profiles(self.graph, self.dialect, 25_000)
+        while True:  # each part is written while the next one is encoded
+            with self._timed("encoding"):
+                part = next(new_profiles, None)
+            if part is None:
+                break
+            self._writes.append(self._submit(self._insert, part))
         with self._timed("encoding"):
             changes = take_changes(self.graph, self.dialect)
         finished = self._submit(self._finish, changes)
@@ -153,6 +161,11 @@ class BulkResolver:
             if links is not None:
                 insert_encoded(self._session, links)
             save_merges(self._session, merges)
+
+    def _insert(self, rows: EncodedRows) -> None:
+        assert self._session is not None
+        with self._timed("db: profile and identity writes"):
+            insert_encoded(self._session, rows)
 
     def _finish(self, changes: Changes) -> None:
         assert self._session is not None

@@ -12,7 +12,7 @@ changing while the snapshot is written).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -252,6 +252,19 @@ class Changes:
     merges: MergeChanges  # not yet taken by :func:`take_merges`
     moved: list[tuple[str, str]]  # profiles merged since the last take that had rows written, with their survivor
     known: dict[str, list[str]]  # profile -> its anonymous ids, for profiles that just became known
+
+
+def take_new_profiles(graph: Graph, dialect: str, size: int) -> Iterator[EncodedRows]:
+    """The profiles created since the last take, encoded ``size`` at a time (so that a bulk import can write
+    one part while it encodes the next); :func:`take_changes` then takes the rest."""
+    new = [p for p in graph.changed.values() if p.new]
+    now = utcnow()
+    for i in range(0, len(new), size):
+        part = new[i:i + size]
+        for p in part:
+            p.new = p.dirty = False
+            del graph.changed[p.id]
+        yield _encode_profiles(graph, part, dialect, now, created=True)
 
 
 def take_changes(graph: Graph, dialect: str) -> Changes:
