@@ -123,7 +123,7 @@ def advisory_lock(session: Session, key: int) -> None:
 
 
 def _converter(column: Any, dialect: str) -> Any:
-    """How one column's Python value is written by :func:`bulk_insert` (bypassing SQLAlchemy's per-row work)."""
+    """How one column's Python value is written by :func:`encode` (bypassing SQLAlchemy's per-row work)."""
     from sqlalchemy import JSON
 
     from omnijourney.core.types import UTCDateTime
@@ -141,7 +141,7 @@ def _json_dumps(value: Any) -> str:
 
 
 def json_text(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
+    return None if value is None else _json_dumps(value)
 
 
 def sqlite_time(value: datetime | None) -> str | None:
@@ -154,7 +154,7 @@ def sqlite_time(value: datetime | None) -> str | None:
 
 
 def encode_rows(table: Any, rows: Sequence[dict[str, Any]], dialect: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Column names and driver-ready tuples for :func:`write_rows` (JSON serialised, datetimes in the
+    """Column names and driver-ready tuples for :func:`encode` (JSON serialised, datetimes in the
     dialect's format). Pure work, so callers can do it before they take a lock."""
     if not rows:
         return [], []
@@ -165,25 +165,13 @@ def encode_rows(table: Any, rows: Sequence[dict[str, Any]], dialect: str) -> tup
     return names, [tuple(v if f is None else f(v) for v, f in zip(r.values(), convert, strict=True)) for r in rows]
 
 
-def write_rows(session: Session, table: Any, names: Sequence[str], data: Sequence[tuple[Any, ...]]) -> None:
-    """``COPY`` on PostgreSQL; on SQLite one statement reading the rows from a JSON array. No ``ON CONFLICT``:
-    callers remove duplicates.
-
-    SQLite's ``executemany`` releases the GIL around every row's step and must take it back for the next
-    one, which next to a busy thread (a bulk import's resolver) cost 30 us a row; one ``INSERT ... SELECT
-    FROM json_each(?)`` is a single step in C. Values must be JSON-able: text, numbers, NULL.
-    """
-    if not data:
-        return
-    raw = session.connection().connection.dbapi_connection
+def _sqlite_insert(session: Session, table: Any, names: Sequence[str], data: Sequence[tuple[Any, ...]]) -> None:
+    """SQLite: one ``INSERT ... SELECT FROM json_each(?)`` for all rows. ``executemany`` releases the GIL around
+    every row's step and must take it back for the next one, which next to a busy thread (a bulk import's
+    resolver) cost 30 us a row; this is a single step in C. Values must be JSON-able: text, numbers, NULL."""
     cols = ", ".join(f'"{n}"' for n in names)
-    if session.get_bind().dialect.name == "postgresql":
-        with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as copy:
-            for row in data:
-                copy.write_row(row)
-        return
     values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(names)))
-    cur = raw.cursor()
+    cur = session.connection().connection.dbapi_connection.cursor()
     try:
         cur.execute(f'INSERT INTO "{table.name}" ({cols}) SELECT {values} FROM json_each(?)',
                     (orjson.dumps(data).decode(),))
@@ -209,13 +197,13 @@ def encode(table: Any, rows: Sequence[dict[str, Any]], dialect: str) -> EncodedR
 
 
 def insert_encoded(session: Session, rows: EncodedRows) -> None:
-    """COPY (PostgreSQL) or one executemany (SQLite). No ``ON CONFLICT``: callers remove duplicates."""
+    """COPY (PostgreSQL) or one statement (SQLite). No ``ON CONFLICT``: callers remove duplicates."""
     if not rows.data:
         return
     if isinstance(rows.data, str):
         copy_lines(session, rows.table, rows.names, rows.data)
     else:
-        write_rows(session, rows.table, rows.names, rows.data)
+        _sqlite_insert(session, rows.table, rows.names, rows.data)
 
 
 def encode_update(table: Any, rows: Sequence[dict[str, Any]], dialect: str) -> EncodedRows:
@@ -257,7 +245,7 @@ def update_encoded(session: Session, rows: EncodedRows, key: str) -> None:
             cur.execute(f'UPDATE "{table.name}" t SET {sets} FROM json_to_recordset(%s::json) AS u({record}) '
                         f'WHERE t."{key}" = u."{key}"', (rows.data,))
         return
-    # SQLite: one statement over a JSON array of rows (one step in C: see write_rows)
+    # SQLite: one statement over a JSON array of rows (one step in C: see _sqlite_insert)
     sets = ", ".join(f'"{n}" = json_extract(u.value, \'$[{names.index(n)}]\')' for n in cols)
     cur = raw.cursor()
     try:
@@ -266,18 +254,6 @@ def update_encoded(session: Session, rows: EncodedRows, key: str) -> None:
                     (orjson.dumps(rows.data).decode(),))
     finally:
         cur.close()
-
-
-def bulk_insert(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert many rows fast, for hot paths (every row names the same columns as the first)."""
-    if rows:
-        insert_encoded(session, encode(table, rows, session.get_bind().dialect.name))
-
-
-def bulk_update(session: Session, table: Any, key: str, rows: Sequence[dict[str, Any]]) -> None:
-    """``UPDATE table SET ... WHERE key = ...`` for many rows (every row names the same columns as the first)."""
-    if rows:
-        update_encoded(session, encode_update(table, rows, session.get_bind().dialect.name), key)
 
 
 _JSON_PAIRS = 10_000  # see select_pairs
@@ -294,12 +270,6 @@ def select_pairs(session: Session, sql: str, pairs: Sequence[tuple[Any, Any]]) -
     Python (bulk imports, where the Python thread is the limit). From JSON the planner guesses a hundred
     pairs whatever the count: write joins so that no guess can turn them into a table scan (LATERAL).
     """
-    return run_pairs(session, sql, pairs, fetch=True)
-
-
-def run_pairs(session: Session, sql: str, pairs: Sequence[tuple[Any, Any]], *,
-              fetch: bool = False) -> list[tuple[Any, ...]]:
-    """Like :func:`select_pairs`, for any statement (``UPDATE t SET x = p.b FROM p WHERE t.x = p.a``)."""
     if not pairs:
         return []
     raw = session.connection().connection.dbapi_connection
@@ -312,8 +282,7 @@ def run_pairs(session: Session, sql: str, pairs: Sequence[tuple[Any, Any]], *,
             else:
                 cur.execute(f"WITH p(a, b) AS (SELECT x->>0, x->>1 FROM json_array_elements(%s::json) x) {sql}",
                             (orjson.dumps(pairs).decode(),))
-            if fetch:
-                out.extend(cur.fetchall())
+            out.extend(cur.fetchall())
         return out
     cur = raw.cursor()
     try:
@@ -322,8 +291,7 @@ def run_pairs(session: Session, sql: str, pairs: Sequence[tuple[Any, Any]], *,
             values = ", ".join("(?, ?)" for _ in part)
             flat = [x for pair in part for x in pair]
             cur.execute(f"WITH p(a, b) AS (VALUES {values}) {sql}", flat)
-            if fetch:
-                out.extend(cur.fetchall())
+            out.extend(cur.fetchall())
     finally:
         cur.close()
     return out
@@ -344,7 +312,7 @@ def remap(session: Session, table: Any, column: str, mapping: dict[str, str]) ->
             cur.execute(f'UPDATE "{table.name}" SET "{column}" = %s::jsonb ->> "{column}" '
                         f'WHERE "{column}" = ANY(%s)', (orjson.dumps(mapping).decode(), list(mapping)))
         return
-    # one statement (one step in C: see write_rows); the mapping is a JSON object read with json_each
+    # one statement (one step in C: see _sqlite_insert); the mapping is a JSON object read with json_each
     mapping_json = orjson.dumps(mapping).decode()
     cur = raw.cursor()
     try:

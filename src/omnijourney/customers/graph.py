@@ -46,7 +46,6 @@ class Profile:
     # identifier type -> {value: linked-at}
     idents: dict[str, dict[str, datetime]] = field(default_factory=dict)
     new: bool = False
-    dirty: bool = False
     born: int = -1  # the graph's epoch when created here; -1: read from the database
 
 
@@ -89,7 +88,7 @@ class Graph:
         self.merged: list[str] = []  # profiles merged since the changes were last taken
         self.known: set[str] = set()  # profiles that gained a known identifier since then
         self.looked_up: set[Identifier] = set()
-        self.changed: dict[str, Profile] = {}  # profiles to write back (new or dirty)
+        self.changed: dict[str, Profile] = {}  # profiles to write back (new or changed)
         self._rules: dict[str, tuple[int, timedelta | None]] = {}
         self._ids: Iterator[str] = iter(())
         self._block = 1
@@ -221,7 +220,7 @@ class Graph:
             self._block = min(self._block * 4, 1024)
             self._ids = iter(new_ids(self._block))
             cid = next(self._ids)
-        profile = Profile(id=cid, created_at=min(at, self.now), new=True, dirty=True, born=self.epoch)
+        profile = Profile(id=cid, created_at=min(at, self.now), new=True, born=self.epoch)
         self.profiles[profile.id] = self.changed[profile.id] = profile
         return profile.id
 
@@ -240,7 +239,6 @@ class Graph:
             merge_traits(survivor, loser)
             survivor.merge_count += loser.merge_count + 1
             loser.merged_into = survivor.id
-            loser.dirty = survivor.dirty = True
             self.changed[loser.id] = loser
             self.changed[survivor.id] = survivor
             self.merges.append(MergeRecord(survivor.id, loser.id, at, message_id, source_id, shared,
@@ -252,25 +250,26 @@ class Graph:
         """Set traits seen at ``at``: a value replaces the current one unless that one is newer."""
         profile = self.profiles[customer_id]
         ts = stamp(at)
+        changed = False
         for key, value in traits.items():
             meta = profile.trait_meta.get(key)
             if meta is None:
                 profile.traits[key] = value
                 profile.trait_meta[key] = [ts, ts]
-                profile.dirty = True
+                changed = True
             elif ts >= meta[1] and (profile.traits.get(key) != value or ts > meta[1]):
                 if profile.traits.get(key) != value:
                     profile.traits[key] = value
-                    profile.dirty = True
+                    changed = True
                 if ts > meta[1]:
                     meta[1] = ts
-                    profile.dirty = True
+                    changed = True
                 if ts < meta[0]:
                     meta[0] = ts
             elif ts < meta[0]:
                 meta[0] = ts
-                profile.dirty = True
-        if profile.dirty:
+                changed = True
+        if changed:
             self.changed[customer_id] = profile
 
     def apply_consent(self, customer_id: str, preferences: dict[str, Any], at: datetime, *,
@@ -286,7 +285,6 @@ class Graph:
                 entry = {"granted": granted, "at": ts, "source": source, "channel": channel}
                 if current != entry:
                     profile.consent[category] = entry
-                    profile.dirty = True
                     self.changed[customer_id] = profile
 
 

@@ -262,7 +262,7 @@ def take_new_profiles(graph: Graph, dialect: str, size: int) -> Iterator[Encoded
     for i in range(0, len(new), size):
         part = new[i:i + size]
         for p in part:
-            p.new = p.dirty = False
+            p.new = False
             del graph.changed[p.id]
         yield _encode_profiles(graph, part, dialect, now, created=True)
 
@@ -273,17 +273,13 @@ def take_changes(graph: Graph, dialect: str) -> Changes:
     survivor_of = graph.survivor_of
     links = take_links(graph, dialect)
     merges = take_merges(graph, dialect)
-    new_rows = [p for p in graph.changed.values() if p.new]
-    updates = [p for p in graph.changed.values() if not p.new]
-    for p in new_rows:
-        p.new = p.dirty = False
-    for p in updates:
-        p.dirty = False
+    new_profiles = next(take_new_profiles(graph, dialect, max(1, len(graph.changed))), None)
+    updates = list(graph.changed.values())  # what is left once the new ones are taken
     moved = [(loser, survivor_of(loser)) for loser in sorted(set(graph.merged))]
     known = {survivor_of(cid) for cid in graph.known}
     known.update(s for _, s in moved)
     changes = Changes(
-        new_profiles=_encode_profiles(graph, new_rows, dialect, now, created=True) if new_rows else None,
+        new_profiles=new_profiles,
         updated_profiles=_encode_profiles(graph, updates, dialect, now, created=False) if updates else None,
         links=links, merges=merges, moved=moved, known={},
     )

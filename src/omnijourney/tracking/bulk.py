@@ -21,19 +21,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 from time import perf_counter
-from typing import Any
-
-from sqlalchemy.orm import Session
 
 from omnijourney.config import IdentitySettings
 from omnijourney.core.runtime import collector_paused
 from omnijourney.customers.bulk import BulkResolver
-from omnijourney.db import Database, copy_lines, write_rows
+from omnijourney.db import Database, insert_encoded
 from omnijourney.tracking.messages import Message
-from omnijourney.tracking.models import Event
-from omnijourney.tracking.service import EVENT_COLUMNS, NULL, Key, PreparedBatch, prepare, stored_keys
-
-_COLUMNS = [*EVENT_COLUMNS, "customer_id"]
+from omnijourney.tracking.service import Key, PreparedBatch, event_rows, prepare, stored_keys
 
 
 @dataclass(slots=True)
@@ -88,23 +82,15 @@ def _import_slice(db: Database, pool: ThreadPoolExecutor, settings: IdentitySett
             nxt = prepare(raw_next, settings, dialect) if raw_next is not None else None
             seconds["preparing"] += perf_counter() - start
             graph_rows, stored = resolver.fetched(read)
-            fresh, idents, rows = batch.messages, batch.identifiers, batch.rows
-            dup = stored | (in_flight & batch.keys)
-            if dup:  # rare outside re-runs
-                keep = [(m.source_id, m.message_id) not in dup for m in fresh]
-                fresh = [m for m, k in zip(fresh, keep, strict=True) if k]
-                idents = [i for i, k in zip(idents, keep, strict=True) if k]
-                rows = [r for r, k in zip(rows, keep, strict=True) if k]  # type: ignore[misc]
+            dup = stored | (in_flight & batch.keys)  # rarely any outside re-runs
+            fresh, idents, rows = batch.without(dup)
             customer_ids = resolver.resolve(graph_rows, fresh, idents)
             start = perf_counter()
-            if dialect == "postgresql":
-                data: Any = "".join([f"{r}{cid or NULL}\n" for r, cid in zip(rows, customer_ids, strict=True)])
-            else:
-                data = [(*r, cid) for r, cid in zip(rows, customer_ids, strict=True)]
+            events = event_rows(dialect, rows, customer_ids)
             seconds["encoding"] += perf_counter() - start
             if nxt is not None:  # queued before this batch's write: read ahead while it is written
                 read = resolver.read(nxt.identifiers, partial(stored_keys, keys=nxt.keys))
-            writes.append((resolver.write(partial(_write_events, dialect=dialect, data=data)), batch.received))
+            writes.append((resolver.write(partial(insert_encoded, rows=events)), batch.received))
             result.accepted += len(fresh)
             result.duplicates += batch.received - len(fresh)
             in_flight = batch.keys - dup
@@ -115,13 +101,6 @@ def _import_slice(db: Database, pool: ThreadPoolExecutor, settings: IdentitySett
     except BaseException:
         resolver.rollback()
         raise
-
-
-def _write_events(session: Session, dialect: str, data: Any) -> None:
-    if dialect == "postgresql":
-        copy_lines(session, Event.__table__, _COLUMNS, data)
-    else:
-        write_rows(session, Event.__table__, _COLUMNS, data)
 
 
 def _report(writes: deque[tuple[Future[None], int]], on_progress: Callable[[int], None] | None, *,

@@ -38,7 +38,6 @@ from typing import Any
 
 import orjson
 
-from omnijourney.core.time import parse_ts
 from omnijourney.tracking.messages import Message
 from omnijourney.tracking.segment import (
     MAX_ID_CHARS,
@@ -47,8 +46,11 @@ from omnijourney.tracking.segment import (
     SourceRef,
     encoded,
     invalid_write_key,
+    object_field,
     parse_message,
+    timestamp_field,
     too_large,
+    write_key_from,
 )
 
 # A line holds one message (32 KB) or at most a batch object; longer lines are refused without being
@@ -238,8 +240,8 @@ class _FileReader:
         try:
             if not isinstance(messages, list):
                 raise SegmentError("invalid_batch", "batch must be a list of messages", field="batch")
-            batch = _Batch(context=_object(body, "context"), integrations=_object(body, "integrations"),
-                           sent_at=_timestamp(body, "sentAt"), write_key=_write_key(body))
+            batch = _Batch(context=object_field(body, "context"), integrations=object_field(body, "integrations"),
+                           sent_at=timestamp_field(body.get("sentAt"), "sentAt"), write_key=write_key_from(None, body))
             encoded([batch.context, batch.integrations], "the batch's context or integrations")
         except SegmentError as exc:  # the whole batch object is unusable
             count = len(messages) if isinstance(messages, list) else 1
@@ -277,7 +279,7 @@ class _FileReader:
     def _source(self, raw: dict[str, Any], batch: _Batch) -> SourceRef:
         if self.default_source is not None:
             return self.default_source
-        key = _write_key(raw) or batch.write_key
+        key = write_key_from(None, raw) or batch.write_key
         if key is None:
             raise SegmentError("missing_write_key", "no writeKey in the message and no --source given",
                                field="writeKey", status=401)
@@ -304,37 +306,16 @@ def _looks_like_ndjson(sample: list[bytes]) -> bool:
     return _is_json_value(sample[0]) or sum(map(_is_json_value, sample[1:])) >= 2
 
 
-def _object(body: dict[str, Any], key: str) -> dict[str, Any] | None:
-    value = body.get(key)
-    if value is None or isinstance(value, dict):
-        return value
-    raise SegmentError("invalid_field", f"{key} must be an object", field=key)
-
-
-def _timestamp(body: dict[str, Any], key: str) -> datetime | None:
-    value = body.get(key)
-    try:
-        return parse_ts(value)
-    except (ValueError, TypeError, OverflowError):
-        raise SegmentError("invalid_timestamp", f"{key} must be an ISO-8601 date-time, got {value!r:.60}",
-                           field=key) from None
-
-
-def _write_key(body: dict[str, Any]) -> str | None:
-    key = body.get("writeKey")
-    return (key.strip() or None) if isinstance(key, str) else None
-
-
 def _event_time(raw: dict[str, Any], message: Message) -> datetime:
     """When it happened, for a historical message (see the module docstring).
 
     parse_message corrects ``originalTimestamp`` by ``receivedAt - sentAt`` with receivedAt = the import
     time, which would move months-old events to today; the skew is that of the original delivery.
     """
-    stated = _timestamp(raw, "timestamp")
+    stated = timestamp_field(raw.get("timestamp"), "timestamp")
     if stated is not None:
         return stated
-    received = _timestamp(raw, "receivedAt")
+    received = timestamp_field(raw.get("receivedAt"), "receivedAt")
     original = message.original_timestamp
     if original is None:
         return received or message.timestamp

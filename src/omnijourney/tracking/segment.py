@@ -247,14 +247,16 @@ def _id(raw: dict[str, Any], key: str) -> str | None:
     return value or None
 
 
-def _obj(raw: dict[str, Any], key: str) -> dict[str, Any] | None:
+def object_field(raw: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """``raw[key]`` when it is an object (or absent)."""
     value = raw.get(key)
     if value is None or isinstance(value, dict):
         return value
     raise SegmentError("invalid_field", f"{key} must be an object", field=key)
 
 
-def _ts(value: Any, key: str) -> datetime | None:
+def timestamp_field(value: Any, key: str) -> datetime | None:
+    """An ISO-8601 value of field ``key`` (None stays None)."""
     try:
         return parse_ts(value)
     except (ValueError, TypeError, OverflowError):
@@ -315,9 +317,9 @@ def parse_message(raw: Any, *, source: SourceRef, received_at: datetime, type_hi
         raise SegmentError("missing_identity", "a message needs a userId or an anonymousId", field="userId")
     message_id = _id(raw, "messageId") or "api-" + new_id()  # Segment generates one too
 
-    own_context = _obj(raw, "context")
+    own_context = object_field(raw, "context")
     ctx = deep_merge(context, own_context or {}) if context else (own_context or {})
-    own_integrations = _obj(raw, "integrations")
+    own_integrations = object_field(raw, "integrations")
     if integrations:
         integ: dict[str, Any] | None = deep_merge(integrations, own_integrations or {})
     else:
@@ -328,7 +330,7 @@ def parse_message(raw: Any, *, source: SourceRef, received_at: datetime, type_hi
     traits: dict[str, Any] | None = None
     previous_id = group_id = None
     if kind in _NEEDS_PROPERTIES:
-        properties = _obj(raw, "properties") or {}
+        properties = object_field(raw, "properties") or {}
         if kind == "track":
             name = raw.get("event")
             if name is None or (isinstance(name, str) and not name.strip()):
@@ -349,7 +351,7 @@ def parse_message(raw: Any, *, source: SourceRef, received_at: datetime, type_hi
             raise SegmentError("invalid_field", f"{field_name} may be at most {MAX_ID_CHARS} characters",
                                field=field_name)
     elif kind in _NEEDS_TRAITS:
-        traits = _obj(raw, "traits") or {}
+        traits = object_field(raw, "traits") or {}
         if kind == "group":
             group_id = _id(raw, "groupId")
             if group_id is None:
@@ -362,12 +364,12 @@ def parse_message(raw: Any, *, source: SourceRef, received_at: datetime, type_hi
     # Timestamps as Segment keeps them: originalTimestamp is the device clock (RudderStack SDKs send it
     # under that name), timestamp corrects it by the device clock's skew measured at sentAt.
     original = raw.get("originalTimestamp")
-    original_ts = _ts(original, "originalTimestamp") if original is not None else None
+    original_ts = timestamp_field(original, "originalTimestamp") if original is not None else None
     if original_ts is None:
-        original_ts = _ts(raw.get("timestamp"), "timestamp")
+        original_ts = timestamp_field(raw.get("timestamp"), "timestamp")
     own_sent = raw.get("sentAt")
     if own_sent is not None:
-        sent_at = _ts(own_sent, "sentAt")
+        sent_at = timestamp_field(own_sent, "sentAt")
     if original_ts is None:
         timestamp = received_at
     elif sent_at is None:
@@ -414,10 +416,10 @@ def parse_batch(body: dict[str, Any], *, source: SourceRef, received_at: datetim
     if len(messages) > MAX_BATCH_MESSAGES:
         raise SegmentError("too_many_messages", f"a batch may hold at most {MAX_BATCH_MESSAGES} messages, "
                                                 f"got {len(messages)}", field="batch")
-    context = _obj(body, "context")
-    integrations = _obj(body, "integrations")
+    context = object_field(body, "context")
+    integrations = object_field(body, "integrations")
     encoded([context, integrations], "the batch's context or integrations")
-    sent_at = _ts(body.get("sentAt"), "sentAt")
+    sent_at = timestamp_field(body.get("sentAt"), "sentAt")
     out = ParsedBatch()
     for i, raw in enumerate(messages):
         try:

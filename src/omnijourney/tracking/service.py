@@ -24,7 +24,7 @@ from omnijourney.config import IdentitySettings
 from omnijourney.core.errors import TooBusy
 from omnijourney.customers.identifiers import Identifier
 from omnijourney.customers.resolution import IDENTITY_LOCK, extractor_for, message_identifiers, resolve_messages
-from omnijourney.db import advisory_lock, copy_lines, copy_row, json_text, select_pairs, sqlite_time, write_rows
+from omnijourney.db import EncodedRows, advisory_lock, copy_escape, insert_encoded, json_text, select_pairs, sqlite_time
 from omnijourney.tracking.messages import Message
 from omnijourney.tracking.models import Event
 
@@ -49,6 +49,15 @@ class PreparedBatch:
     dialect: str
     keys: set[Key]  # (source, messageId) of the messages that have a source
     received: int  # messages given, repeats within the batch included
+
+    def without(self, stored: set[Key]) -> tuple[list[Message], list[list[Identifier]], list[Any]]:
+        """Messages, identifiers and rows, less the messages whose keys are in ``stored``."""
+        if not stored:
+            return self.messages, self.identifiers, self.rows
+        keep = [(m.source_id, m.message_id) not in stored for m in self.messages]
+        return ([m for m, k in zip(self.messages, keep, strict=True) if k],
+                [i for i, k in zip(self.identifiers, keep, strict=True) if k],
+                [r for r, k in zip(self.rows, keep, strict=True) if k])
 
 
 Key = tuple[str | None, str]
@@ -85,7 +94,7 @@ NULL = "\\N"
 
 
 def _text(v: str | None) -> str:
-    return NULL if v is None else copy_row((v,))
+    return NULL if v is None else copy_escape(v)
 
 
 def _time(v: datetime | None) -> str:
@@ -93,7 +102,7 @@ def _time(v: datetime | None) -> str:
 
 
 def _json(v: Any) -> str:
-    return NULL if v is None else copy_row((orjson.dumps(v).decode(),))
+    return NULL if v is None else copy_escape(orjson.dumps(v).decode())
 
 
 def _copy_line(m: Message) -> str:
@@ -151,27 +160,21 @@ def ingest(session: Session, *, messages: Sequence[Message] | PreparedBatch,
     """Store validated messages, idempotent on (source, messageId), with their profiles resolved."""
     dialect = session.get_bind().dialect.name
     batch = messages if isinstance(messages, PreparedBatch) else prepare(messages, settings, dialect)
-    total = batch.received
     take_identity_lock(session)
-    keep = not_stored(session, batch.messages)
-    fresh = [m for m, k in zip(batch.messages, keep, strict=True) if k]
-    idents = [i for i, k in zip(batch.identifiers, keep, strict=True) if k]
+    fresh, idents, rows = batch.without(stored_keys(session, batch.keys))
     customer_ids = resolve_messages(session, fresh, idents, settings)
-    rows = [r for r, k in zip(batch.rows, keep, strict=True) if k]
-    columns = [*batch.columns, "customer_id"]
-    if batch.dialect == "postgresql":
-        copy_lines(session, Event.__table__, columns,
-                   "".join(f"{r}{cid or NULL}\n" for r, cid in zip(rows, customer_ids, strict=True)))
-    else:
-        write_rows(session, Event.__table__, columns, [(*r, cid) for r, cid in zip(rows, customer_ids, strict=True)])
-    return IngestResult(accepted=len(fresh), duplicates=total - len(fresh),
+    insert_encoded(session, event_rows(batch.dialect, rows, customer_ids))
+    return IngestResult(accepted=len(fresh), duplicates=batch.received - len(fresh),
                         stored={(m.source_id, m.message_id) for m in fresh})
 
 
-def not_stored(session: Session, messages: Sequence[Message]) -> list[bool]:
-    """For each message: True unless the same (source, messageId) is already stored."""
-    stored = stored_keys(session, {(m.source_id, m.message_id) for m in messages if m.source_id is not None})
-    return [(m.source_id, m.message_id) not in stored for m in messages]
+def event_rows(dialect: str, rows: Sequence[Any], customer_ids: Sequence[str | None]) -> EncodedRows:
+    """Prepared event rows completed with their profiles, ready for :func:`omnijourney.db.insert_encoded`."""
+    columns = [*EVENT_COLUMNS, "customer_id"]
+    if dialect == "postgresql":
+        return EncodedRows(Event.__table__, columns,
+                           "".join([f"{r}{cid or NULL}\n" for r, cid in zip(rows, customer_ids, strict=True)]))
+    return EncodedRows(Event.__table__, columns, [(*r, cid) for r, cid in zip(rows, customer_ids, strict=True)])
 
 
 def stored_keys(session: Session, keys: set[Key]) -> set[Key]:
