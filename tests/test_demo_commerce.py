@@ -44,7 +44,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def snapshot(db: Database) -> dict[str, Any]:
-    """What a user would see of the shop, without the random row ids: catalog, prices, promotions, carts."""
+    """What a user would see of the shop, ids aside (test_demo.py checks those): catalog, prices, promotions, carts."""
     with db.transaction(write=False) as s:
         handle = dict(s.execute(select(Product.id, Product.handle)).all())
         owner: dict[str, list[tuple[str, str]]] = defaultdict(list)

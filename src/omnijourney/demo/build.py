@@ -2,6 +2,10 @@
 
 Later capabilities add their own step (catalog, carts, orders, ...) to ``STEPS`` in the order they
 need; each gets the shared :class:`DemoContext` so it can use what earlier steps made.
+
+Deterministic for a seed, ids included: every step runs under :func:`reproducible`, so the same seed gives the same
+customer, product, cart and source ids on every build and machine (a tutorial can link to them). Only secrets
+stay random: the admin API key and the write keys.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from typing import Any
 
 from omnijourney.auth.service import create_key
 from omnijourney.config import IdentitySettings
+from omnijourney.core.ids import seeded_ids
 from omnijourney.core.time import clock
 from omnijourney.db import Database
 from omnijourney.demo.carts import build_carts, carts_size
-from omnijourney.demo.catalog import build_catalog, catalog_size
+from omnijourney.demo.catalog import build_catalog, catalog_size, demo_clock
 from omnijourney.demo.people import Channels, journeys
 from omnijourney.tracking.service import ingest
 from omnijourney.tracking.sources import create_source
@@ -43,7 +48,22 @@ class DemoContext:
 
 
 Advance = Callable[[int], None]
-Step = tuple[str, Callable[[DemoContext], int], Callable[[DemoContext, Advance], None]]
+Run = Callable[[DemoContext, Advance], None]
+Step = tuple[str, Callable[[DemoContext], int], Run]
+
+
+def reproducible(name: str, run: Run) -> Run:
+    """``run`` with ids drawn from the seed and the step's name, and the demo's clock instead of the wall clock.
+
+    One id stream per step, keyed by its name: adding a step, or one step making more rows, does not shift the
+    ids of the others (renaming a step does change its own). The clock is ``ctx.now`` unless the step sets its
+    own (``demo_clock``), so no id or timestamp of the demo reads the wall clock.
+    """
+    def step(ctx: DemoContext, advance: Advance) -> None:
+        with clock(lambda: ctx.now), seeded_ids(f"omni-demo/{ctx.seed}/{name}"):
+            run(ctx, advance)
+
+    return step
 
 
 def _sources_size(ctx: DemoContext) -> int:
@@ -51,8 +71,10 @@ def _sources_size(ctx: DemoContext) -> int:
 
 
 def _sources(ctx: DemoContext, advance: Advance) -> None:
-    with ctx.db.transaction() as s:
+    # set up with the catalog, well before the journeys begin (their events name these sources)
+    with demo_clock(ctx.now - timedelta(days=120)), ctx.db.transaction() as s:
         def mk(name: str, channel: str, store: str | None = None) -> tuple[str, str]:
+            # the write key is a secret, so it stays random on every build; the source's id is the seed's
             src = create_source(s, name=name, channel=channel, store_code=store)
             ctx.write_keys[name] = src.write_key
             return src.id, src.name
@@ -64,7 +86,7 @@ def _sources(ctx: DemoContext, advance: Advance) -> None:
         for name, channel in (("Email", "email"), ("Web chat", "chat"), ("Messenger", "messenger"),
                               ("SMS", "sms"), ("Marketplace", "marketplace")):
             mk(name, channel)
-        _, ctx.admin_key = create_key(s, name="demo admin", scopes=["admin"])
+        _, ctx.admin_key = create_key(s, name="demo admin", scopes=["admin"])  # a secret: random on every build
     advance(1)
 
 
@@ -90,13 +112,13 @@ def _events(ctx: DemoContext, advance: Advance) -> None:
         done = new_done
 
 
-# name, size (units of progress), run. Later capabilities insert their steps here.
-STEPS: list[Step] = [
+# name, size (units of progress), run. Later capabilities insert their steps here, through reproducible().
+STEPS: list[Step] = [(name, size, reproducible(name, run)) for name, size, run in (
     ("sources and keys", _sources_size, _sources),
     ("catalog and prices", catalog_size, build_catalog),
     ("customer journeys", _events_size, _events),
     ("carts across channels", carts_size, build_carts),
-]
+)]
 
 
 def default_now() -> datetime:

@@ -6,7 +6,8 @@ the web and merged into the customer's cart at login in the app; changed by the 
 with the WELCOME10 voucher. Every change lands on the person's timeline with its channel (Product Added,
 Product Removed, Cart Viewed, Cart Merged, Coupon Applied). A few customers are tagged VIP first, so their
 carts show the VIP price list. Deterministic for a seed: owners are picked from identities sorted by value,
-choices come from ``random.Random(ctx.seed + 4)``, and the services read the demo clock.
+choices come from ``random.Random(ctx.seed + 4)``, the services read the demo clock, and cart ids come from the
+step's seeded ids (``build.reproducible``).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _seeded_handoff_codes(rng: random.Random) -> Iterator[None]:
 
 def _people(session: Session) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(user id, customer) of known customers and (anonymous id, customer) of web/app visitors who logged in,
-    sorted by identifier value: customer ids are random, identifier values are the seed's."""
+    sorted by identifier value: the plan then follows the journeys, whatever ids the profiles got."""
     rows = session.execute(
         select(Identity.type, Identity.value, Identity.customer_id)
         .join(Customer, Customer.id == Identity.customer_id)

@@ -2,7 +2,8 @@
 
 Everything goes through the catalog and pricing services, so the demo data obeys the same rules as data
 entered over the API. Deterministic for a seed: products, SKUs, EANs and prices come from
-``random.Random(ctx.seed + 1)``, and service timestamps read :func:`demo_clock` instead of the wall clock.
+``random.Random(ctx.seed + 1)``, service timestamps read :func:`demo_clock` instead of the wall clock, and
+product ids come from the step's seeded ids (``build.reproducible``).
 """
 
 from __future__ import annotations
