@@ -55,6 +55,9 @@ MAX_BATCH_BYTES = 500 * KB
 MAX_BATCH_MESSAGES = 2500
 # A gzip body may be slightly larger than its content (incompressible data plus headers).
 GZIP_SLACK_BYTES = 16 * KB
+_GZIP_MAGIC = b"\x1f\x8b"
+# More layers than any SDK is known to send would only be a way to make us work for nothing.
+_MAX_GZIP_LAYERS = 2
 
 # Column widths of the events table: a longer value would fail the whole batch's INSERT on PostgreSQL.
 MAX_ID_CHARS = 200
@@ -144,7 +147,8 @@ def _is_gzip(content_encoding: str | None) -> bool:
 
 
 def decompress(raw: bytes, content_encoding: str | None, *, limit: int, batch: bool) -> bytes:
-    """The body without its ``Content-Encoding``, never inflating past ``limit`` bytes (gzip bombs)."""
+    """The body without its ``Content-Encoding`` (and a second gzip layer, see below), never inflating
+    past ``limit`` bytes (gzip bombs)."""
     encoding = (content_encoding or "").strip().lower()
     if encoding in ("", "identity"):
         if len(raw) > limit:
@@ -153,8 +157,20 @@ def decompress(raw: bytes, content_encoding: str | None, *, limit: int, batch: b
     if encoding not in ("gzip", "x-gzip"):
         raise SegmentError("unsupported_encoding", f"Content-Encoding {content_encoding!r} is not supported: "
                                                    "send gzip or no encoding")
+    out = _gunzip(raw, limit=limit, batch=batch)
+    # analytics-kotlin since its OkHttp client (segmentio/analytics-kotlin#281) compresses the body twice
+    # under one "Content-Encoding: gzip" (HTTPClient.createPostConnection, then
+    # OkHttpURLConnection.buildRequest); JSON text never starts with the gzip magic bytes, so a second
+    # layer is unambiguous.
+    for _ in range(_MAX_GZIP_LAYERS - 1):
+        if not out.startswith(_GZIP_MAGIC):
+            break
+        out = _gunzip(out, limit=limit, batch=batch)
+    return out
+
+
+def _gunzip(data: bytes, *, limit: int, batch: bool) -> bytes:
     out = bytearray()
-    data = raw
     try:
         while data:  # concatenated gzip members are one stream (RFC 1952)
             d = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -292,6 +308,17 @@ def _store_code(context: dict[str, Any]) -> str | None:
     return value.strip() or None
 
 
+def _rudderstack_screen_name(raw: dict[str, Any], properties: dict[str, Any]) -> str | None:
+    """The name of a page or screen sent without ``name``: RudderStack's mobile SDKs put a screen's name
+    in ``event`` and in ``properties.name`` (rudder-sdk-android ``RudderClient.screen``,
+    rudder-sdk-kotlin ``ScreenEvent``). Best effort: a value that could not be stored is skipped rather
+    than refusing the message, the properties keep it anyway."""
+    for value in (raw.get("event"), properties.get("name")):
+        if isinstance(value, str) and value.strip() and len(value) <= MAX_ID_CHARS:
+            return value
+    return None
+
+
 def parse_message(raw: Any, *, source: SourceRef, received_at: datetime, type_hint: str | None = None,
                   sent_at: datetime | None = None, context: dict[str, Any] | None = None,
                   integrations: dict[str, Any] | None = None) -> Message:
@@ -342,7 +369,7 @@ def parse_message(raw: Any, *, source: SourceRef, received_at: datetime, type_hi
             name = raw.get("name")
             if name is not None and not isinstance(name, str):
                 raise SegmentError("invalid_field", "name must be a string", field="name")
-            event = name or None
+            event = name or _rudderstack_screen_name(raw, properties)
             category = raw.get("category")
             if isinstance(category, str) and category and "category" not in properties:
                 properties = {**properties, "category": category}
