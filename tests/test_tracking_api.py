@@ -509,6 +509,30 @@ def test_in_flight_limit_answers_429(db: Database, web: Source) -> None:
     assert events(db) == []
 
 
+def test_a_429_lets_a_script_of_another_origin_read_retry_after(client: TestClient, db: Database, web: Source,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # Browsers hide Retry-After from scripts of another origin unless the answer exposes it; analytics.js
+    # then retried a busy server within a fraction of a second instead of the delay we asked for.
+    shop = {"Origin": "https://shop.example"}
+
+    def busy(*_: Any, **__: Any) -> None:
+        raise TooBusy("ingestion is saturated; retry shortly", retry_after=2)
+
+    monkeypatch.setattr(segment_api, "ingest", busy)
+    for path in ("/v1/t", "/v1/b"):
+        body = {"userId": "u", "event": "E"} if path == "/v1/t" else {"batch": [{"type": "track", "userId": "u",
+                                                                                 "event": "E"}]}
+        r = client.post(path, json=body, headers={**basic(web.write_key), **shop})
+        assert (r.status_code, r.headers["retry-after"], r.headers["access-control-allow-origin"]) == (429, "2", "*")
+        assert r.headers["access-control-expose-headers"].lower() == "retry-after", path
+    monkeypatch.undo()
+    settings = Settings(database_url="sqlite://", ingest_max_inflight=0, ingest_retry_after_s=3)
+    with TestClient(create_app(db, settings)) as c:
+        r = c.post("/v1/t", json={"userId": "u", "event": "E"}, headers={**basic(web.write_key), **shop})
+        assert (r.status_code, r.headers["retry-after"]) == (429, "3")
+        assert r.headers["access-control-expose-headers"].lower() == "retry-after"
+
+
 def test_too_busy_database_answers_429(client: TestClient, db: Database, web: Source,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     def busy(*_: Any, **__: Any) -> None:

@@ -352,9 +352,11 @@ class _TrackingCORS:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         # "*" headers mirrors what a preflight asks for: Content-Type and Authorization, and e.g. the
-        # AnonymousId header RudderStack's JavaScript SDK adds.
+        # AnonymousId header RudderStack's JavaScript SDK adds. Retry-After is not a header scripts may
+        # read across origins unless exposed: without it analytics.js retries a 429 on its own short
+        # schedule instead of backing off for as long as we asked.
         self.cors = CORSMiddleware(app, allow_origins=["*"], allow_methods=["GET", "POST", "OPTIONS"],
-                                   allow_headers=["*"], max_age=86400)
+                                   allow_headers=["*"], expose_headers=["Retry-After"], max_age=86400)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
