@@ -19,7 +19,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -91,11 +91,12 @@ def resolve_only(db: Database, messages: list[Message], settings: IdentitySettin
         seconds["identifiers"] += time.perf_counter() - t
         return out
 
+    committed: Future[None] | None = None
     with ThreadPoolExecutor(1) as pool:
         for start in range(0, len(messages), per_tx):
             parts = [messages[i:i + batch] for i in range(start, min(start + per_tx, len(messages)), batch)]
             resolver = BulkResolver(db, settings, pool, seconds)
-            resolver.begin()
+            resolver.begin(after=committed)
             idents = identifiers(parts[0])
             read = resolver.read(idents)
             for k, part in enumerate(parts):
@@ -106,7 +107,9 @@ def resolve_only(db: Database, messages: list[Message], settings: IdentitySettin
                     read = resolver.read(following)
                 resolver.write().add_done_callback(lambda _, n=len(part): advance(n))
                 idents = following or []
-            resolver.commit()
+            committed = resolver.commit()
+        if committed is not None:
+            committed.result()
     return seconds
 
 
@@ -117,6 +120,8 @@ def main() -> None:
     ap.add_argument("--people", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=20_000)
     ap.add_argument("--slice", type=int, default=200_000, help="events per transaction (bulk import)")
+    ap.add_argument("--slice-seconds", type=float, default=2.0,
+                    help="the import's time bound per transaction (omni events import --slice-seconds)")
     ap.add_argument("--via", choices=["resolve", "import", "ingest"], default="resolve",
                     help="resolve: identity resolution alone, events not stored; import: the bulk import "
                          "(omni events import), events stored and resolved; ingest: one ingest() per batch, as the "
@@ -150,7 +155,7 @@ def main() -> None:
                 spent = resolve_only(db, messages, settings, args.batch, args.slice, advance)
         elif args.via == "import":
             spent = import_messages(db, messages, settings=settings, batch_size=args.batch, slice_size=args.slice,
-                                    on_progress=advance).seconds
+                                    slice_seconds=args.slice_seconds, on_progress=advance).seconds
         else:
             for i in range(0, len(messages), args.batch):
                 part = messages[i:i + args.batch]
@@ -167,7 +172,8 @@ def main() -> None:
             "ingest": "ingested (stored and resolved)"}[args.via]
     print(f"machine: {describe()}")
     print(f"database: {database_settings(db)}")
-    print(f"via {args.via}; batch {args.batch:,}; events per transaction {args.slice:,} (import, resolve); "
+    bound = f", at most {args.slice_seconds:g} s (import)" if args.via == "import" else ""
+    print(f"via {args.via}; batch {args.batch:,}; events per transaction {args.slice:,} (import, resolve){bound}; "
           f"people {args.people:,}; generation {gen_s:.1f} s (not timed)")
     print(f"{len(messages):,} events {what} in {elapsed:.1f} s = {len(messages) / elapsed:,.0f} events/s "
           f"(target: 1,000,000 resolved in < 20 s)")

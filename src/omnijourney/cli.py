@@ -173,8 +173,10 @@ def events_import(
                                                 help="files or directories", show_default=False)],
     source: Annotated[str | None, typer.Option(help="registered source receiving every message")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="messages resolved and written together")] = 20_000,
-    slice_size: Annotated[int, typer.Option(min=1, help="messages per transaction; it holds the identity lock, "
-                                                        "so live ingestion waits for at most one")] = 200_000,
+    slice_size: Annotated[int, typer.Option(min=1, help="most messages per transaction; it holds the identity "
+                                                        "lock, so live ingestion waits for at most one")] = 200_000,
+    slice_seconds: Annotated[float, typer.Option(min=0.0, help="no batch joins a transaction after this long: "
+                                                               "bounds the wait of live tracking calls")] = 2.0,
 ) -> None:
     """Import history files; the help text is ``_IMPORT_HELP``."""
     import time
@@ -238,7 +240,7 @@ def events_import(
 
         messages = read_messages(files, default_source=default, sources_by_key=by_key, now=utcnow(), report=report)
         result = import_messages(db, shown(messages), settings=settings.identity, batch_size=batch_size,
-                                 slice_size=slice_size, on_progress=on_progress)
+                                 slice_size=slice_size, slice_seconds=slice_seconds, on_progress=on_progress)
         show()
     db.dispose()
     elapsed = time.monotonic() - started

@@ -48,8 +48,9 @@ T = TypeVar("T")
 
 
 class BulkResolver:
-    """One transaction of bulk resolution. Call from one thread: ``read`` -> ``resolve`` -> ``write`` per
-    batch (the next batch's ``read`` may be issued before this one's ``write``), then ``commit``."""
+    """One transaction of bulk resolution. Call from one thread: ``begin``, then ``read`` -> ``resolve`` ->
+    ``write`` per batch (the next batch's ``read`` may be issued before this one's ``write``), then ``commit``.
+    Every step queues on ``pool``; the calling thread waits only for the graph reads it needs."""
 
     def __init__(self, db: Database, settings: IdentitySettings, pool: ThreadPoolExecutor,
                  seconds: dict[str, float]) -> None:
@@ -85,9 +86,11 @@ class BulkResolver:
             self.seconds[step] += perf_counter() - start
 
     # -- the calling thread --------------------------------------------------------------------
-    def begin(self) -> None:
-        """Start the transaction and take the identity lock (waiting as long as it takes)."""
-        self._submit(self._begin).result()
+    def begin(self, after: Future[None] | None = None) -> None:
+        """Queue the start of the transaction and the taking of the identity lock (waiting as long as it
+        takes). ``after``: the previous transaction's :meth:`commit`; if it failed, this one fails with its
+        error instead of starting."""
+        self._submit(self._begin, after)
 
     def read(self, identifiers: Sequence[list[Identifier]], also: Step | None = None) -> Future[tuple[GraphRows, Any]]:
         """Queue the read of what the database holds about identifiers the graph has not seen; ``also`` runs
@@ -115,8 +118,10 @@ class BulkResolver:
         self._writes.append(future)
         return future
 
-    def commit(self) -> None:
-        """Write the profiles and commit; raises the first error of any queued step."""
+    def commit(self) -> Future[None]:
+        """Queue the profiles' writes and the commit, without waiting for them: the caller goes on (with the
+        next transaction's first batch, say) while the database finishes this one. The future fails with the
+        first error of any step of the transaction, which is then rolled back."""
         new_profiles = take_new_profiles(self.graph, self.dialect, 25_000)
         while True:  # each part is written while the next one is encoded
             with self._timed("encoding"):
@@ -126,12 +131,8 @@ class BulkResolver:
             self._writes.append(self._submit(self._insert, part))
         with self._timed("encoding"):
             changes = take_changes(self.graph, self.dialect)
-        finished = self._submit(self._finish, changes)
-        with self._timed("waiting for the database"):
-            for future in self._writes:
-                future.result()
-            finished.result()
-        self.pool.submit(self._end, True).result()
+        self._submit(self._finish, changes)
+        return self.pool.submit(self._commit)
 
     def rollback(self) -> None:
         for future in self._writes:
@@ -139,7 +140,9 @@ class BulkResolver:
         self.pool.submit(self._end, False).result()
 
     # -- the database thread -------------------------------------------------------------------
-    def _begin(self) -> None:
+    def _begin(self, after: Future[None] | None) -> None:
+        if after is not None:
+            after.result()  # done: it ran before this step on the same thread
         self._session = self.db.begin()
         advisory_lock(self._session, IDENTITY_LOCK)
 
@@ -171,6 +174,12 @@ class BulkResolver:
         assert self._session is not None
         with self._timed("db: profile and identity writes"):
             save_changes(self._session, changes)
+
+    def _commit(self) -> None:
+        if self._error is not None:  # a step failed: nothing of the transaction may stay
+            self._end(False)
+            raise self._error
+        self._end(True)
 
     def _end(self, commit: bool) -> None:
         if self._session is None:

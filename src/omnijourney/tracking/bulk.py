@@ -3,9 +3,10 @@
 The same identity resolution and the same rows as :func:`omnijourney.tracking.service.ingest`, shaped
 for throughput:
 
-- **Slices.** Messages are taken in slices of ``slice_size``: one transaction each, holding the identity
-  lock, so live ingestion waits at most one slice and a failure loses no more than the slice being
-  written. Re-running an import stores nothing twice (``messageId``).
+- **Slices.** Messages are taken in slices of at most ``slice_size`` messages and about ``slice_seconds``:
+  one transaction each, holding the identity lock. Live ingestion waits for at most one slice, so the time
+  bound is what keeps a running shop's tracking calls answered during a backfill; a failure loses no more
+  than the slice being written. Re-running an import stores nothing twice (``messageId``).
 - **Bulk resolution** (:class:`omnijourney.customers.bulk.BulkResolver`): the graph stays in memory for
   the whole slice and one thread does the database work while this one prepares and resolves.
 - **Duplicates** are checked against the database with each batch's graph read; that read runs before
@@ -45,7 +46,7 @@ def batches(messages: Iterable[Message], size: int) -> Iterator[list[Message]]:
 
 
 def import_messages(db: Database, messages: Iterable[Message], *, settings: IdentitySettings,
-                    batch_size: int = 20_000, slice_size: int = 200_000,
+                    batch_size: int = 20_000, slice_size: int = 200_000, slice_seconds: float = 2.0,
                     on_progress: Callable[[int], None] | None = None) -> ImportResult:
     """Store ``messages`` with their profiles resolved; ``on_progress(n)`` as each batch of n is written.
 
@@ -55,26 +56,42 @@ def import_messages(db: Database, messages: Iterable[Message], *, settings: Iden
     result = ImportResult()
     per_slice = max(1, slice_size // batch_size)
     incoming = batches(messages, batch_size)
+    writes: deque[tuple[Future[None], int]] = deque()  # in order; a slice's commit counts 0 messages
+    committed: Future[None] | None = None
     with collector_paused(), ThreadPoolExecutor(1, thread_name_prefix="omni-import-db") as pool:
         while (first := next(incoming, None)) is not None:
-            _import_slice(db, pool, settings, first, islice(incoming, per_slice - 1), result, on_progress)
+            # the slice's clock starts once it holds the lock (waiting for it is not the slice's time)
+            rest = partial(_until, incoming, per_slice - 1, slice_seconds)
+            committed = _import_slice(db, pool, settings, first, rest, committed, result, writes, on_progress)
+        _report(writes, on_progress, wait=True)
     return result
 
 
+def _until(incoming: Iterator[list[Message]], n: int, seconds: float) -> Iterator[list[Message]]:
+    """Up to ``n`` more batches, none taken after ``seconds`` (counted from the first one asked for)."""
+    deadline = perf_counter() + seconds
+    for _ in range(n):
+        if perf_counter() >= deadline or (part := next(incoming, None)) is None:
+            return
+        yield part
+
+
 def _import_slice(db: Database, pool: ThreadPoolExecutor, settings: IdentitySettings, first: list[Message],
-                  rest: Iterator[list[Message]], result: ImportResult,
-                  on_progress: Callable[[int], None] | None) -> None:
-    """Import ``first`` and ``rest`` in one transaction."""
+                  batches_after: Callable[[], Iterator[list[Message]]], after: Future[None] | None,
+                  result: ImportResult, writes: deque[tuple[Future[None], int]],
+                  on_progress: Callable[[int], None] | None) -> Future[None]:
+    """Import ``first`` and the batches after it in one transaction, begun once ``after`` (the previous
+    slice's commit) succeeded; returns this one's commit, still running."""
     dialect = db.dialect
     seconds = result.seconds
     resolver = BulkResolver(db, settings, pool, seconds)
-    writes: deque[tuple[Future[None], int]] = deque()
-    resolver.begin()
+    resolver.begin(after)
     try:
         start = perf_counter()
         batch: PreparedBatch | None = prepare(first, settings, dialect)
         seconds["preparing"] += perf_counter() - start
         read = resolver.read(batch.identifiers, partial(stored_keys, keys=batch.keys))
+        rest = batches_after()
         in_flight: set[Key] = set()  # keys of the batch being written (the database cannot see them yet)
         while batch is not None:
             start = perf_counter()
@@ -96,11 +113,12 @@ def _import_slice(db: Database, pool: ThreadPoolExecutor, settings: IdentitySett
             in_flight = batch.keys - dup
             _report(writes, on_progress, wait=False)
             batch = nxt
-        resolver.commit()
-        _report(writes, on_progress, wait=True)
+        committed = resolver.commit()
     except BaseException:
         resolver.rollback()
         raise
+    writes.append((committed, 0))
+    return committed
 
 
 def _report(writes: deque[tuple[Future[None], int]], on_progress: Callable[[int], None] | None, *,
@@ -109,5 +127,5 @@ def _report(writes: deque[tuple[Future[None], int]], on_progress: Callable[[int]
     while writes and (wait or writes[0][0].done()):
         future, n = writes.popleft()
         future.result()
-        if on_progress:
+        if on_progress and n:
             on_progress(n)
