@@ -38,6 +38,17 @@ def test_anonymous_visitor_becomes_known_with_history(db: Database) -> None:
     assert count(db, Customer) == 1
 
 
+def test_rudderstack_external_id_in_the_singular_identifies(db: Database) -> None:
+    # RudderStack's SDKs put custom identifiers in context.externalId (a list of {id, type})
+    store = source(db, "store", store="S12")
+    send(db, msg(store, anonymous_id="pos-1", context={"externalId": [{"id": "LC 555", "type": "loyalty_card"}]}))
+    send(db, msg(store, anonymous_id="pos-2", context={"externalIds": [{"id": "lc555", "type": "loyalty_card"}]},
+                 minutes=5))
+    owner = customer_of(db, "loyalty_card", "LC555")
+    assert owner is not None
+    assert customer_of(db, "anonymous_id", "pos-1") == customer_of(db, "anonymous_id", "pos-2") == owner
+
+
 def test_two_known_profiles_merge_with_log_traits_and_timeline(db: Database) -> None:
     web, store = source(db, "web"), source(db, "store", store="S12")
     send(db, msg(web, "identify", user_id="u-1", anonymous_id="a-1", traits={"name": "Ann", "tier": "silver"},

@@ -118,7 +118,8 @@ class Extractor:
         # Most messages are a known visitor's next page or click: the same user id, anonymous id and device,
         # nothing else. Those answers are remembered (bounded), which saves most of the work.
         if previous_id is None and not traits and (
-                context is None or ("traits" not in context and "externalIds" not in context)):
+                context is None or ("traits" not in context and "externalIds" not in context
+                                    and "externalId" not in context)):
             device = context.get("device") if context else None
             device_id = device.get("id") if isinstance(device, dict) else None
             if device_id is None or isinstance(device_id, str):
@@ -155,7 +156,7 @@ class Extractor:
             ident = normalise("device_id", device["id"], self.region)
             if ident:
                 add(ident)
-        external = ctx.get("externalIds")
+        external = ctx.get("externalIds") or ctx.get("externalId")  # RudderStack names it in the singular
         if isinstance(external, list):
             for ext in external:
                 if isinstance(ext, dict) and ext.get("type") and ext.get("id") is not None:

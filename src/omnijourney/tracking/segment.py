@@ -242,7 +242,9 @@ def missing_write_key() -> SegmentError:
 
 
 def invalid_write_key() -> SegmentError:
-    return SegmentError("invalid_write_key", "unknown or disabled write key", status=401)
+    # RudderStack's v1 mobile SDKs recognise a wrong key only by "invalid write key" in the body; otherwise
+    # they retry the batch forever
+    return SegmentError("invalid_write_key", "invalid write key: no enabled source has it", status=401)
 
 
 # --- messages ---------------------------------------------------------------------------------------
@@ -379,6 +381,9 @@ def parse_message(raw: Any, *, source: SourceRef, received_at: datetime, type_hi
                                field=field_name)
     elif kind in _NEEDS_TRAITS:
         traits = object_field(raw, "traits") or {}
+        if kind == "identify" and not traits and isinstance(ctx.get("traits"), dict):
+            # RudderStack's SDKs send an identify's traits only in context.traits
+            traits = ctx["traits"]
         if kind == "group":
             group_id = _id(raw, "groupId")
             if group_id is None:

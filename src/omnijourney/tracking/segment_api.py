@@ -3,11 +3,13 @@
 Real Segment and RudderStack SDKs work unchanged when pointed at this host. Answers:
 
 * 200 ``{"success": true}`` for a single call (``/v1/track`` ...), also when the messageId was stored before.
-* 200 ``{"success": true, "accepted": N, "duplicates": D, "rejected": [...]}`` for a batch in which at
-  least one message was valid, or which was empty: valid messages are stored, each invalid one is
-  reported as ``{"index", "messageId", "code", "message", "field"}`` and not stored.
-* 400 ``{"code", "message"}`` (Segment's error body) for an invalid call, a batch whose messages were
-  all invalid (with ``rejected`` as well; ``code`` is the first rejection's) or a body over the limits.
+* 200 ``{"success": true, "accepted": N, "duplicates": D, "rejected": [...]}`` for a batch that could be
+  read, as Segment answers: valid messages are stored, each invalid one is reported as
+  ``{"index", "messageId", "code", "message", "field"}`` and not stored, even when none was valid.
+  A 400 there would make RudderStack's v1 mobile SDKs retry the batch forever, blocking their queue;
+  Segment's SDKs drop a batch on 200 and on 400 alike.
+* 400 ``{"code", "message"}`` (Segment's error body) for an invalid single call, a body that is not a
+  batch (not JSON, no ``batch`` list) or one over the limits.
 * 401 ``missing_write_key`` / ``invalid_write_key``: the SDKs do not retry 4xx, right for a bad key.
 * 429 with ``Retry-After`` when this process has too many ingestion requests in flight
   (``settings.ingest_max_inflight``) or the database is saturated; the SDKs retry after the delay.
@@ -18,6 +20,7 @@ Write key: the HTTP Basic auth user name (empty password), else ``writeKey`` in 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -51,6 +54,8 @@ from omnijourney.tracking.segment import (
 )
 from omnijourney.tracking.service import ingest, prepare
 from omnijourney.tracking.sources import source_by_write_key
+
+log = logging.getLogger(__name__)
 
 SOURCE_TTL_S = 10.0  # a disabled source stops being accepted within this many seconds
 _SOURCE_CACHE_MAX = 10_000  # bounds memory when clients send many made-up keys
@@ -138,20 +143,14 @@ def _source_or_raise(app: FastAPI, key: str | None) -> SourceRef:
 
 
 def _parse_batch(app: FastAPI, raw: bytes, encoding: str | None, authorization: str | None,
-                 received_at: datetime) -> tuple[list[Message], list[dict[str, Any]]] | Response:
-    """Decode and validate one batch: its valid messages and its rejections, or an error response;
-    blocking (runs in the thread pool)."""
+                 received_at: datetime) -> tuple[list[Message], list[dict[str, Any]]]:
+    """Decode and validate one batch: its valid messages and its rejections; blocking (runs in the thread
+    pool)."""
     data = decompress(raw, encoding, limit=MAX_BATCH_BYTES, batch=True)
     body = parse_json(data)
     source = _source_or_raise(app, write_key_from(authorization, body))
     parsed = parse_batch(body, source=source, received_at=received_at)
-    rejected = [r.to_dict() for r in parsed.rejected]
-    if rejected and not parsed.messages:
-        first = parsed.rejected[0]
-        what = first.message if len(rejected) == 1 else \
-            f"all {len(rejected)} messages were rejected; the first (index {first.index}): {first.message}"
-        return _json({"code": first.code, "message": what, "rejected": rejected}, 400)
-    return parsed.messages, rejected
+    return parsed.messages, [r.to_dict() for r in parsed.rejected]
 
 
 def _store(app: FastAPI, messages: list[Message]) -> set[tuple[str | None, str]]:
@@ -272,11 +271,13 @@ async def _receive(request: Request, kind: str | None) -> Response:
         raw = await _read_body(request, read_limit(True, encoding))
         if raw is None:
             raise too_large(True)
-        parsed = await run_in_threadpool(_parse_batch, request.app, raw, encoding,
-                                         request.headers.get("authorization"), received_at)
-        if isinstance(parsed, Response):
-            return parsed
-        messages, rejected = parsed
+        messages, rejected = await run_in_threadpool(_parse_batch, request.app, raw, encoding,
+                                                     request.headers.get("authorization"), received_at)
+        if rejected:  # the SDKs do not read a 200's body: the server log is where an integrator sees these
+            first = rejected[0]
+            log.warning("batch: %d of %d messages rejected; the first (index %d, messageId %s): %s %s",
+                        len(rejected), len(rejected) + len(messages), first["index"], first.get("messageId"),
+                        first["code"], first["message"])
         accepted = await request.app.state.segment_writer.write(messages) if messages else 0
         return _json({"success": True, "accepted": accepted, "duplicates": len(messages) - accepted,
                       "rejected": rejected})
@@ -338,7 +339,7 @@ async def project_settings(request: Request, write_key: str) -> Response:
     if not found:
         source = await run_in_threadpool(_lookup_source, app, write_key)
     if source is None:
-        return _json({"code": "invalid_write_key", "message": "unknown or disabled write key"}, 404)
+        return _json({"code": "invalid_write_key", "message": "invalid write key: no enabled source has it"}, 404)
     public = app.state.settings.public_url or str(request.base_url)
     return _json(settings_document(write_key, public), headers={"Cache-Control": "public, max-age=60"})
 
