@@ -62,6 +62,7 @@ class BulkResolver:
         self._session: Session | None = None
         self._writes: list[Future[None]] = []
         self._error: BaseException | None = None  # the first failure of a database step
+        self.locked_at: float | None = None  # perf_counter() when the identity lock was taken
 
     def _submit(self, step: Callable[..., T], *args: Any) -> Future[T]:
         return self.pool.submit(self._guarded, step, *args)
@@ -145,6 +146,7 @@ class BulkResolver:
             after.result()  # done: it ran before this step on the same thread
         self._session = self.db.begin()
         advisory_lock(self._session, IDENTITY_LOCK)
+        self.locked_at = perf_counter()
 
     def _read(self, wanted: set[Identifier], also: Step | None) -> tuple[GraphRows, Any]:
         assert self._session is not None

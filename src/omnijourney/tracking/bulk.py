@@ -60,24 +60,28 @@ def import_messages(db: Database, messages: Iterable[Message], *, settings: Iden
     committed: Future[None] | None = None
     with collector_paused(), ThreadPoolExecutor(1, thread_name_prefix="omni-import-db") as pool:
         while (first := next(incoming, None)) is not None:
-            # the slice's clock starts once it holds the lock (waiting for it is not the slice's time)
             rest = partial(_until, incoming, per_slice - 1, slice_seconds)
             committed = _import_slice(db, pool, settings, first, rest, committed, result, writes, on_progress)
         _report(writes, on_progress, wait=True)
     return result
 
 
-def _until(incoming: Iterator[list[Message]], n: int, seconds: float) -> Iterator[list[Message]]:
-    """Up to ``n`` more batches, none taken after ``seconds`` (counted from the first one asked for)."""
-    deadline = perf_counter() + seconds
+def _until(incoming: Iterator[list[Message]], n: int, seconds: float,
+           locked_at: Callable[[], float | None]) -> Iterator[list[Message]]:
+    """Up to ``n`` more batches, none taken ``seconds`` after the slice took the identity lock (the wait for
+    the lock is not the slice's time: live traffic holding it would otherwise shrink every slice)."""
     for _ in range(n):
-        if perf_counter() >= deadline or (part := next(incoming, None)) is None:
+        since = locked_at()
+        if since is not None and perf_counter() >= since + seconds:
+            return
+        if (part := next(incoming, None)) is None:
             return
         yield part
 
 
 def _import_slice(db: Database, pool: ThreadPoolExecutor, settings: IdentitySettings, first: list[Message],
-                  batches_after: Callable[[], Iterator[list[Message]]], after: Future[None] | None,
+                  batches_after: Callable[[Callable[[], float | None]], Iterator[list[Message]]],
+                  after: Future[None] | None,
                   result: ImportResult, writes: deque[tuple[Future[None], int]],
                   on_progress: Callable[[int], None] | None) -> Future[None]:
     """Import ``first`` and the batches after it in one transaction, begun once ``after`` (the previous
@@ -91,7 +95,7 @@ def _import_slice(db: Database, pool: ThreadPoolExecutor, settings: IdentitySett
         batch: PreparedBatch | None = prepare(first, settings, dialect)
         seconds["preparing"] += perf_counter() - start
         read = resolver.read(batch.identifiers, partial(stored_keys, keys=batch.keys))
-        rest = batches_after()
+        rest = batches_after(lambda: resolver.locked_at)
         in_flight: set[Key] = set()  # keys of the batch being written (the database cannot see them yet)
         while batch is not None:
             start = perf_counter()
