@@ -1,11 +1,11 @@
-"""Sources (write keys) and the event timeline."""
+"""Sources (write keys), the event timeline and the messages each source had refused."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Index, String, UniqueConstraint
+from sqlalchemy import Boolean, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omnijourney.core.types import BigIntPK, PayloadJSON, UTCDateTime
@@ -59,3 +59,30 @@ class Event(Base):
     properties: Mapped[dict[str, Any]] = mapped_column(PayloadJSON, default=dict)
     traits: Mapped[dict[str, Any] | None] = mapped_column(PayloadJSON, nullable=True)
     context: Mapped[dict[str, Any] | None] = mapped_column(PayloadJSON, nullable=True)
+
+
+class RejectedMessage(Base):
+    """A message the tracking API refused for a known source, kept for that source's debugger.
+
+    Only the latest ``tracking.debugger.REJECTIONS_KEPT`` per source are kept (pruned on every insert), so
+    the table stays small whatever a misconfigured SDK sends. Written only when a request had rejections,
+    never on the happy path.
+    """
+
+    __tablename__ = "rejections"
+    __table_args__ = (
+        # the debugger's listing (newest first) and the prune are both a range of this index
+        Index("ix_rejections_source_id", "source_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    # no foreign key, as for events: sources are never deleted
+    source_id: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)  # when the request was received
+    message_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    code: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    field: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # the message as received: a JSON object, or its text cut to 2 KB (see tracking.debugger.sample_of);
+    # json, not jsonb: keys stay in the order the SDK sent them
+    sample: Mapped[Any] = mapped_column(PayloadJSON)

@@ -38,6 +38,7 @@ import binascii
 import re
 import zlib
 from dataclasses import dataclass, field
+from dataclasses import field as dataclass_field  # Rejection has an attribute named field
 from datetime import datetime
 from typing import Any
 
@@ -99,13 +100,18 @@ class SourceRef:
 
 @dataclass(slots=True)
 class Rejection:
-    """A batch message that failed validation, by its position in the batch."""
+    """A message that failed validation, by its position in the batch (0 for a single call).
+
+    ``raw`` is the message as received, kept for the source's debugger (``tracking/debugger.py``); it is
+    not part of :meth:`to_dict`, the entry of the batch's answer.
+    """
 
     index: int
     message_id: str | None
     code: str
     message: str
     field: str | None = None
+    raw: Any = dataclass_field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"index": self.index, "messageId": self.message_id, "code": self.code,
@@ -430,6 +436,12 @@ def parse_message(raw: Any, *, source: SourceRef, received_at: datetime, type_hi
     )
 
 
+def reported_message_id(raw: Any) -> str | None:
+    """The ``messageId`` of a refused message as reported back (it may be what was wrong with it)."""
+    mid = raw.get("messageId") if isinstance(raw, dict) else None
+    return str(mid)[:MAX_ID_CHARS] if isinstance(mid, str | int) and not isinstance(mid, bool) else None
+
+
 def parse_single(body: dict[str, Any], *, type_hint: str, source: SourceRef, received_at: datetime) -> Message:
     """A single call (``/v1/track`` ...): the body is the message."""
     encoded(body, "the message")
@@ -461,7 +473,5 @@ def parse_batch(body: dict[str, Any], *, source: SourceRef, received_at: datetim
             out.messages.append(parse_message(raw, source=source, received_at=received_at, sent_at=sent_at,
                                               context=context, integrations=integrations))
         except SegmentError as exc:
-            mid = raw.get("messageId") if isinstance(raw, dict) else None
-            mid = str(mid)[:MAX_ID_CHARS] if isinstance(mid, str | int) and not isinstance(mid, bool) else None
-            out.rejected.append(Rejection(i, mid, exc.code, exc.message, exc.field))
+            out.rejected.append(Rejection(i, reported_message_id(raw), exc.code, exc.message, exc.field, raw))
     return out

@@ -15,6 +15,9 @@ Real Segment and RudderStack SDKs work unchanged when pointed at this host. Answ
   (``settings.ingest_max_inflight``) or the database is saturated; the SDKs retry after the delay.
 
 Write key: the HTTP Basic auth user name (empty password), else ``writeKey`` in the body.
+
+Every message refused for a known source (in a batch, a single call, or a whole batch refused) is also kept
+for that source's debugger (``tracking/debugger.py``, ``GET /api/v1/sources/{id}/rejections``).
 """
 
 from __future__ import annotations
@@ -34,11 +37,14 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omnijourney.core.time import utcnow
+from omnijourney.tracking import debugger
 from omnijourney.tracking.messages import Message
 from omnijourney.tracking.segment import (
     MAX_BATCH_BYTES,
     MAX_BATCH_MESSAGES,
     MAX_MESSAGE_BYTES,
+    ParsedBatch,
+    Rejection,
     SegmentError,
     SourceRef,
     decode_body,
@@ -49,6 +55,7 @@ from omnijourney.tracking.segment import (
     parse_json,
     parse_single,
     read_limit,
+    reported_message_id,
     too_large,
     write_key_from,
 )
@@ -143,14 +150,35 @@ def _source_or_raise(app: FastAPI, key: str | None) -> SourceRef:
 
 
 def _parse_batch(app: FastAPI, raw: bytes, encoding: str | None, authorization: str | None,
-                 received_at: datetime) -> tuple[list[Message], list[dict[str, Any]]]:
-    """Decode and validate one batch: its valid messages and its rejections; blocking (runs in the thread
-    pool)."""
+                 received_at: datetime) -> tuple[SourceRef, ParsedBatch]:
+    """Decode and validate one batch: its source, valid messages and rejections; blocking (runs in the
+    thread pool). A fault of the whole batch once its source is known is recorded for the source's
+    debugger too (one rejection, the body as sample), then raised."""
     data = decompress(raw, encoding, limit=MAX_BATCH_BYTES, batch=True)
     body = parse_json(data)
     source = _source_or_raise(app, write_key_from(authorization, body))
-    parsed = parse_batch(body, source=source, received_at=received_at)
-    return parsed.messages, [r.to_dict() for r in parsed.rejected]
+    try:
+        return source, parse_batch(body, source=source, received_at=received_at)
+    except SegmentError as exc:
+        _record_rejections(app, source, [Rejection(0, None, exc.code, exc.message, exc.field, body)], received_at)
+        raise
+
+
+def _record_rejections(app: FastAPI, source: SourceRef, rejections: list[Rejection], at: datetime) -> None:
+    """Keep ``rejections`` for the source's debugger; blocking, and never raises.
+
+    Called only when a request had rejections, so the happy path does no work here. One statement in a
+    short transaction of its own, without the identity lock: a batch whose messages were all refused does
+    not queue behind ingestion (on SQLite every write transaction takes the database lock, held only
+    briefly). Keeping them is a debugging aid: a failure is logged and the client's answer stays as it was.
+    Unknown write keys never get here: they belong to no source, so nothing is recorded for them.
+    """
+    try:
+        rows = debugger.rejection_rows(source.id, at, rejections)  # encoded before the transaction
+        with app.state.db.transaction() as session:
+            debugger.record_rejections(session, source_id=source.id, rows=rows)
+    except Exception:
+        log.exception("could not record %d rejection(s) of source %s", len(rejections), source.id)
 
 
 def _store(app: FastAPI, messages: list[Message]) -> set[tuple[str | None, str]]:
@@ -251,8 +279,13 @@ async def _receive_single(request: Request, kind: str, received_at: datetime) ->
         source = await run_in_threadpool(_source_or_raise, app, key)
     if source is None:
         raise invalid_write_key()
-    await app.state.segment_writer.write([parse_single(body, type_hint=kind, source=source,
-                                                       received_at=received_at)])
+    try:
+        message = parse_single(body, type_hint=kind, source=source, received_at=received_at)
+    except SegmentError as exc:  # answered 400; kept for the source's debugger first
+        rejection = Rejection(0, reported_message_id(body), exc.code, exc.message, exc.field, body)
+        await run_in_threadpool(_record_rejections, app, source, [rejection], received_at)
+        raise
+    await app.state.segment_writer.write([message])
     return Response(_SUCCESS, media_type=_JSON)
 
 
@@ -271,14 +304,24 @@ async def _receive(request: Request, kind: str | None) -> Response:
         raw = await _read_body(request, read_limit(True, encoding))
         if raw is None:
             raise too_large(True)
-        messages, rejected = await run_in_threadpool(_parse_batch, request.app, raw, encoding,
-                                                     request.headers.get("authorization"), received_at)
-        if rejected:  # the SDKs do not read a 200's body: the server log is where an integrator sees these
+        source, parsed = await run_in_threadpool(_parse_batch, request.app, raw, encoding,
+                                                 request.headers.get("authorization"), received_at)
+        messages = parsed.messages
+        rejected = [r.to_dict() for r in parsed.rejected]
+        recording: asyncio.Future[None] | None = None
+        if rejected:  # the SDKs do not read a 200's body: the log and the source's debugger show them
             first = rejected[0]
             log.warning("batch: %d of %d messages rejected; the first (index %d, messageId %s): %s %s",
                         len(rejected), len(rejected) + len(messages), first["index"], first.get("messageId"),
                         first["code"], first["message"])
-        accepted = await request.app.state.segment_writer.write(messages) if messages else 0
+            # recorded alongside the write of the good messages, not after it: no added latency
+            recording = asyncio.ensure_future(run_in_threadpool(_record_rejections, request.app, source,
+                                                                parsed.rejected, received_at))
+        try:
+            accepted = await request.app.state.segment_writer.write(messages) if messages else 0
+        finally:
+            if recording is not None:
+                await recording  # never raises: _record_rejections logs its failures
         return _json({"success": True, "accepted": accepted, "duplicates": len(messages) - accepted,
                       "rejected": rejected})
     except SegmentError as exc:
