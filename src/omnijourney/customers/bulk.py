@@ -63,6 +63,7 @@ class BulkResolver:
         self._writes: list[Future[None]] = []
         self._error: BaseException | None = None  # the first failure of a database step
         self.locked_at: float | None = None  # perf_counter() when the identity lock was taken
+        self._begun: Future[None] | None = None
 
     def _submit(self, step: Callable[..., T], *args: Any) -> Future[T]:
         return self.pool.submit(self._guarded, step, *args)
@@ -91,7 +92,14 @@ class BulkResolver:
         """Queue the start of the transaction and the taking of the identity lock (waiting as long as it
         takes). ``after``: the previous transaction's :meth:`commit`; if it failed, this one fails with its
         error instead of starting."""
-        self._submit(self._begin, after)
+        self._begun = self._submit(self._begin, after)
+
+    def locked(self) -> float:
+        """Wait until the transaction holds the identity lock; when it took it (``perf_counter()``)."""
+        assert self._begun is not None, "begin() first"
+        self._begun.result()
+        assert self.locked_at is not None
+        return self.locked_at
 
     def read(self, identifiers: Sequence[list[Identifier]], also: Step | None = None) -> Future[tuple[GraphRows, Any]]:
         """Queue the read of what the database holds about identifiers the graph has not seen; ``also`` runs

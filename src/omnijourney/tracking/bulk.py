@@ -67,20 +67,19 @@ def import_messages(db: Database, messages: Iterable[Message], *, settings: Iden
 
 
 def _until(incoming: Iterator[list[Message]], n: int, seconds: float,
-           locked_at: Callable[[], float | None]) -> Iterator[list[Message]]:
-    """Up to ``n`` more batches, none taken ``seconds`` after the slice took the identity lock (the wait for
-    the lock is not the slice's time: live traffic holding it would otherwise shrink every slice)."""
+           locked: Callable[[], float]) -> Iterator[list[Message]]:
+    """Up to ``n`` more batches, none taken ``seconds`` after the slice took the identity lock. The wait for
+    the lock is not the slice's time (live traffic holding it would otherwise shrink every slice), and no
+    batch is taken before the lock is held (it would lengthen the slice past its time)."""
+    deadline = locked() + seconds
     for _ in range(n):
-        since = locked_at()
-        if since is not None and perf_counter() >= since + seconds:
-            return
-        if (part := next(incoming, None)) is None:
+        if perf_counter() >= deadline or (part := next(incoming, None)) is None:
             return
         yield part
 
 
 def _import_slice(db: Database, pool: ThreadPoolExecutor, settings: IdentitySettings, first: list[Message],
-                  batches_after: Callable[[Callable[[], float | None]], Iterator[list[Message]]],
+                  batches_after: Callable[[Callable[[], float]], Iterator[list[Message]]],
                   after: Future[None] | None,
                   result: ImportResult, writes: deque[tuple[Future[None], int]],
                   on_progress: Callable[[int], None] | None) -> Future[None]:
@@ -95,7 +94,7 @@ def _import_slice(db: Database, pool: ThreadPoolExecutor, settings: IdentitySett
         batch: PreparedBatch | None = prepare(first, settings, dialect)
         seconds["preparing"] += perf_counter() - start
         read = resolver.read(batch.identifiers, partial(stored_keys, keys=batch.keys))
-        rest = batches_after(lambda: resolver.locked_at)
+        rest = batches_after(resolver.locked)
         in_flight: set[Key] = set()  # keys of the batch being written (the database cannot see them yet)
         while batch is not None:
             start = perf_counter()
