@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,6 +10,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from omnijourney.config import IdentitySettings
+from omnijourney.core.cursors import bad_cursor, decode_cursor, encode_cursor
 from omnijourney.core.errors import Invalid, NotFound
 from omnijourney.core.time import parse_ts
 from omnijourney.customers.identifiers import is_blocked, normalise
@@ -86,18 +86,15 @@ def find(session: Session, *, id_type: str, value: str, settings: IdentitySettin
 
 
 def _encode_cursor(ts: datetime, event_id: int) -> str:
-    return base64.urlsafe_b64encode(f"{ts.isoformat()}|{event_id}".encode()).decode().rstrip("=")
+    return encode_cursor(ts.isoformat(), event_id)
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        ts, _, event_id = raw.partition("|")
-        parsed = parse_ts(ts)
-        assert parsed is not None
-        return parsed, int(event_id)
-    except Exception:
-        raise Invalid("cursor is not one this API gave out", field="cursor") from None
+    ts, event_id = decode_cursor(cursor, 2)
+    parsed = parse_ts(ts)
+    if parsed is None or not event_id.isdigit():
+        raise bad_cursor()
+    return parsed, int(event_id)
 
 
 def timeline(session: Session, *, customer_id: str, limit: int = 50, cursor: str | None = None,

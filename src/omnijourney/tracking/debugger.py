@@ -13,7 +13,6 @@ could not see what went wrong, nor check that events arrive.
 
 from __future__ import annotations
 
-import base64
 import reprlib
 from collections.abc import Sequence
 from datetime import datetime
@@ -23,6 +22,7 @@ import orjson
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from omnijourney.core.cursors import bad_cursor, decode_cursor, encode_cursor
 from omnijourney.core.errors import Invalid, NotFound
 from omnijourney.tracking.models import Event, RejectedMessage, Source
 from omnijourney.tracking.segment import Rejection
@@ -109,18 +109,17 @@ def latest_rejections(session: Session, *, source_id: str, limit: int = 50) -> l
 # --- events -----------------------------------------------------------------------------------------
 
 def _encode_cursor(before: int, floor: int) -> str:
-    return base64.urlsafe_b64encode(f"e1|{before}|{floor}".encode()).decode().rstrip("=")
+    return encode_cursor("e1", before, floor)
 
 
 def _decode_cursor(cursor: str) -> tuple[int, int]:
+    tag, before, floor = decode_cursor(cursor, 3)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        tag, before, floor = raw.split("|")
         if tag != "e1":
             raise ValueError(tag)
         return int(before), int(floor)
-    except Exception:
-        raise Invalid("cursor is not one this API gave out", field="cursor") from None
+    except ValueError:
+        raise bad_cursor() from None
 
 
 def latest_events(session: Session, *, source_id: str, limit: int = 50,
