@@ -79,7 +79,8 @@ def main() -> None:
         sid = (src.id, src.name)
     ch = Channels(web=sid, app=sid, call_center=sid, whatsapp=sid, stores=((src.id, src.name, "S01"),))
     bodies = build_bodies(args.events, args.batch, ch)
-    sent = sum(len(orjson.loads(b)["batch"]) for b in bodies)
+    sizes = [len(orjson.loads(b)["batch"]) for b in bodies]
+    sent = sum(sizes)
     url = db.engine.url.render_as_string(hide_password=False)
     db.dispose()
 
@@ -90,6 +91,8 @@ def main() -> None:
         queue = list(reversed(bodies))
         status: dict[int, int] = {}
         latencies: list[float] = []
+        body_sizes = {id(b): n for b, n in zip(bodies, sizes, strict=True)}
+        done_at: list[tuple[float, int]] = []  # (when, events) of each stored batch: the rate over time
 
         def worker() -> None:
             conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=60)
@@ -106,6 +109,8 @@ def main() -> None:
                     with lock:
                         status[resp.status] = status.get(resp.status, 0) + 1
                         latencies.append(time.perf_counter() - t)
+                        if resp.status == 200:
+                            done_at.append((time.perf_counter(), body_sizes[id(body)]))
                     if resp.status != 429:
                         break
                     time.sleep(float(resp.getheader("Retry-After", "1")))
@@ -133,8 +138,19 @@ def main() -> None:
     print(f"responses {status}; batch latency p50 {latencies[len(latencies) // 2] * 1000:.0f} ms, "
           f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.0f} ms")
     print(f"stored {stored:,} events, {resolved:,} resolved to a profile")
+    print(f"sustained: events/s in each tenth of the run: {' '.join(rates(done_at, start, elapsed))}")
     if stored != sent:
         raise SystemExit(f"LOST EVENTS: sent {sent}, stored {stored}")
+
+
+def rates(done_at: list[tuple[float, int]], start: float, elapsed: float, parts: int = 10) -> list[str]:
+    """Events stored per second in each of ``parts`` equal spans of the run: whether the rate holds as the
+    tables grow."""
+    span = elapsed / parts
+    counts = [0] * parts
+    for when, n in done_at:
+        counts[min(parts - 1, int((when - start) / span))] += n
+    return [f"{c / span:,.0f}" for c in counts]
 
 
 if __name__ == "__main__":
