@@ -14,7 +14,9 @@ import pytest
 from sqlalchemy import select, text
 
 from omnijourney.customers.models import Customer
+from omnijourney.customers.resolution import fetch_graph
 from omnijourney.db import Database, encode_update, update_encoded
+from omnijourney.tracking.service import stored_keys
 
 
 def seq_scans(session, table: str) -> int:
@@ -47,3 +49,40 @@ def test_a_few_profile_updates_never_scan_a_grown_table(db: Database) -> None:
         tiers = dict(s.execute(select(Customer.id, Customer.traits["tier"].as_string())
                                .where(Customer.id.in_([c["id"] for c in changed] + [f"{8:032x}"]))).all())
     assert tiers == {f"{7:032x}": "gold", f"{29_999:032x}": "gold", f"{8:032x}": "silver"}
+
+
+def test_the_duplicate_check_never_scans_a_grown_events_table(db: Database) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("a PostgreSQL planner trap: SQLite's planner has no statistics to go stale")
+    with db.transaction() as s:
+        s.execute(text("INSERT INTO events (source_id, message_id, type, channel, timestamp, received_at, properties) "
+                       "SELECT 'web', 'm-' || g, 'track', 'web', now(), now(), '{}' FROM generate_series(1, 30000) g"))
+    # a batch's worth of messageIds, as /v1/batch checks them: two stored before, the rest new
+    keys = {("web", f"m-{n}") for n in (7, 29_999)} | {("web", f"new-{n}") for n in range(500)}
+
+    with db.transaction() as s:
+        before = seq_scans(s, "events")
+        found = stored_keys(s, keys)
+        scanned = seq_scans(s, "events") - before
+
+    assert found == {("web", "m-7"), ("web", "m-29999")}
+    assert scanned == 0
+
+
+def test_the_graph_read_never_scans_grown_identities(db: Database) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("a PostgreSQL planner trap: SQLite's planner has no statistics to go stale")
+    with db.transaction() as s:
+        s.execute(text("INSERT INTO identities (type, value, customer_id, first_seen) SELECT 'email', "
+                       "'p' || g || '@x.io', lpad(to_hex(g), 32, '0'), now() FROM generate_series(1, 30000) g"))
+        s.execute(text("INSERT INTO identities (type, value, customer_id, first_seen) SELECT 'anonymous_id', "
+                       "'a-' || g, lpad(to_hex(g), 32, '0'), now() FROM generate_series(1, 30000) g"))
+    wanted = {("email", "p7@x.io")} | {("anonymous_id", f"unknown-{n}") for n in range(500)}
+
+    with db.transaction() as s:
+        before = seq_scans(s, "identities")
+        rows = fetch_graph(s, wanted)
+        scanned = seq_scans(s, "identities") - before
+
+    assert sorted((t, v) for t, v, _, _ in rows.identities) == [("anonymous_id", "a-7"), ("email", "p7@x.io")]
+    assert scanned == 0

@@ -90,13 +90,14 @@ def fetch_graph(session: Session, wanted: set[Identifier]) -> GraphRows:
     out = GraphRows(wanted)
     if not wanted:
         return out
-    # one round trip: every identifier of every profile that owns one of ``wanted``; on PostgreSQL as a
-    # LATERAL join kept apart by OFFSET 0, which can only probe the customer index (an IN or a flattened
-    # join could become a scan of identities when the planner misjudges the pairs or the table)
+    # one round trip: every identifier of every profile that owns one of ``wanted``; on PostgreSQL as
+    # LATERAL joins kept apart by OFFSET 0, which can only probe the identities' key and customer index (an IN
+    # or a flattened join could become a scan of identities when the planner misjudges the pairs or the table)
     if session.get_bind().dialect.name == "postgresql":
         sql = ("SELECT o.type, o.value, o.customer_id, o.first_seen FROM (SELECT DISTINCT i.customer_id FROM p "
-               "JOIN identities i ON i.type = p.a AND i.value = p.b) c CROSS JOIN LATERAL (SELECT x.type, x.value, "
-               "x.customer_id, x.first_seen FROM identities x WHERE x.customer_id = c.customer_id OFFSET 0) o")
+               "CROSS JOIN LATERAL (SELECT i.customer_id FROM identities i WHERE i.type = p.a AND i.value = p.b "
+               "OFFSET 0) i) c CROSS JOIN LATERAL (SELECT x.type, x.value, x.customer_id, x.first_seen "
+               "FROM identities x WHERE x.customer_id = c.customer_id OFFSET 0) o")
     else:
         sql = ("SELECT o.type, o.value, o.customer_id, o.first_seen FROM identities o WHERE o.customer_id IN "
                "(SELECT i.customer_id FROM identities i JOIN p ON i.type = p.a AND i.value = p.b)")

@@ -179,6 +179,12 @@ def event_rows(dialect: str, rows: Sequence[Any], customer_ids: Sequence[str | N
 
 def stored_keys(session: Session, keys: set[Key]) -> set[Key]:
     """Those (source, messageId) of ``keys`` that are already stored."""
-    rows = select_pairs(session, "SELECT e.source_id, e.message_id FROM events e "
-                                 "JOIN p ON e.source_id = p.a AND e.message_id = p.b", list(keys))
+    if session.get_bind().dialect.name == "postgresql":
+        # a probe of the unique index per key, whatever the statistics say: with stale ones a join became a
+        # hash join against a scan of events
+        sql = ("SELECT e.source_id, e.message_id FROM p CROSS JOIN LATERAL (SELECT e.source_id, e.message_id "
+               "FROM events e WHERE e.source_id = p.a AND e.message_id = p.b OFFSET 0) e")
+    else:
+        sql = "SELECT e.source_id, e.message_id FROM events e JOIN p ON e.source_id = p.a AND e.message_id = p.b"
+    rows = select_pairs(session, sql, list(keys))
     return {(r[0], r[1]) for r in rows}
