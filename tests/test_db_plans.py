@@ -15,7 +15,8 @@ from sqlalchemy import select, text
 
 from omnijourney.customers.models import Customer
 from omnijourney.customers.resolution import fetch_graph
-from omnijourney.db import Database, encode_update, update_encoded
+from omnijourney.db import Database, encode_update, remap, update_encoded
+from omnijourney.tracking.models import Event
 from omnijourney.tracking.service import stored_keys
 
 
@@ -85,4 +86,44 @@ def test_the_graph_read_never_scans_grown_identities(db: Database) -> None:
         scanned = seq_scans(s, "identities") - before
 
     assert sorted((t, v) for t, v, _, _ in rows.identities) == [("anonymous_id", "a-7"), ("email", "p7@x.io")]
+    assert scanned == 0
+
+
+def test_a_merge_re_points_a_grown_events_table_without_scanning_it(db: Database) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("a PostgreSQL planner trap: SQLite's planner has no statistics to go stale")
+    with db.transaction() as s:
+        s.execute(text("INSERT INTO events (source_id, message_id, type, channel, timestamp, received_at, properties, "
+                       "customer_id) SELECT 'web', 'm-' || g, 'track', 'web', now(), now(), '{}', "
+                       "lpad(to_hex(g % 5000), 32, '0') FROM generate_series(1, 30000) g"))
+    loser, survivor = f"{7:032x}", f"{8:032x}"
+
+    with db.transaction() as s:
+        before = seq_scans(s, "events")
+        remap(s, Event.__table__, "customer_id", {loser: survivor})
+        scanned = seq_scans(s, "events") - before
+        owners = s.execute(text("SELECT customer_id, count(*) FROM events WHERE customer_id IN (:a, :b) "
+                                "GROUP BY customer_id"), {"a": loser, "b": survivor}).all()
+
+    assert owners == [(survivor, 12)]
+    assert scanned == 0
+
+
+def test_profiles_are_read_without_scanning_a_grown_customers_table(db: Database) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("a PostgreSQL planner trap: SQLite's planner has no statistics to go stale")
+    with db.transaction() as s:
+        s.execute(text("INSERT INTO customers (id, traits, trait_meta, consent, merge_count, created_at, updated_at) "
+                       "SELECT lpad(to_hex(g), 32, '0'), '{}', '{}', '{}', 0, now(), now() "
+                       "FROM generate_series(1, 30000) g"))
+        s.execute(text("INSERT INTO identities (type, value, customer_id, first_seen) SELECT 'anonymous_id', "
+                       "'a-' || g, lpad(to_hex(g), 32, '0'), now() FROM generate_series(1, 30000) g"))
+    wanted = {("anonymous_id", f"a-{n}") for n in range(1, 400)}
+
+    with db.transaction() as s:
+        before = seq_scans(s, "customers")
+        rows = fetch_graph(s, wanted)
+        scanned = seq_scans(s, "customers") - before
+
+    assert len(rows.profiles) == 399
     assert scanned == 0

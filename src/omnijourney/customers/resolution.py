@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from omnijourney.config import IdentitySettings
@@ -85,6 +85,25 @@ class GraphRows:
     profiles: list[Profile] = field(default_factory=list)
 
 
+_PROFILE_COLUMNS = ("id", "created_at", "traits", "trait_meta", "consent", "merge_count", "merged_into")
+# PostgreSQL: one probe of the primary key per id (LATERAL, OFFSET 0), whatever the statistics say; with stale
+# ones an IN list became a scan of all customers
+_PG_PROFILES = text(
+    f"SELECT {', '.join('c.' + n for n in _PROFILE_COLUMNS)} FROM unnest(cast(:ids AS text[])) AS k(id) "
+    "CROSS JOIN LATERAL (SELECT * FROM customers c WHERE c.id = k.id OFFSET 0) c"
+).columns(*(Customer.__table__.c[n] for n in _PROFILE_COLUMNS))
+
+
+def _profile_rows(session: Session, ids: list[str]) -> Iterator[Any]:
+    """The profile columns of ``ids``, as result sets."""
+    if session.get_bind().dialect.name == "postgresql":
+        yield session.execute(_PG_PROFILES, {"ids": ids})
+        return
+    table = Customer.__table__
+    for part in chunks(ids):
+        yield session.execute(select(*(table.c[n] for n in _PROFILE_COLUMNS)).where(table.c.id.in_(part)))
+
+
 def fetch_graph(session: Session, wanted: set[Identifier]) -> GraphRows:
     """Read the profiles owning ``wanted`` identifiers, with all their identifiers (database only)."""
     out = GraphRows(wanted)
@@ -102,17 +121,13 @@ def fetch_graph(session: Session, wanted: set[Identifier]) -> GraphRows:
         sql = ("SELECT o.type, o.value, o.customer_id, o.first_seen FROM identities o WHERE o.customer_id IN "
                "(SELECT i.customer_id FROM identities i JOIN p ON i.type = p.a AND i.value = p.b)")
     idents = select_pairs(session, sql, list(wanted))
-    table = Customer.__table__
     seen: set[str] = set()
     pending = {r[2] for r in idents}
     while pending:  # profiles, following merged_into pointers (normally none: identities move on merge)
         ids = list(pending)
         seen.update(ids)
         pending = set()
-        for part in chunks(ids):
-            rows = session.execute(select(table.c.id, table.c.created_at, table.c.traits, table.c.trait_meta,
-                                          table.c.consent, table.c.merge_count, table.c.merged_into)
-                                   .where(table.c.id.in_(part)))
+        for rows in _profile_rows(session, ids):
             for cid, created_at, traits, meta, consent, merge_count, merged_into in rows:
                 out.profiles.append(Profile(id=cid, created_at=created_at, traits=traits, trait_meta=meta,
                                             consent=consent, merge_count=merge_count, merged_into=merged_into))
