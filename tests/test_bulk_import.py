@@ -478,21 +478,23 @@ def test_live_tracking_gets_through_while_an_import_runs(db: Database) -> None:
     web = source(db, "web")
     live_stored = threading.Event()
 
-    def history() -> Iterator[Message]:
-        for i in range(12):
-            if i == 6:  # the start of the third batch: the import has committed work and holds more to do
-                assert live_stored.wait(timeout=20), "the live call was not stored while the import ran"
-            yield msg(web, anonymous_id=f"old-{i % 4}", minutes=i)
-
     def live_call() -> None:
         send(db, msg(web, "identify", anonymous_id="old-1", user_id="ann", minutes=100))
         live_stored.set()
 
     caller = threading.Thread(target=live_call)
+
+    def history() -> Iterator[Message]:
+        for i in range(12):
+            if i == 3:  # the second batch: the import is under way, the shop's call comes in
+                caller.start()
+            if i == 6:  # the third batch: the import has more to do, and waits for the call to be stored
+                assert live_stored.wait(timeout=20), "the live call was not stored while the import ran"
+            yield msg(web, anonymous_id=f"old-{i % 4}", minutes=i)
+
     with ThreadPoolExecutor(1) as pool:
         done = pool.submit(import_messages, db, history(), settings=SETTINGS, batch_size=3, slice_size=1000,
                            slice_seconds=0)
-        caller.start()
         result = done.result(timeout=60)
     caller.join(timeout=20)
 
