@@ -18,8 +18,10 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from omnijourney.config import IdentitySettings
 from omnijourney.customers.models import Customer
 from omnijourney.customers.resolution import fetch_graph
+from omnijourney.customers.service import find, profile, timeline
 from omnijourney.db import Database, encode_update, remap, update_encoded
 from omnijourney.tracking.models import Event
 from omnijourney.tracking.service import stored_keys
@@ -127,3 +129,19 @@ def test_a_merge_re_points_a_grown_events_table_without_scanning_it(db: Database
     owners, scans = scanning(db, "events", merge)
 
     assert (owners, scans) == ([(cid(8), 12)], 0)
+
+
+def test_the_customer_360_reads_never_scan_grown_tables(db: Database, grown: Callable[..., None]) -> None:
+    # what a call-center agent opens: the lookup by email, the profile with its channels, the timeline
+    grown("customers", "identities", "events")
+    settings = IdentitySettings()
+
+    def open_360(s: Session) -> tuple[Any, ...]:
+        found = find(s, id_type="email", value="P7@x.io", settings=settings)
+        p360 = profile(s, customer_id=cid(7))
+        _, page, _ = timeline(s, customer_id=cid(7), limit=5)
+        return [c.id for c in found], p360.events, len(page)
+
+    for table in ("customers", "identities", "events"):
+        result, scans = scanning(db, table, open_360)
+        assert (result, table, scans) == (([cid(7)], 6, 5), table, 0)
