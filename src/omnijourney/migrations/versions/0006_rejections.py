@@ -2,7 +2,7 @@
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-12-01 10:00:00
+Create Date: 2026-11-24 22:10:00
 """
 
 from alembic import op
