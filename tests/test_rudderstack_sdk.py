@@ -1,34 +1,27 @@
 """The real RudderStack Python SDK (rudder-sdk-python) against a live server: what it sends is stored and
-resolved into profiles, a wrong write key surfaces as its APIError with our code and message, a refused
-message in our log."""
+resolved into profiles. Its batched upload and its errors run in tests/test_segment_sdk.py, beside the SDK it
+is a fork of."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from rudderstack.analytics import Client
-from rudderstack.analytics.request import APIError
-from sqlalchemy import select
 
 from omnijourney.db import Database
-from omnijourney.tracking.models import Event, Source
+from omnijourney.tracking.models import Source
 from omnijourney.tracking.sources import create_source
 from tests.conftest import make_key
+from tests.test_segment_sdk import stored
 
 
 @pytest.fixture
 def backend(db: Database) -> Source:
     with db.transaction() as session:
         return create_source(session, name="Call center backend", channel="call_center")
-
-
-def stored(db: Database) -> dict[str, Event]:
-    with db.transaction(write=False) as session:
-        return {e.message_id: e for e in session.scalars(select(Event).order_by(Event.id))}
 
 
 def sdk(host: str, write_key: str, **options: Any) -> Client:
@@ -82,28 +75,3 @@ def test_every_call_of_the_sdk_is_stored(live_server: str, db: Database, backend
     assert [p["id"] for p in by_device.json()] == [profile["id"]]
     timeline = httpx.get(f"{live_server}/api/v1/customers/{profile['id']}/timeline", headers=headers).json()
     assert sorted(i["message_id"] for i in timeline["items"]) == sorted(ids)
-
-
-def test_batched_sdk_upload(live_server: str, db: Database, backend: Source) -> None:
-    client = Client(write_key=backend.write_key, host=live_server, upload_interval=0.05, upload_size=50,
-                    max_retries=0)
-    sent = [client.track(anonymous_id="dev-2", event="Product Viewed", properties={"i": i})[1] for i in range(120)]
-    client.shutdown()  # flush the queue, then stop the consumer thread
-    rows = stored(db)
-    assert list(rows) == [m["messageId"] for m in sent]
-    assert [e.properties["i"] for e in rows.values()] == list(range(120))
-
-
-def test_sdk_sees_our_error_code_and_message(live_server: str, db: Database, backend: Source,
-                                         caplog: pytest.LogCaptureFixture) -> None:
-    with pytest.raises(APIError) as err:
-        sdk(live_server, "wk_unknown").track("u-1", "Product Viewed")
-    assert (err.value.status, err.value.code, err.value.message) == (401, "invalid_write_key",
-                                                                     "invalid write key: no enabled source has it")
-    # the SDK checks types, not content: an empty event name reaches us in a batch, which is answered 200 with
-    # the rejection as Segment does (a 400 would block RudderStack's mobile queues); the server log names it
-    with caplog.at_level(logging.WARNING, logger="omnijourney.tracking.segment_api"):
-        ok, _ = sdk(live_server, backend.write_key).track("u-1", " ")
-    assert ok
-    assert stored(db) == {}
-    assert "1 of 1 messages rejected" in caplog.text and "missing_field a track call needs an event name" in caplog.text

@@ -1,5 +1,6 @@
 """The real analytics-python SDK (segment-analytics-python) against a live server: what it sends is stored,
-a wrong write key surfaces as its APIError with our code and message, a refused message in our log."""
+a wrong write key surfaces as its APIError with our code and message, a refused message in our log. The batched
+upload and the errors run for RudderStack's fork of it too (tests/test_rudderstack_sdk.py has its own calls)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import rudderstack.analytics as rudderstack
+import rudderstack.analytics.request as rudderstack_request
 from segment.analytics import Client
 from segment.analytics.request import APIError
 from sqlalchemy import select
@@ -69,9 +72,15 @@ def test_every_call_of_the_sdk_is_stored(live_server: str, db: Database, app_sou
     assert track.sent_at is not None and track.sent_at > when  # the SDK stamps sentAt when it posts
 
 
-def test_batched_sdk_upload(live_server: str, db: Database, app_source: Source) -> None:
-    client = Client(write_key=app_source.write_key, host=live_server, upload_interval=0.05, upload_size=50,
-                    max_retries=0)
+# RudderStack's Python SDK is a fork of this one: the same client, queue and errors, so both run these.
+SDKS = {"segment": (Client, APIError), "rudderstack": (rudderstack.Client, rudderstack_request.APIError)}
+
+
+@pytest.mark.parametrize("flavour", list(SDKS))
+def test_batched_sdk_upload(live_server: str, db: Database, app_source: Source, flavour: str) -> None:
+    client_class, _ = SDKS[flavour]
+    client = client_class(write_key=app_source.write_key, host=live_server, upload_interval=0.05, upload_size=50,
+                          max_retries=0)
     sent = [client.track(anonymous_id="dev-2", event="Product Viewed", properties={"i": i})[1] for i in range(120)]
     client.shutdown()  # flush the queue, then stop the consumer thread
     rows = stored(db)
@@ -79,16 +88,23 @@ def test_batched_sdk_upload(live_server: str, db: Database, app_source: Source) 
     assert [e.properties["i"] for e in rows.values()] == list(range(120))
 
 
-def test_sdk_sees_our_error_code_and_message(live_server: str, db: Database, app_source: Source,
+@pytest.mark.parametrize("flavour", list(SDKS))
+def test_sdk_sees_our_error_code_and_message(live_server: str, db: Database, app_source: Source, flavour: str,
                                          caplog: pytest.LogCaptureFixture) -> None:
-    with pytest.raises(APIError) as err:
-        sdk(live_server, "wk_unknown").track("u-1", "Product Viewed")
+    client_class, api_error = SDKS[flavour]
+
+    def sdk_of(write_key: str) -> Any:
+        # max_retries=0: a refused call must fail the test at once rather than back off
+        return client_class(write_key=write_key, host=live_server, sync_mode=True, max_retries=0)
+
+    with pytest.raises(api_error) as err:
+        sdk_of("wk_unknown").track("u-1", "Product Viewed")
     assert (err.value.status, err.value.code, err.value.message) == (401, "invalid_write_key",
                                                                      "invalid write key: no enabled source has it")
     # the SDK checks types, not content: an empty event name reaches us in a batch, which is answered 200 with
     # the rejection as Segment does (a 400 would block RudderStack's mobile queues); the server log names it
     with caplog.at_level(logging.WARNING, logger="omnijourney.tracking.segment_api"):
-        ok, _ = sdk(live_server, app_source.write_key).track("u-1", " ")
+        ok, _ = sdk_of(app_source.write_key).track("u-1", " ")
     assert ok
     assert stored(db) == {}
     assert "1 of 1 messages rejected" in caplog.text and "missing_field a track call needs an event name" in caplog.text

@@ -41,7 +41,7 @@ _NOT_FOUND = {404: {"description": "No source has this id"}}
 
 @router.get("/{source_id}", response_model=SourceRead, responses=_NOT_FOUND)
 def get_source(source_id: str, session: SessionDep, _: CanRead) -> Source:
-    return debugger.get_source(session, source_id)
+    return sources.get_source(session, source_id)
 
 
 @router.get("/{source_id}/rejections", response_model=RejectionsPage, responses=_NOT_FOUND)

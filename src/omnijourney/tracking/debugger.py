@@ -23,9 +23,10 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from omnijourney.core.cursors import bad_cursor, decode_cursor, encode_cursor
-from omnijourney.core.errors import Invalid, NotFound
-from omnijourney.tracking.models import Event, RejectedMessage, Source
+from omnijourney.core.errors import Invalid
+from omnijourney.tracking.models import Event, RejectedMessage
 from omnijourney.tracking.segment import Rejection
+from omnijourney.tracking.sources import get_source
 
 # The latest rejections kept per source: enough to see every kind of fault an integration makes, and a
 # bound on the table whatever a misconfigured SDK sends in a loop.
@@ -87,14 +88,6 @@ def record_rejections(session: Session, *, source_id: str, rows: Sequence[dict[s
     cutoff = (select(table.c.id).where(table.c.source_id == source_id).order_by(table.c.id.desc())
               .offset(REJECTIONS_KEPT).limit(1).scalar_subquery())
     session.execute(delete(table).where(table.c.source_id == source_id, table.c.id <= cutoff))
-
-
-def get_source(session: Session, source_id: str) -> Source:
-    """The source ``source_id`` (disabled ones too); NotFound otherwise."""
-    source = session.get(Source, source_id)
-    if source is None:
-        raise NotFound(f"no source has the id {source_id!r}", field="source_id")
-    return source
 
 
 def latest_rejections(session: Session, *, source_id: str, limit: int = 50) -> list[RejectedMessage]:

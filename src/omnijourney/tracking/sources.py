@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from omnijourney.core.channels import CHANNELS
-from omnijourney.core.errors import Conflict, Invalid
+from omnijourney.core.errors import Conflict, Invalid, NotFound
 from omnijourney.core.ids import new_id
 from omnijourney.core.time import utcnow
 from omnijourney.tracking.models import Source
@@ -29,6 +29,14 @@ def create_source(session: Session, *, name: str, channel: str, store_code: str 
                     write_key="wk_" + secrets.token_urlsafe(24), enabled=True, created_at=utcnow())
     session.add(source)
     session.flush()
+    return source
+
+
+def get_source(session: Session, source_id: str) -> Source:
+    """The source ``source_id`` (disabled ones too); NotFound otherwise."""
+    source = session.get(Source, source_id)
+    if source is None:
+        raise NotFound(f"no source has the id {source_id!r}", field="source_id")
     return source
 
 
