@@ -15,7 +15,7 @@ from omnijourney.db import Database
 from omnijourney.tracking.models import Source
 from omnijourney.tracking.sources import create_source
 from tests.conftest import make_key
-from tests.test_segment_sdk import stored
+from tests.tracking.test_segment_sdk import stored
 
 
 @pytest.fixture
