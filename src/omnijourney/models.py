@@ -1,12 +1,14 @@
 """Imports every domain's tables so ``Base.metadata`` is complete (Alembic, tests), and the services that
 follow profile merges (``customers.hooks``), so a merge reaches them whatever entry point ingested it."""
 
+from omnijourney.api import models as api_models  # noqa: F401
 from omnijourney.auth import models as auth_models  # noqa: F401
 from omnijourney.carts import models as cart_models  # noqa: F401
 from omnijourney.carts import service as _carts_service  # noqa: F401  (registers its merge handler)
 from omnijourney.catalog import models as catalog_models  # noqa: F401
 from omnijourney.customers import models as customer_models  # noqa: F401
 from omnijourney.db import Base
+from omnijourney.jobs import models as job_models  # noqa: F401
 from omnijourney.pricing import models as pricing_models  # noqa: F401
 from omnijourney.tracking import models as tracking_models  # noqa: F401
 

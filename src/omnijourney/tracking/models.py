@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, FetchedValue, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omnijourney.core.types import BigIntPK, PayloadJSON, UTCDateTime
@@ -59,6 +59,9 @@ class Event(Base):
     properties: Mapped[dict[str, Any]] = mapped_column(PayloadJSON, default=dict)
     traits: Mapped[dict[str, Any] | None] = mapped_column(PayloadJSON, nullable=True)
     context: Mapped[dict[str, Any] | None] = mapped_column(PayloadJSON, nullable=True)
+    # the writing transaction (PostgreSQL: its default, txid_current(); SQLite: unused, writers are serial), so
+    # that the feed (tracking.feed) can hand out events in an order that never skips a late commit
+    txid: Mapped[int | None] = mapped_column(BigInteger, nullable=True, server_default=FetchedValue())
 
 
 class RejectedMessage(Base):
