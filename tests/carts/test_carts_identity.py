@@ -8,9 +8,9 @@ from sqlalchemy import select
 from omnijourney.carts.models import Cart
 from omnijourney.db import Database
 from tests import factories_catalog as fc
-from tests.factories import msg, send, source
 from tests.carts.test_carts import add, lines, open_cart
 from tests.customers.test_identity import customer_of
+from tests.factories import msg, send, source
 
 
 def test_two_profiles_carts_become_one(client: TestClient, db: Database, admin_headers: dict[str, str]) -> None:

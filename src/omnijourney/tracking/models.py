@@ -37,6 +37,8 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("source_id", "message_id", name="uq_events_source_message"),
         Index("ix_events_customer_ts", "customer_id", "timestamp", "id"),
+        # the feed's recent band (tracking.feed); PostgreSQL only, where transactions commit out of id order
+        Index("ix_events_txid", "txid", postgresql_using="brin").ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

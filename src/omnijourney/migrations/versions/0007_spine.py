@@ -51,7 +51,7 @@ def upgrade() -> None:
     # constant default first (no table rewrite; older rows read 0), then the per-row default for new rows. A BRIN
     # index: nearly free to keep up on the hottest insert path, and the feed only ever asks for the recent band.
     if op.get_bind().dialect.name == 'postgresql':
-        op.execute("ALTER TABLE events ADD COLUMN txid bigint NOT NULL DEFAULT 0")
+        op.execute("ALTER TABLE events ADD COLUMN txid bigint DEFAULT 0")
         op.execute("ALTER TABLE events ALTER COLUMN txid SET DEFAULT txid_current()")
         op.execute("CREATE INDEX ix_events_txid ON events USING brin (txid)")
     else:
