@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, make_url, text
 
 from omnijourney.api.app import create_app
 from omnijourney.auth.service import create_key
-from omnijourney.config import Settings
+from omnijourney.config import JobSettings, Settings
 from omnijourney.db import Database
 from omnijourney.migrate import upgrade
 from omnijourney.models import metadata
@@ -83,7 +83,8 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(database_url="sqlite://")
+    # no embedded worker: tests run background jobs when they choose (tests.factories.run_jobs)
+    return Settings(database_url="sqlite://", jobs=JobSettings(embedded=False))
 
 
 @pytest.fixture

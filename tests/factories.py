@@ -33,3 +33,10 @@ def msg(src: Source, type: str = "track", *, minutes: float = 0, **fields: Any) 
 def send(db: Database, *messages: Message, settings: IdentitySettings | None = None) -> IngestResult:
     with db.transaction() as session:
         return ingest(session, messages=list(messages), settings=settings or IdentitySettings())
+
+
+def run_jobs(db: Database) -> int:
+    """Run every due background job now (what the embedded worker does a moment later); returns how many ran."""
+    from omnijourney.jobs.worker import Worker
+
+    return Worker(db, name="tests").drain()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from omnijourney.jobs.cli import jobs_app, worker
 from omnijourney.pricing.cli import check_app
 
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(keys_app, name="keys")
 app.add_typer(events_app, name="events")
 app.add_typer(check_app, name="check")
+app.add_typer(jobs_app, name="jobs")
+app.command("worker")(worker)
 console = Console()
 
 

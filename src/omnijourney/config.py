@@ -52,6 +52,14 @@ class IdentitySettings(BaseModel):
         return self.rules.get(id_type, self.custom_rule)
 
 
+class JobSettings(BaseModel):
+    """Background work (``omnijourney.jobs``): ``OMNI_JOBS__EMBEDDED=false`` when ``omni worker`` processes run it."""
+
+    embedded: bool = True  # a worker thread inside ``omni serve`` / ``omni demo``
+    poll_s: float = Field(default=0.5, gt=0)  # how often an idle worker looks for due jobs
+    lease_s: float = Field(default=60.0, ge=5)  # a running job whose worker is silent this long runs again
+
+
 class Settings(BaseSettings):
     """Runtime settings. ``OMNI_DATABASE_URL`` picks the database (SQLite file by default)."""
 
@@ -60,6 +68,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///omni.db"
     public_url: str | None = None  # how channels reach the tracking API (analytics.js settings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
     # Backpressure: ingestion requests waiting for the database beyond this answer 429.
     ingest_max_inflight: int = 64
     ingest_retry_after_s: int = 2

@@ -145,7 +145,7 @@ def test_bad_input_leaves_the_cart_unchanged(client: TestClient, shop: Database,
     r = client.post("/api/v1/carts", json={"channel": "web"}, headers=admin_headers)
     assert (r.status_code, r.json()["field"]) == (422, "customer_id")
     r = client.post("/api/v1/carts", json={"channel": "web", "customer_id": "ghost"}, headers=admin_headers)
-    assert (r.status_code, r.json()["field"]) == (404, "id")
+    assert (r.status_code, r.json()["field"]) == (404, "customer_id")
 
 
 def test_merge_on_login(client: TestClient, shop: Database, admin_headers: dict[str, str]) -> None:

@@ -10,7 +10,7 @@ from omnijourney.db import Database
 from tests import factories_catalog as fc
 from tests.carts.test_carts import add, lines, open_cart
 from tests.customers.test_identity import customer_of
-from tests.factories import msg, send, source
+from tests.factories import msg, run_jobs, send, source
 
 
 def test_two_profiles_carts_become_one(client: TestClient, db: Database, admin_headers: dict[str, str]) -> None:
@@ -28,6 +28,7 @@ def test_two_profiles_carts_become_one(client: TestClient, db: Database, admin_h
 
     send(db, msg(web, "identify", user_id="u-1", minutes=10,
                  context={"externalIds": [{"id": "LC-1", "type": "loyalty_card"}]}))
+    assert run_jobs(db) == 1  # the carts follow in a background job, outside the ingestion lock
 
     assert lines(db, kept) == {"TEE-M": 3, "SOCK-1": 1}
     with db.transaction(write=False) as s:
@@ -52,6 +53,7 @@ def test_logging_in_adopts_the_anonymous_cart(client: TestClient, db: Database, 
     send(db, msg(web, "track", anonymous_id="laptop-1", event="Cart Viewed", minutes=5))
     assert lines(db, anon) == {"TEE-S": 1, "HOOD-M": 1}  # still anonymous: nobody logged in
     send(db, msg(web, "identify", anonymous_id="laptop-1", user_id="u-7", minutes=6))  # the login
+    assert run_jobs(db) >= 1
     assert lines(db, theirs) == {"TEE-S": 2, "HOOD-M": 1}
     with db.transaction(write=False) as s:
         assert s.get(Cart, anon).status == "merged"

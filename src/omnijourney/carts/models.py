@@ -8,6 +8,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omnijourney.core.types import JSONType, UTCDateTime
+from omnijourney.customers.follow import customer_ref
 from omnijourney.db import Base
 
 
@@ -31,7 +32,7 @@ class Cart(Base):
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"), nullable=True)
+    customer_id: Mapped[str | None] = customer_ref(ForeignKey("customers.id"))  # follows profile merges
     anonymous_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     currency: Mapped[str] = mapped_column(String(3))
     channel_code: Mapped[str] = mapped_column(ForeignKey("channels.code"))

@@ -1,7 +1,10 @@
 """Carts that follow the customer: one cart in every channel, changed safely by many devices at once.
 
-Concurrency: every change locks the cart row first (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite write
-transactions are serialised by ``BEGIN IMMEDIATE``), so concurrent changes queue and none is lost. The row also
+Concurrency: every change takes the locks of ``omnijourney.locks`` in its order: first the person the cart belongs
+to (its anonymous id, then its customer: a profile merged at this moment leads to its survivor, and the job that
+moves merged profiles' carts waits for this change), then the cart row (``SELECT ... FOR UPDATE`` on PostgreSQL;
+SQLite write transactions are serialised by ``BEGIN IMMEDIATE``), so concurrent changes queue and none is lost.
+Every check that guards a change runs after the locks. The row also
 carries a ``version`` (SQLAlchemy ``version_id_col``: ``UPDATE ... WHERE version = :v``) that grows by one on every
 change; a client may send the version it saw (``expected_version``) and get 409 ``version_mismatch`` if the cart
 changed since. Every change writes its timeline event in the same transaction.
@@ -18,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from omnijourney import locks
 from omnijourney.carts.models import Cart, CartLine
 from omnijourney.carts.quote import CartQuote, QuotedLine, quote_cart
 from omnijourney.catalog import service as catalog
@@ -50,16 +54,22 @@ class CartView:
 
 # ---------------------------------------------------------------- reading
 
-def _cart(session: Session, cart_id: str, *, lock: bool = False) -> Cart:
-    q = select(Cart).where(Cart.id == cart_id)
-    if lock:
-        # FOR UPDATE on PostgreSQL (no-op on SQLite, whose write transaction holds the database lock);
-        # populate_existing: read the row as the lock holder left it, not as this session cached it
-        q = q.with_for_update().execution_options(populate_existing=True)
-    cart = session.scalar(q)
+def _cart(session: Session, cart_id: str) -> Cart:
+    cart = session.scalar(select(Cart).where(Cart.id == cart_id).execution_options(populate_existing=True))
     if cart is None:
         raise NotFound(f"no cart {cart_id!r}", field="cart_id")
     return cart
+
+
+def _lock(session: Session, cart_ids: list[str], *, customers: tuple[str, ...] = ()) -> dict[str, Cart]:
+    """Lock carts for a change, in the lock module's order: the people first (anonymous ids, then customers, with
+    ``customers`` the caller will write for), then the cart rows in id order. Returns the carts as locked."""
+    carts = [_cart(session, cid) for cid in cart_ids]
+    locks.anonymous(session, [c.anonymous_id for c in carts if c.anonymous_id])
+    # read the owners again now: adoption by a customer cannot happen any more while we hold the anonymous lock
+    owners = {c.customer_id for c in (_cart(session, c.id) for c in carts) if c.customer_id}
+    locks.customers(session, sorted(owners | set(customers)))
+    return locks.rows(session, Cart, cart_ids)
 
 
 def cart_view(session: Session, *, cart_id: str, channel_code: str | None = None) -> CartView:
@@ -118,7 +128,11 @@ def _check_quantity(quantity: int, *, allow_zero: bool = False) -> None:
 
 
 def _changeable(session: Session, cart_id: str, expected_version: int | None) -> Cart:
-    cart = _cart(session, cart_id, lock=True)
+    cart = _lock(session, [cart_id])[cart_id]
+    return _check_changeable(cart, expected_version)
+
+
+def _check_changeable(cart: Cart, expected_version: int | None) -> Cart:
     if cart.status != "active":
         raise Conflict(f"cart {cart.id} is {cart.status}" + (f" into {cart.merged_into}" if cart.merged_into else ""),
                        field="cart_id", code="cart_not_active", details={"merged_into": cart.merged_into})
@@ -193,7 +207,10 @@ def open_cart(session: Session, *, channel_code: str, customer_id: str | None = 
     if currency is not None and currency != channel.currency:
         raise Invalid(f"channel {channel.code!r} sells in {channel.currency}, not {currency}", field="currency",
                       code="currency_mismatch")
-    owner = survivor(session, customer_id).id if customer_id is not None else None
+    # the person's lock before anything is read or written for them (a merge now leads to the survivor)
+    owner = locks.customer(session, customer_id) if customer_id is not None else None
+    if owner is None:
+        locks.anonymous(session, [anonymous_id])  # type: ignore[list-item]
     existing = _active_cart(session, customer_id=owner, anonymous_id=anonymous_id)
     if existing is None:
         now = utcnow()
@@ -303,17 +320,21 @@ def assign(session: Session, *, cart_id: str, customer_id: str, channel_code: st
     added (up to ``MAX_LINES`` lines; any beyond are dropped and named in the event). The anonymous cart ends
     with status ``merged`` and ``merged_into`` pointing at the customer's cart. Records "Cart Merged".
     """
-    owner = survivor(session, customer_id).id
     channel = _channel(session, channel_code)
-    cart = _cart(session, cart_id)
+    owner = locks.customer(session, customer_id)
+    target = _active_cart(session, customer_id=owner, anonymous_id=None)
+    locked = _lock(session, sorted({cart_id} | ({target.id} if target else set())), customers=(owner,))
+    # every check after the locks: two assigns of one anonymous cart to two customers cannot both pass
+    cart = locked[cart_id]
+    target = _active_cart(session, customer_id=owner, anonymous_id=None)
+    if target is not None and target.id not in locked:  # another device opened one meanwhile
+        raise Conflict("the customer's cart changed meanwhile; retry", field="cart_id", code="version_mismatch")
     if cart.customer_id == owner and cart.status == "active":
         return _view(session, cart, channel.code)
     if cart.customer_id is not None and cart.customer_id != owner:
         raise Conflict(f"cart {cart.id} belongs to another customer", field="cart_id", code="cart_owned")
-    target = _active_cart(session, customer_id=owner, anonymous_id=None)
-    # lock both rows in id order, as every path that locks two carts does, so two merges cannot deadlock
-    for cid in sorted({cart.id} | ({target.id} if target else set())):
-        _changeable(session, cid, None)
+    for c in locked.values():
+        _check_changeable(c, None)
     if target is None:
         cart.customer_id = owner
         _touch(cart, channel)
@@ -383,41 +404,51 @@ def view_of(session: Session, *, cart: Cart, channel_code: str) -> CartView:
 
 @on_merge
 def follow_profile_merge(session: Session, pairs: Sequence[tuple[str, str]]) -> None:
-    """Carts follow their owner into the surviving profile. Two active carts become one by the ``assign``
-    merge rule (the survivor's cart keeps its id); other carts simply change owner."""
-    # most merged profiles never had a cart: find those that did in one round trip
-    owners = {r[0] for r in select_pairs(session, "SELECT DISTINCT p.a FROM p JOIN carts c ON c.customer_id = p.a",
-                                         list(pairs))}
-    for merged_id, survivor_id in pairs:
-        if merged_id not in owners:
-            continue
-        carts = list(session.scalars(select(Cart).where(Cart.customer_id == merged_id).order_by(Cart.id)))
-        if not carts:
-            continue
+    """A person has one active cart: when profiles merge, the merged profiles' active carts are merged into the
+    survivor's by the ``assign`` rule (the survivor's cart keeps its id). Runs in the merge-follow job, which holds
+    the people's locks; moving every other cart to the survivor is the job's plain re-pointing (``customer_ref``)."""
+    merged = [m for m, _ in pairs]
+    active = list(session.scalars(select(Cart).where(Cart.customer_id.in_(merged), Cart.status == "active")))
+    if not active:
+        return  # most merged profiles never had a cart
+    survivor_of = dict(pairs)
+    by_survivor: dict[str, list[Cart]] = {}
+    for cart in active:
+        by_survivor.setdefault(survivor_of[cart.customer_id], []).append(cart)  # type: ignore[index]
+    for survivor_id, carts in sorted(by_survivor.items()):
         target = _active_cart(session, customer_id=survivor_id, anonymous_id=None)
+        ids = sorted({c.id for c in carts} | ({target.id} if target else set()))
+        locked = locks.rows(session, Cart, ids)
+        carts = [locked[c.id] for c in sorted(carts, key=lambda c: c.id) if locked[c.id].status == "active"]
+        target = locked[target.id] if target else (carts.pop(0) if carts else None)
         for cart in carts:
-            if cart.status == "active" and target is not None:
-                for cid in sorted({cart.id, target.id}):
-                    _changeable(session, cid, None)
-                _merge_lines(session, source=cart, target=target)
-                cart.status, cart.merged_into = "merged", target.id
-                target.updated_at = cart.updated_at = utcnow()
-            elif cart.status == "active":
-                target = cart
-            cart.customer_id = survivor_id
-        _flush(session)
+            _merge_lines(session, source=cart, target=target)  # type: ignore[arg-type]
+            cart.status, cart.merged_into = "merged", target.id  # type: ignore[union-attr]
+            target.updated_at = cart.updated_at = utcnow()  # type: ignore[union-attr]
+    _flush(session)
 
 
-@on_known
-def adopt_anonymous_carts(session: Session, anonymous_ids: dict[str, list[str]]) -> None:
-    """A visitor who logs in, gives an email or scans a card keeps the cart they filled anonymously: their
-    anonymous carts are assigned to the profile by the ``assign`` rule, in the channel the cart was last used."""
+def _with_open_anonymous_carts(session: Session, anonymous_ids: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The profiles whose anonymous ids have an open anonymous cart (run while identity resolution commits)."""
     open_anonymous = select(Cart.id).where(Cart.status == "active", Cart.customer_id.is_(None),
                                            Cart.anonymous_id.is_not(None)).limit(1)
     if session.scalar(open_anonymous) is None:
-        return  # no anonymous cart anywhere (a history import, say): nothing to send a list of ids for
+        return {}  # no anonymous cart anywhere (a history import, say): nothing to send a list of ids for
     pairs = [(anon, cid) for cid, anons in anonymous_ids.items() for anon in anons]
     # one indexed probe per anonymous id (the partial unique index of active anonymous carts), in one round trip
+    rows = select_pairs(session, "SELECT p.b, p.a FROM carts c JOIN p ON c.anonymous_id = p.a "
+                                 "WHERE c.status = 'active' AND c.customer_id IS NULL", pairs)
+    out: dict[str, list[str]] = {}
+    for cid, anon in rows:
+        out.setdefault(cid, []).append(anon)
+    return out
+
+
+@on_known(interested=_with_open_anonymous_carts)
+def adopt_anonymous_carts(session: Session, anonymous_ids: dict[str, list[str]]) -> None:
+    """A visitor who logs in, gives an email or scans a card keeps the cart they filled anonymously: their
+    anonymous carts are assigned to the profile by the ``assign`` rule, in the channel the cart was last used."""
+    pairs = [(anon, cid) for cid, anons in anonymous_ids.items() for anon in anons]
     rows = select_pairs(session, "SELECT c.id, c.channel_code, p.b FROM carts c JOIN p ON c.anonymous_id = p.a "
                                  "WHERE c.status = 'active' AND c.customer_id IS NULL ORDER BY c.id", pairs)
     for cart_id, channel_code, customer_id in rows:

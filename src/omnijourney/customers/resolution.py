@@ -24,8 +24,9 @@ from sqlalchemy.orm import Session
 from omnijourney.config import IdentitySettings
 from omnijourney.core.time import utcnow
 from omnijourney.core.types import UTCDateTime
+from omnijourney.customers.follow import enqueue_known, enqueue_merges
 from omnijourney.customers.graph import Graph, Profile
-from omnijourney.customers.hooks import KNOWN_TYPES, profiles_became_known, profiles_merged
+from omnijourney.customers.hooks import KNOWN_TYPES
 from omnijourney.customers.identifiers import Extractor, Identifier
 from omnijourney.customers.models import Customer, Identity, Merge
 from omnijourney.db import (
@@ -340,7 +341,8 @@ def _encode_profiles(graph: Graph, profiles: list[Profile], dialect: str, now: d
 
 
 def save_changes(session: Session, changes: Changes) -> None:
-    """Write a snapshot of :func:`take_changes`: profiles, links, merges, and what other domains do about them."""
+    """Write a snapshot of :func:`take_changes`: profiles, links, merges, and the jobs by which other domains
+    follow (``customers.follow``)."""
     if changes.new_profiles is not None:
         insert_encoded(session, changes.new_profiles)
     if changes.updated_profiles is not None:
@@ -354,5 +356,5 @@ def save_changes(session: Session, changes: Changes) -> None:
         moved = dict(changes.moved)
         remap(session, Identity.__table__, "customer_id", moved)
         remap(session, Customer.__table__, "merged_into", moved)
-        profiles_merged(session, changes.moved)
-    profiles_became_known(session, changes.known)
+        enqueue_merges(session, changes.moved)  # other domains follow in a job, outside the ingestion lock
+    enqueue_known(session, changes.known)

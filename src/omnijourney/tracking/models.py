@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, Boolean, FetchedValue, Index, String, Text, U
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omnijourney.core.types import BigIntPK, PayloadJSON, UTCDateTime
+from omnijourney.customers.follow import customer_ref
 from omnijourney.db import Base
 
 
@@ -47,7 +48,7 @@ class Event(Base):
     message_id: Mapped[str] = mapped_column(String(200))
     type: Mapped[str] = mapped_column(String(16))  # track, identify, page, screen, group, alias
     event: Mapped[str | None] = mapped_column(String(200), nullable=True)  # name (track) / page name
-    customer_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    customer_id: Mapped[str | None] = customer_ref()  # follows profile merges (customers.follow)
     user_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     anonymous_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     previous_id: Mapped[str | None] = mapped_column(String(200), nullable=True)  # alias

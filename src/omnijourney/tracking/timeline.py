@@ -1,7 +1,10 @@
 """The one timeline: how every domain writes what happened to a customer.
 
-Domains call :func:`record` inside their own transaction, so the event commits or rolls back with
-the change it describes. Analytics and journeys read the same ``events`` table.
+Domains call :func:`record` inside their own transaction, so the event commits or rolls back with the change it
+describes. Names come from the one registry (``tracking.names``). The event is written for the profile's survivor,
+holding its person lock (``omnijourney.locks``): an event written while the profile is being merged ends on the
+survivor all the same. Analytics and journeys read the same ``events`` table, incrementally through
+``tracking.feed``.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from omnijourney import locks
 from omnijourney.core.channels import CHANNELS
 from omnijourney.core.ids import new_id
 from omnijourney.core.time import utcnow
+from omnijourney.tracking import names
 from omnijourney.tracking.models import Event
 
 
@@ -23,8 +28,11 @@ def record(session: Session, *, customer_id: str | None, event: str, channel: st
            user_id: str | None = None, store_code: str | None = None,
            timestamp: datetime | None = None, context: dict[str, Any] | None = None) -> str:
     """Append a domain event (a ``track`` call made by the platform itself); returns its message id."""
+    names.check(event)
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
+    if customer_id is not None:
+        customer_id = locks.customer(session, customer_id)
     now = utcnow()
     message_id = new_id()
     session.execute(insert(Event.__table__), [{

@@ -1,0 +1,240 @@
+"""Background work for every domain: durable jobs in the application database.
+
+A job is enqueued in the same transaction as the change that causes it (:func:`enqueue`), so a rolled-back order
+schedules nothing and a committed one always does. Workers (:mod:`omnijourney.jobs.worker`) claim due jobs
+(PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so many workers on many machines never take the same job; SQLite: its
+single writer), run the handler in a transaction of its own and delete the job in that same transaction: a
+handler's changes and the job's completion commit together. A failure puts the job back with exponential backoff,
+and after ``max_attempts`` leaves it ``failed`` for an operator (``omni jobs``). Delivery is at least once (a
+worker that dies mid-job leaves it to be claimed again once its lease lapses), so handlers are idempotent.
+
+Effects that must wait for the commit (publishing, sending) register with :func:`after_commit`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, delete, event, func, select, text, update
+from sqlalchemy.orm import Session
+
+from omnijourney.core.errors import Conflict, Invalid, NotFound
+from omnijourney.core.time import utcnow
+from omnijourney.db import dialect_insert
+from omnijourney.jobs.models import Job
+
+Handler = Callable[[Session, dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """A registered kind of job: its handler and retry policy."""
+
+    name: str
+    handler: Handler
+    max_attempts: int
+    backoff_s: float  # first retry after about this long, doubling per attempt
+    max_backoff_s: float
+
+
+_kinds: dict[str, Kind] = {}
+_AFTER_COMMIT = "omni_after_commit"
+_wakers: list[Callable[[], None]] = []  # in-process workers to nudge when a transaction enqueued work
+
+
+def handler(name: str, *, max_attempts: int = 10, backoff_s: float = 2.0,
+            max_backoff_s: float = 3600.0) -> Callable[[Handler], Handler]:
+    """Register ``fn(session, args)`` as the handler of jobs of kind ``name`` (a decorator).
+
+    Handlers run in their own transaction, must be idempotent (a job may run again after a crash) and take their
+    locks through :mod:`omnijourney.locks` like any domain write.
+    """
+
+    def register(fn: Handler) -> Handler:
+        existing = _kinds.get(name)
+        if existing is not None and existing.handler is not fn:
+            raise ValueError(f"job kind {name!r} is registered twice")
+        _kinds[name] = Kind(name, fn, max_attempts, backoff_s, max_backoff_s)
+        return fn
+
+    return register
+
+
+def kind(name: str) -> Kind:
+    try:
+        return _kinds[name]
+    except KeyError:
+        raise ValueError(f"no handler for job kind {name!r}") from None
+
+
+def enqueue(session: Session, name: str, args: dict[str, Any] | None = None, *, at: datetime | None = None,
+            delay_s: float = 0.0, unique_key: str | None = None) -> None:
+    """Schedule a job of kind ``name`` in the caller's transaction, due at ``at`` (default now + ``delay_s``).
+
+    With ``unique_key``, enqueueing work that is already pending or running under that key does nothing.
+    """
+    spec = kind(name)
+    now = utcnow()
+    row = {"kind": name, "args": args or {}, "status": "pending", "run_at": at or now + timedelta(seconds=delay_s),
+           "attempts": 0, "max_attempts": spec.max_attempts, "unique_key": unique_key, "created_at": now}
+    stmt = dialect_insert(session, Job.__table__).values(row)
+    if unique_key is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["unique_key"])
+    session.execute(stmt)
+    after_commit(session, _wake)
+
+
+def after_commit(session: Session, fn: Callable[[], None]) -> None:
+    """Run ``fn()`` once the session's current transaction has committed (never if it rolls back)."""
+    pending: list[Callable[[], None]] = session.info.setdefault(_AFTER_COMMIT, [])
+    if fn not in pending:
+        pending.append(fn)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for fn in session.info.pop(_AFTER_COMMIT, []):
+        fn()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)
+
+
+def on_enqueue(fn: Callable[[], None]) -> Callable[[], None]:
+    """Call ``fn()`` after any transaction of this process that enqueued a job commits (an embedded worker's
+    wake-up); returns a function that unregisters it."""
+    _wakers.append(fn)
+    return lambda: _wakers.remove(fn) if fn in _wakers else None
+
+
+def _wake() -> None:
+    for fn in list(_wakers):
+        fn()
+
+
+# ---------------------------------------------------------------- what a worker does
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    kind: str
+    args: dict[str, Any]
+    attempts: int
+    max_attempts: int
+
+
+_CLAIM = """UPDATE jobs SET status = 'running', locked_by = :worker, locked_at = :now, attempts = attempts + 1
+WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND run_at <= :now ORDER BY run_at, id LIMIT :limit{skip})
+RETURNING id, kind, args, attempts, max_attempts"""
+
+
+def claim(session: Session, worker: str, limit: int) -> list[Claimed]:
+    """Mark up to ``limit`` due jobs as running for ``worker`` (oldest due first); the caller commits."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    c = Job.__table__.c
+    stmt = (text(_CLAIM.format(skip=" FOR UPDATE SKIP LOCKED" if postgresql else ""))
+            .bindparams(bindparam("now", type_=c.run_at.type))
+            .columns(c.id, c.kind, c.args, c.attempts, c.max_attempts))
+    rows = session.execute(stmt, {"worker": worker, "now": utcnow(), "limit": limit}).all()
+    return [Claimed(*r) for r in sorted(rows)]
+
+
+class LeaseLost(Exception):
+    """The job was given to another worker while this one ran it (its lease lapsed): this run is rolled back."""
+
+
+def finish(session: Session, job: Claimed, worker: str) -> None:
+    """Delete the job in the handler's transaction; raises :class:`LeaseLost` if it is no longer ours."""
+    gone = session.execute(delete(Job).where(Job.id == job.id, Job.locked_by == worker, Job.status == "running"))
+    if gone.rowcount != 1:
+        raise LeaseLost(f"job {job.id} is no longer held by {worker}")
+
+
+def backoff(spec: Kind, attempts: int) -> float:
+    """Seconds before attempt ``attempts + 1``: doubling from ``backoff_s``, capped, with up to 25% jitter."""
+    base = min(spec.max_backoff_s, spec.backoff_s * 2 ** max(0, attempts - 1))
+    return base * (1 + random.random() / 4)  # spreads retries out
+
+
+def fail(session: Session, job: Claimed, worker: str, error: str) -> str:
+    """Record a failed attempt: back to ``pending`` after a backoff, or ``failed`` when attempts are used up."""
+    spec = _kinds.get(job.kind)
+    final = spec is None or job.attempts >= job.max_attempts
+    now = utcnow()
+    session.execute(update(Job).where(Job.id == job.id, Job.locked_by == worker).values(
+        status="failed" if final else "pending", locked_by=None, locked_at=None, last_error=error[-8000:],
+        run_at=now if final else now + timedelta(seconds=backoff(spec, job.attempts))))  # type: ignore[arg-type]
+    return "failed" if final else "pending"
+
+
+def heartbeat(session: Session, worker: str) -> None:
+    """Keep ``worker``'s running jobs leased."""
+    session.execute(update(Job).where(Job.locked_by == worker, Job.status == "running").values(locked_at=utcnow()))
+
+
+def reclaim(session: Session, lease_s: float) -> int:
+    """Give back jobs whose worker stopped renewing its lease (it died): they run again."""
+    cutoff = utcnow() - timedelta(seconds=lease_s)
+    result = session.execute(update(Job).where(Job.status == "running", Job.locked_at < cutoff).values(
+        status="pending", locked_by=None, locked_at=None, last_error="the worker running it stopped"))
+    return result.rowcount or 0
+
+
+# ---------------------------------------------------------------- what an operator sees and does
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    kind: str
+    status: str
+    count: int
+    next_run_at: datetime | None
+
+
+def summary(session: Session) -> list[Summary]:
+    """Jobs per kind and status, with the earliest due time."""
+    rows = session.execute(select(Job.kind, Job.status, func.count(), func.min(Job.run_at))
+                           .group_by(Job.kind, Job.status).order_by(Job.kind, Job.status)).all()
+    return [Summary(*r) for r in rows]
+
+
+def list_jobs(session: Session, *, status: str | None = None, kind_name: str | None = None,
+              limit: int = 50) -> list[Job]:
+    """Jobs, failed and running first, then by due time."""
+    if status is not None and status not in ("pending", "running", "failed"):
+        raise Invalid(f"status must be pending, running or failed, not {status!r}", field="status")
+    q = select(Job)
+    if status is not None:
+        q = q.where(Job.status == status)
+    if kind_name is not None:
+        q = q.where(Job.kind == kind_name)
+    return list(session.scalars(q.order_by(Job.run_at, Job.id).limit(limit)))
+
+
+def retry(session: Session, job_id: int) -> Job:
+    """Run a failed job again now, with a fresh count of attempts."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}", field="id")
+    if job.status != "failed":
+        raise Conflict(f"job {job_id} is {job.status}, not failed", field="id", code="job_not_failed")
+    job.status, job.run_at, job.attempts = "pending", utcnow(), 0
+    session.flush()
+    after_commit(session, _wake)
+    return job
+
+
+def discard(session: Session, job_id: int) -> None:
+    """Drop a job that is not running (a failed one an operator gave up on, or pending work no longer wanted)."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}", field="id")
+    if job.status == "running":
+        raise Conflict(f"job {job_id} is running", field="id", code="job_running")
+    session.delete(job)
+    session.flush()
