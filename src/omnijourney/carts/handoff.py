@@ -121,17 +121,29 @@ def claim(session: Session, *, code: str, channel_code: str) -> service.CartView
     return view
 
 
+def qr(content: str) -> segno.QRCode:
+    """A standard QR code of ``content``, never a Micro QR code.
+
+    ``segno.make`` picks a Micro QR symbol for short content (a bare 8-character code fits one), which phone
+    cameras and most POS scanners cannot read; ``make_qr`` always makes the standard symbol.
+    """
+    return segno.make_qr(content, error="m")
+
+
 def qr_svg(content: str) -> bytes:
+    """The QR code of ``content`` as an SVG document (no XML declaration, so it can be inlined in HTML)."""
     out = io.BytesIO()
-    segno.make(content, error="m").save(out, kind="svg", scale=4, xmldecl=False)
+    qr(content).save(out, kind="svg", scale=4, xmldecl=False)
     return out.getvalue()
 
 
 def qr_png(content: str) -> bytes:
+    """The QR code of ``content`` as a PNG image."""
     out = io.BytesIO()
-    segno.make(content, error="m").save(out, kind="png", scale=6)
+    qr(content).save(out, kind="png", scale=6)
     return out.getvalue()
 
 
 def qr_png_data_uri(content: str) -> str:
-    return segno.make(content, error="m").png_data_uri(scale=6)
+    """The QR code of ``content`` as a ``data:image/png;base64,...`` URI."""
+    return qr(content).png_data_uri(scale=6)
