@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from omnijourney import __version__
+from omnijourney.api.openapi import install as install_openapi
 from omnijourney.config import Settings, get_settings
 from omnijourney.core.errors import OmniError, TooBusy
 from omnijourney.db import Database
@@ -55,6 +56,8 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     for router in (keys_router, sources_router, customers_router, catalog_router, pricing_router, carts_router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(handoff_pages_router)  # /handoff/{code}: the page a phone opens after scanning a QR code
+
+    install_openapi(app)  # key schemes and error answers of every route, for /docs
 
     @app.get("/health", include_in_schema=False)
     def health() -> dict[str, str]:
