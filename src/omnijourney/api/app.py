@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,10 +22,22 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    from omnijourney.jobs.worker import embedded
+
+    worker = embedded(app.state.db, app.state.settings.jobs)  # background work, nothing else to start
+    try:
+        yield
+    finally:
+        if worker is not None:
+            worker.stop()
+
+
 def create_app(db: Database | None = None, settings: Settings | None = None) -> FastAPI:
     """Build the app around ``db`` (default: ``OMNI_DATABASE_URL``)."""
     settings = settings or get_settings()
-    app = FastAPI(title="Omnijourney", version=__version__)
+    app = FastAPI(title="Omnijourney", version=__version__, lifespan=_lifespan)
     app.state.settings = settings
     app.state.db = db or Database(settings.database_url)
     app.state.key_cache = {}
@@ -51,9 +65,11 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     from omnijourney.pricing.api import router as pricing_router
     from omnijourney.tracking.api import install as install_tracking
     from omnijourney.tracking.api import router as sources_router
+    from omnijourney.tracking.feed_api import router as feed_router
 
     install_tracking(app)  # Segment-compatible /v1/* paths, with CORS for shops on other origins
-    for router in (keys_router, sources_router, customers_router, catalog_router, pricing_router, carts_router):
+    for router in (keys_router, sources_router, customers_router, catalog_router, pricing_router, carts_router,
+                   feed_router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(handoff_pages_router)  # /handoff/{code}: the page a phone opens after scanning a QR code
 
