@@ -2,7 +2,7 @@
 
 Concurrency: every change takes the locks of ``omnijourney.locks`` in its order: first the person the cart belongs
 to (its anonymous id, then its customer: a profile merged at this moment leads to its survivor, and the job that
-moves merged profiles' carts waits for this change), then the cart row (``SELECT ... FOR UPDATE`` on PostgreSQL;
+moves merged profiles' carts waits for this change), then the cart row (a row lock on PostgreSQL;
 SQLite write transactions are serialised by ``BEGIN IMMEDIATE``), so concurrent changes queue and none is lost.
 Every check that guards a change runs after the locks. The row also
 carries a ``version`` (SQLAlchemy ``version_id_col``: ``UPDATE ... WHERE version = :v``) that grows by one on every

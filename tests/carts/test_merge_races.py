@@ -1,0 +1,125 @@
+"""Carts and their events stay with the person when a merge happens at the same moment (PostgreSQL, where
+transactions really interleave; SQLite serialises every writer). Each test holds one transaction open at the
+critical point, runs the other side meanwhile, and checks the loser's answer and the final state."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from omnijourney.carts import service
+from omnijourney.carts.models import Cart
+from omnijourney.core.errors import Conflict
+from omnijourney.db import Database
+from omnijourney.tracking.models import Event
+from tests import factories_catalog as fc
+from tests.customers.test_identity import customer_of
+from tests.factories import msg, run_jobs, send, source
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _postgresql_only(db: Database) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite serialises every write transaction: nothing can interleave")
+
+
+class Background:
+    """``fn()`` in a thread: its result or exception, and whether it is still waiting."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self.result = fn()
+        except BaseException as exc:  # handed to the test
+            self.error = exc
+
+    def waiting(self, seconds: float = 0.5) -> bool:
+        self.thread.join(seconds)
+        return self.thread.is_alive()
+
+    def finish(self, seconds: float = 10.0) -> Any:
+        self.thread.join(seconds)
+        assert not self.thread.is_alive(), "still blocked"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def _two_profiles(db: Database) -> tuple[Any, str, str]:
+    fc.shop(db)
+    web, store = source(db, "web"), source(db, "store", store="store-12")
+    send(db, msg(web, "identify", user_id="u-1", anonymous_id="w-1", minutes=0))
+    send(db, msg(store, "identify", anonymous_id="pos-1", minutes=5,
+                 context={"externalIds": [{"id": "LC-1", "type": "loyalty_card"}]}))
+    survivor, merged = customer_of(db, "user_id", "u-1"), customer_of(db, "loyalty_card", "LC-1")
+    assert survivor and merged and survivor != merged
+    return web, survivor, merged
+
+
+def test_a_cart_written_while_its_owner_is_merged_ends_on_the_survivor(db: Database) -> None:
+    web, survivor, merged = _two_profiles(db)
+    # the till opens a cart for the loyalty-card profile and adds a line, and has not committed yet ...
+    till = db.begin()
+    cart, _ = service.open_cart(till, channel_code="store-12", customer_id=merged)
+    service.add_line(till, cart_id=cart.id, sku="TEE-M", quantity=2, channel_code="store-12")
+    # ... when the web shop's login links the card to the web profile: ingestion does not wait for the till
+    login = Background(lambda: send(db, msg(web, "identify", user_id="u-1", minutes=10,
+                                            context={"externalIds": [{"id": "LC-1", "type": "loyalty_card"}]}),
+                                    msg(web, "track", anonymous_id="other-1", event="Product Viewed", minutes=10)))
+    assert login.finish(5.0).accepted == 2
+    # the job that moves the merged profile's rows waits for the till's transaction ...
+    follow = Background(lambda: run_jobs(db))
+    assert follow.waiting(0.5)
+    till.commit()
+    till.close()
+    assert follow.finish() >= 1
+    # ... so the cart and its "Product Added" are the survivor's
+    with db.transaction(write=False) as s:
+        assert s.get(Cart, cart.id).customer_id == survivor
+        owners = set(s.scalars(select(Event.customer_id).where(Event.event == "Product Added")))
+        assert owners == {survivor}
+        assert s.scalar(select(Event.id).where(Event.customer_id == merged)) is None
+
+
+def test_a_write_that_starts_after_the_merge_lands_on_the_survivor(db: Database) -> None:
+    web, survivor, merged = _two_profiles(db)
+    send(db, msg(web, "identify", user_id="u-1", minutes=10,
+                 context={"externalIds": [{"id": "LC-1", "type": "loyalty_card"}]}))
+    with db.transaction() as s:  # the follow job has not run yet
+        cart, created = service.open_cart(s, channel_code="store-12", customer_id=merged)
+        assert created and cart.customer_id == survivor
+
+
+def test_two_assigns_of_one_anonymous_cart_cannot_both_win(db: Database) -> None:
+    _, first, second = _two_profiles(db)
+    with db.transaction() as s:
+        cart, _ = service.open_cart(s, channel_code="web", anonymous_id="laptop-9")
+        service.add_line(s, cart_id=cart.id, sku="TEE-M", quantity=1, channel_code="web")
+    winner = db.begin()
+    service.assign(winner, cart_id=cart.id, customer_id=first, channel_code="web")
+
+    def other() -> None:
+        with db.transaction() as s:
+            service.assign(s, cart_id=cart.id, customer_id=second, channel_code="web")
+
+    loser = Background(other)
+    assert loser.waiting(0.5)  # queued behind the first assign's locks
+    winner.commit()
+    winner.close()
+    with pytest.raises(Conflict) as refused:
+        loser.finish()
+    assert refused.value.code == "cart_owned"
+    with db.transaction(write=False) as s:
+        assert s.get(Cart, cart.id).customer_id == first
+        assert s.scalar(select(Cart.id).where(Cart.customer_id == second)) is None
