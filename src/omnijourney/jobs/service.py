@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, event, func, select, text, update
+from sqlalchemy import bindparam, case, delete, event, func, select, text, update
 from sqlalchemy.orm import Session
 
 from omnijourney.core.errors import Conflict, Invalid, NotFound
@@ -179,10 +179,12 @@ def heartbeat(session: Session, worker: str) -> None:
 
 
 def reclaim(session: Session, lease_s: float) -> int:
-    """Give back jobs whose worker stopped renewing its lease (it died): they run again."""
+    """Give back jobs whose worker stopped renewing its lease (it died): they run again, unless their attempts are
+    used up (a job that kills its worker every time ends ``failed`` for an operator instead of looping)."""
     cutoff = utcnow() - timedelta(seconds=lease_s)
+    status = case((Job.attempts >= Job.max_attempts, "failed"), else_="pending")
     result = session.execute(update(Job).where(Job.status == "running", Job.locked_at < cutoff).values(
-        status="pending", locked_by=None, locked_at=None, last_error="the worker running it stopped"))
+        status=status, locked_by=None, locked_at=None, last_error="the worker running it stopped"))
     return result.rowcount or 0
 
 
@@ -213,7 +215,9 @@ def list_jobs(session: Session, *, status: str | None = None, kind_name: str | N
         q = q.where(Job.status == status)
     if kind_name is not None:
         q = q.where(Job.kind == kind_name)
-    return list(session.scalars(q.order_by(Job.run_at, Job.id).limit(limit)))
+    # what needs an operator first: behind a backlog of due work, failed jobs would fall past the limit
+    first = case((Job.status == "failed", 0), (Job.status == "running", 1), else_=2)
+    return list(session.scalars(q.order_by(first, Job.run_at, Job.id).limit(limit)))
 
 
 def retry(session: Session, job_id: int) -> Job:

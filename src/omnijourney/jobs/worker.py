@@ -39,7 +39,6 @@ class Worker:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._unsubscribe = None
-        self._last_housekeeping = 0.0
 
     def run_once(self) -> int:
         """Claim due jobs and run them; returns how many were claimed."""
@@ -78,21 +77,36 @@ class Worker:
         with self.db.transaction() as session:
             service.heartbeat(session, self.name)
             if reclaimed := service.reclaim(session, self.lease_s):
-                log.warning("%s job(s) of a stopped worker will run again", reclaimed)
+                log.warning("%s job(s) of a stopped worker given back (to run again, or failed if out of attempts)",
+                            reclaimed)
+
+    def _keep_leases(self) -> None:
+        # beside the job loop, not between its rounds: a handler (or a batch of them) may run longer than the lease,
+        # and a live worker must not have its jobs given to another one meanwhile
+        while True:
+            try:
+                self.housekeeping()
+            except Exception:  # a database hiccup: the next renewal comes well within the lease
+                log.exception("job worker %s: renewing leases failed", self.name)
+            if self._stop.wait(self.lease_s / 3):
+                return
 
     def run_forever(self) -> None:
-        """Poll until :meth:`stop`."""
-        while not self._stop.is_set():
-            try:
-                if time.monotonic() - self._last_housekeeping > self.lease_s / 3:
-                    self._last_housekeeping = time.monotonic()
-                    self.housekeeping()
-                if self.run_once():
-                    continue  # there may be more due right now
-            except Exception:  # a database hiccup must not kill the worker; it retries at the next poll
-                log.exception("job worker %s: poll failed", self.name)
-            self._wake.wait(self.poll_s)
-            self._wake.clear()
+        """Poll until :meth:`stop`, renewing the leases of the jobs held in a thread of its own."""
+        keeper = threading.Thread(target=self._keep_leases, name=f"omni-worker-leases-{self.name}", daemon=True)
+        keeper.start()
+        try:
+            while not self._stop.is_set():
+                try:
+                    if self.run_once():
+                        continue  # there may be more due right now
+                except Exception:  # a database hiccup must not kill the worker; it retries at the next poll
+                    log.exception("job worker %s: poll failed", self.name)
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+        finally:
+            self._stop.set()
+            keeper.join()
 
     def start(self) -> Worker:
         """Run in a daemon thread (the embedded worker); woken at once when this process enqueues work."""
