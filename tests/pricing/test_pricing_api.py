@@ -170,7 +170,7 @@ def test_segments_come_from_the_surviving_profile_and_the_call(db: Database) -> 
     ({"lines": [{"sku": "TEE-S", "quantity": -1}]}, 422, "invalid", "lines[0].quantity"),
     ({"lines": [{"sku": "TEE-S", "quantity": 100000}]}, 422, "invalid", "lines[0].quantity"),
     ({"currency": "USD", "lines": [{"sku": "TEE-S", "quantity": 1}]}, 422, "currency_mismatch", "currency"),
-    ({"channel": "fax", "lines": [{"sku": "TEE-S", "quantity": 1}]}, 404, "not_found", "channel_code"),
+    ({"channel": "fax", "lines": [{"sku": "TEE-S", "quantity": 1}]}, 404, "not_found", "channel"),
     ({"customer_id": "ghost", "lines": [{"sku": "TEE-S", "quantity": 1}]}, 404, "not_found", "customer_id"),
     ({"vouchers": ["NOPE"], "lines": [{"sku": "TEE-S", "quantity": 1}]}, 404, "unknown_voucher", "vouchers[0]"),
     ({"vouchers": ["OLD"], "lines": [{"sku": "TEE-S", "quantity": 1}]}, 422, "voucher_expired", "vouchers[0]"),

@@ -41,12 +41,12 @@ def _read(view: service.CartView) -> CartRead:
             quantity=ln.quantity, channel=ln.channel_code, sellable=bool(info and info.sellable),
             unit_price=ql.unit_price if ql else None, subtotal=ql.subtotal if ql else None,
             discount=ql.discount if ql else None, total=ql.total if ql else None,
-            promotions=ql.promotions if ql else [], problem=ql.problem if ql else None))
+            promotions=ql.promotions if ql else [], problem=ql.problem if ql else None, **(ql.terms() if ql else {})))
     return CartRead(id=c.id, customer_id=c.customer_id, anonymous_id=c.anonymous_id, status=c.status,
                     currency=c.currency, channel=c.channel_code, merged_into=c.merged_into, version=c.version,
                     lines=lines, priced=q.priced, subtotal=q.subtotal, discount=q.discount, shipping=q.shipping,
                     tax=q.tax, total=q.total, promotions=q.promotions, voucher_codes=list(c.voucher_codes),
-                    vouchers=q.vouchers, problems=q.problems,
+                    vouchers=q.vouchers, problems=q.problems, **q.terms(),
                     created_at=c.created_at, updated_at=c.updated_at)
 
 

@@ -3,6 +3,15 @@
 A cart never stores prices: every read re-quotes, so a cart never shows a price the checkout will not honour.
 Lines that cannot be priced here (not sold in the channel, no list price) stay in the cart, unpriced, with
 the reason; the rest of the cart is still quoted.
+
+A cart shows every term of its quote and satisfies the quote's money equation (``pricing/quoting.py``), on
+each priced line and on the cart::
+
+    total = subtotal - discount + shipping_fee - shipping_discount + added_tax
+
+``discount`` is the goods' discount only; waived shipping is ``shipping_discount`` and ``shipping`` is
+``shipping_fee - shipping_discount``. ``included_tax`` (tax-inclusive markets) is shown, not added. A cart in a
+store channel is a counter sale: no shipping (``fulfilment`` ``in_store``, ``shipping_reason`` says so).
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from omnijourney.catalog.service import VariantInfo
+from omnijourney.catalog.service import VariantInfo, get_channel
 from omnijourney.core.errors import OmniError
 from omnijourney.pricing import engine
 from omnijourney.pricing.quoting import quote as pricing_quote
@@ -30,6 +39,13 @@ class QuotedLine:
     total: Decimal | None = None
     promotions: list[dict[str, Any]] = field(default_factory=list)
     problem: str | None = None  # why this line has no price (not sold in the channel, no list price, ...)
+    tax: Decimal | None = None
+    added_tax: Decimal | None = None
+    included_tax: Decimal | None = None
+
+    def terms(self) -> dict[str, Any]:
+        """The line's money terms beyond subtotal, discount and total (for ``CartLineRead``)."""
+        return {"tax": self.tax, "added_tax": self.added_tax, "included_tax": self.included_tax}
 
 
 @dataclass(slots=True)
@@ -40,13 +56,28 @@ class CartQuote:
     priced: bool
     lines: list[QuotedLine]
     subtotal: Decimal | None = None
-    discount: Decimal | None = None
-    shipping: Decimal | None = None
-    tax: Decimal | None = None
+    discount: Decimal | None = None  # the goods' discounts; waived shipping is ``shipping_discount``
+    shipping: Decimal | None = None  # shipping_fee - shipping_discount
+    tax: Decimal | None = None  # added_tax + included_tax
     total: Decimal | None = None
     promotions: list[dict[str, Any]] = field(default_factory=list)
     vouchers: list[dict[str, Any]] = field(default_factory=list)  # code, status, reason_code, reason
     problems: list[str] = field(default_factory=list)
+    items_total: Decimal | None = None  # subtotal - discount
+    shipping_fee: Decimal | None = None
+    shipping_discount: Decimal | None = None
+    added_tax: Decimal | None = None
+    included_tax: Decimal | None = None
+    taxes_included: bool | None = None
+    fulfilment: str | None = None  # delivery | in_store
+    shipping_reason: str | None = None
+
+    def terms(self) -> dict[str, Any]:
+        """The money terms beyond subtotal, discount, shipping, tax and total (for ``CartRead``)."""
+        return {"items_total": self.items_total, "shipping_fee": self.shipping_fee,
+                "shipping_discount": self.shipping_discount, "added_tax": self.added_tax,
+                "included_tax": self.included_tax, "taxes_included": self.taxes_included,
+                "fulfilment": self.fulfilment, "shipping_reason": self.shipping_reason}
 
 
 def _pricing_quote(session: Session, *, currency: str, channel_code: str, customer_id: str | None,
@@ -65,8 +96,10 @@ def quote_cart(session: Session, *, currency: str, channel_code: str, customer_i
 
     A cart read never fails because of pricing: a line or voucher the engine refuses is left out of the
     quote with the reason, and any other pricing error leaves the cart unpriced with the reason. With
-    ``strict_vouchers`` (entering a code) a refused voucher raises the engine's error instead.
+    ``strict_vouchers`` (entering a code) a refused voucher raises the engine's error instead. An unknown
+    ``channel_code`` is the caller's mistake, not pricing's: ``NotFound`` naming ``channel``.
     """
+    get_channel(session, code=channel_code, field="channel")  # by primary key: no query once the session has it
     problems: dict[str, str] = {}
     general: list[str] = []
     basket: list[engine.BasketLine] = []
@@ -132,13 +165,19 @@ def _from_engine(quote: engine.Quote, lines: Sequence[tuple[str, int]], problems
             continue
         out.append(QuotedLine(sku, qty, unit_price=ql.unit_price, subtotal=ql.subtotal, discount=ql.discount_total,
                               total=ql.total, promotions=[{"promotion_id": d.promotion_id, "name": d.name,
-                                                           "amount": str(d.amount)} for d in ql.discounts]))
+                                                           "amount": str(d.amount)} for d in ql.discounts],
+                              tax=ql.tax, added_tax=ql.added_tax, included_tax=ql.included_tax))
     promotions = [{"promotion_id": p.promotion_id, "name": p.name, "status": p.status, "code": p.code,
                    "reason": p.reason, "amount": str(p.amount), "voucher": p.voucher} for p in quote.promotions]
     vouchers = [{"code": v.code, "status": v.status, "reason_code": v.reason_code, "reason": v.reason}
                 for v in quote.vouchers]
     rejected = [f"voucher {v.code}: {v.reason}" for v in quote.vouchers if v.status != "applied"]
+    # the quote's terms as they are: waived shipping is a shipping discount, never part of ``discount``
     return CartQuote(currency=quote.currency, priced=True, lines=out, subtotal=quote.subtotal,
-                     discount=quote.discount_total + quote.shipping_discount, shipping=quote.shipping,
-                     tax=quote.tax_total, total=quote.total, promotions=promotions, vouchers=vouchers,
-                     problems=[f"{sku}: {why}" for sku, why in problems.items()] + rejected)
+                     discount=quote.discount_total, shipping=quote.shipping, tax=quote.tax_total, total=quote.total,
+                     promotions=promotions, vouchers=vouchers,
+                     problems=[f"{sku}: {why}" for sku, why in problems.items()] + rejected,
+                     items_total=quote.items_total, shipping_fee=quote.shipping_fee,
+                     shipping_discount=quote.shipping_discount, added_tax=quote.added_tax,
+                     included_tax=quote.included_tax, taxes_included=quote.taxes_included,
+                     fulfilment=quote.fulfilment, shipping_reason=quote.shipping_reason)

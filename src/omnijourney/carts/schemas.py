@@ -1,4 +1,9 @@
-"""Request and response shapes of the carts API. Money is a decimal string (never a float)."""
+"""Request and response shapes of the carts API. Money is a decimal string (never a float).
+
+Whole numbers in requests are strict (``StrictInt``): JSON ``true`` or ``"2"`` is refused with a 422 naming the
+field instead of being read as 1 or 2. ``channel`` is always a channel's code ("web", "S01"); an unknown code
+is a 404 naming ``channel``. Money terms: see ``CartRead``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 
 class CartCreate(BaseModel):
@@ -20,16 +25,16 @@ class CartCreate(BaseModel):
 
 class CartLineCreate(BaseModel):
     sku: str = Field(min_length=1, max_length=64)
-    quantity: int = 1
+    quantity: StrictInt = 1
     channel: str = Field(min_length=1, max_length=64)
     currency: str | None = Field(default=None, max_length=3)
-    expected_version: int | None = Field(default=None, description="409 version_mismatch if the cart changed")
+    expected_version: StrictInt | None = Field(default=None, description="409 version_mismatch if the cart changed")
 
 
 class CartLineUpdate(BaseModel):
-    quantity: int = Field(description="0 removes the line")
+    quantity: StrictInt = Field(description="0 removes the line")
     channel: str = Field(min_length=1, max_length=64)
-    expected_version: int | None = None
+    expected_version: StrictInt | None = None
 
 
 class CartAssign(BaseModel):
@@ -40,12 +45,12 @@ class CartAssign(BaseModel):
 class VoucherCreate(BaseModel):
     code: str = Field(min_length=1, max_length=64)
     channel: str = Field(min_length=1, max_length=64)
-    expected_version: int | None = None
+    expected_version: StrictInt | None = None
 
 
 class HandoffCreate(BaseModel):
     channel: str = Field(min_length=1, max_length=64, description="where the cart is handed off from")
-    ttl_seconds: int | None = Field(default=None, description="default OMNI_CART_HANDOFF_TTL_S (900)")
+    ttl_seconds: StrictInt | None = Field(default=None, description="default OMNI_CART_HANDOFF_TTL_S (900)")
 
 
 class HandoffClaim(BaseModel):
@@ -72,12 +77,18 @@ class CartLineRead(BaseModel):
     unit_price: Decimal | None
     subtotal: Decimal | None
     discount: Decimal | None
-    total: Decimal | None
+    total: Decimal | None = Field(description="subtotal - discount + added_tax")
     promotions: list[dict[str, Any]]
     problem: str | None
+    tax: Decimal | None = Field(default=None, description="added_tax + included_tax")
+    added_tax: Decimal | None = Field(default=None, description="tax added on top (0 where prices include tax)")
+    included_tax: Decimal | None = Field(default=None, description="tax contained in the prices, not added again")
 
 
 class CartRead(BaseModel):
+    """A cart re-quoted now. Over its priced lines, like every quote:
+    total = subtotal - discount + shipping_fee - shipping_discount + added_tax."""
+
     id: str
     customer_id: str | None
     anonymous_id: str | None
@@ -89,10 +100,19 @@ class CartRead(BaseModel):
     lines: list[CartLineRead]
     priced: bool
     subtotal: Decimal | None
-    discount: Decimal | None
-    shipping: Decimal | None
-    tax: Decimal | None
-    total: Decimal | None
+    discount: Decimal | None = Field(description="discounts on the goods (waived shipping: shipping_discount)")
+    shipping: Decimal | None = Field(description="shipping_fee - shipping_discount")
+    tax: Decimal | None = Field(description="added_tax + included_tax")
+    total: Decimal | None = Field(description="subtotal - discount + shipping_fee - shipping_discount + added_tax")
+    items_total: Decimal | None = Field(default=None, description="subtotal - discount")
+    shipping_fee: Decimal | None = Field(default=None, description="delivery's fee before promotions; 0 in_store")
+    shipping_discount: Decimal | None = Field(default=None, description="the part of shipping_fee waived")
+    added_tax: Decimal | None = Field(default=None, description="tax added on top (0 where prices include tax)")
+    included_tax: Decimal | None = Field(default=None, description="tax contained in the prices, not added again")
+    taxes_included: bool | None = None
+    fulfilment: str | None = Field(default=None, description="delivery, or in_store (a store's counter: no "
+                                                             "shipping)")
+    shipping_reason: str | None = None
     promotions: list[dict[str, Any]]
     voucher_codes: list[str]
     vouchers: list[dict[str, Any]]

@@ -1,7 +1,8 @@
 """Voucher codes on a cart, checked by the pricing engine before the cart changes.
 
 A code that can never apply now (unknown, disabled, expired, exhausted, the customer's limit reached, its
-promotion inactive) is refused with the engine's reason code and the cart stays as it was. A code whose
+promotion inactive, its amounts in another currency than the cart's) is refused with the engine's reason code,
+naming the field ``code``, and the cart stays as it was. A code whose
 promotion merely does not match the basket yet (a threshold not reached) is kept: it applies once it does,
 and until then the cart's ``problems`` say why.
 """
@@ -19,7 +20,7 @@ MAX_VOUCHERS = 5
 _REFUSED: dict[str, tuple[type[OmniError], str]] = {
     "voucher_inactive": (Invalid, "voucher_inactive"), "promotion_inactive": (Invalid, "voucher_inactive"),
     "voucher_expired": (Invalid, "voucher_expired"), "outside_window": (Invalid, "voucher_expired"),
-    "voucher_exhausted": (Conflict, "voucher_exhausted"),
+    "voucher_currency": (Invalid, "voucher_currency"), "voucher_exhausted": (Conflict, "voucher_exhausted"),
     "voucher_customer_limit": (Conflict, "voucher_customer_limit"),
 }
 

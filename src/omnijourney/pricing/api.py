@@ -47,12 +47,15 @@ def quote(body: QuoteRequest, db: DatabaseDep, _: CanRead) -> QuoteRead:
         result = service.quote(session, channel_code=body.channel, lines=[(ln.sku, ln.quantity) for ln in body.lines],
                                customer_id=body.customer_id, segments=body.segments, vouchers=body.vouchers,
                                at=body.at, currency=body.currency, with_shipping=body.with_shipping,
-                               strict_vouchers=body.strict_vouchers)
+                               strict_vouchers=body.strict_vouchers, fulfilment=body.fulfilment)
     return QuoteRead.model_validate(result)
 
 
 @router.get("/consistency", response_model=ConsistencyRead)
-def check_consistency(db: DatabaseDep, _: CanRead, at: datetime | None = None) -> ConsistencyRead:
+def check_consistency(db: DatabaseDep, _: CanRead,
+                      at: Annotated[datetime | None, Query(description="moment to check, ISO 8601 (default now; "
+                                                                       "without a zone: UTC)")] = None,
+                      ) -> ConsistencyRead:
     """SKUs whose effective price differs between channels: unexplained, missing a price, or explained by a
     channel rule (a channel price list or a channel-targeted promotion)."""
     with db.transaction(write=False) as session:

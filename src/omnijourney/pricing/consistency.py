@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from omnijourney.catalog.models import Channel
 from omnijourney.catalog.service import variants_for_skus
 from omnijourney.core.errors import Invalid
-from omnijourney.core.time import utcnow
+from omnijourney.core.time import parse_ts, utcnow
 from omnijourney.pricing import engine, models
 from omnijourney.pricing.money import fmt, from_minor
 from omnijourney.pricing.promotions import PromotionIndex
@@ -91,9 +91,15 @@ def _price(line: engine.BasketLine, ctx: engine.Context, lists: Sequence[engine.
         return None
 
 
+def _goods(q: engine.Quote | None) -> Decimal | None:
+    # the price of the goods in the market's terms, before any tax added on top
+    return q.lines[0].subtotal - q.lines[0].discount_total if q else None
+
+
 def check(session: Session, *, at: datetime | None = None) -> Report:
-    """Compare every priced SKU's effective price across the active channels at ``at`` (default now)."""
-    at = at or utcnow()
+    """Compare every priced SKU's effective price across the active channels at ``at`` (default now; a time
+    without a zone is UTC, as everywhere in the platform)."""
+    at = parse_ts(at) or utcnow()
     channels = list(session.scalars(select(Channel).where(Channel.active.is_(True)).order_by(Channel.code)))
     lists = _lists(session)
     targeted = {pl.code for pl in lists if pl.targets_channel or pl.segments}
@@ -119,12 +125,12 @@ def check(session: Session, *, at: datetime | None = None) -> Report:
             key = (base_key, channel.market, channel.currency, sku)
             if key not in neutral_memo:
                 q = _price(line, ctx, base, neutral_index)
-                neutral_memo[key] = q.lines[0].total if q else None
+                neutral_memo[key] = _goods(q)
             neutral = neutral_memo[key]
             price, rules = neutral, ()
             if channel_promos or any(sku in pl.prices for pl in channel_lists):
                 q = _price(line, ctx, base + channel_lists, full)
-                price = q.lines[0].total if q else None
+                price = _goods(q)
                 if q is not None:
                     used = [q.lines[0].price_list, *(d.promotion_id for d in q.lines[0].discounts)]
                     rules = tuple(r for r in used if r in channel_rules)

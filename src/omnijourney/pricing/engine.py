@@ -11,22 +11,35 @@ Algorithm (every step is deterministic; nothing depends on input order except li
    each line takes its unit price from the first ranked list that prices its SKU. No price: ``Invalid``.
 2. **Taxes.** A list says whether its prices include tax; the market says whether quotes show prices with
    tax included (EU) or add it on top (US). A unit price is converted once (``gross = net * (1 + rate)`` or
-   back), rounded to the currency. Line tax is computed on the discounted line total, rounded per line.
-3. **Promotions** are taken in order of priority (high first), then id. For each, the first failing check
+   back), rounded to the currency. Line tax is computed on the discounted line amount, rounded per line.
+3. **Shipping** depends on the fulfilment (``Context.fulfilment``; absent: the channel's rule,
+   :func:`fulfilment_of`): ``delivery`` is charged the market's fee in the quote's currency; ``in_store``
+   (a sale at a store's counter, or goods collected in a store) carries no shipping. Store channels sell
+   ``in_store`` unless told the goods are to be delivered; every other channel delivers. The quote says
+   which applied and why (``fulfilment``, ``shipping_reason``). Shipping carries no tax here.
+4. **Promotions** are taken in order of priority (high first), then id. For each, the first failing check
    gives the reason it was rejected: validity window, channel, segment, currency of its amounts, voucher
-   (needed, entered, not expired, not exhausted, per-customer limit), stacking, matching items, basket
+   (needed, entered, not expired, not exhausted, per-customer limit, currency), stacking, matching items, basket
    threshold (measured on the basket total *at that point*, i.e. after higher-priority discounts), and
    finally whether the rule gives anything. Stacking: once an exclusive promotion applied, every later one
    is rejected; an exclusive promotion is rejected when another one already applied. The members of a
    stacking group are decided together when the first of them comes up: each eligible member is evaluated
    on the same basket, the largest discount wins (ties: application order), the others are rejected.
-4. **Discounts** land on lines (basket-wide amounts are split over lines in proportion to their value,
-   largest remainder), are rounded half-up per line and never exceed what is left of a line.
-5. **Totals:** items = sum of line totals; shipping = fee unless waived; total = items + shipping, plus tax
-   when the market adds it on top. Shipping is shown as charged (not taxed here).
+5. **Discounts** land on lines (basket-wide amounts are split over lines in proportion to their value,
+   largest remainder), are rounded half-up per line and never exceed what is left of a line. A free-shipping
+   promotion's amount is the ``shipping_discount``, never a line discount.
+6. **Totals** follow the money equation, the same for every line and for the basket (see
+   ``pricing/quoting.py``)::
 
-So a quote differs between two channels only when a price list or a promotion targets a channel, or
-when the channels differ in currency or market (which the consistency check reports).
+       total = subtotal - discount + shipping_fee - shipping_discount + added_tax
+
+   ``added_tax`` is the tax added on top of the prices (markets that quote without tax); in markets whose
+   prices include tax it is 0 and the tax in the prices is shown as ``included_tax``. A line has no shipping
+   terms (shipping belongs to the basket). Every basket term is the sum of its lines' terms, plus shipping.
+
+So a quote differs between two channels only when a price list or a promotion targets a channel, when the
+fulfilment differs (a counter sale has no shipping), or when the channels differ in currency or market (which
+the consistency check reports).
 """
 
 from __future__ import annotations
@@ -48,6 +61,10 @@ from omnijourney.pricing.promotions import (
     effect,
 )
 from omnijourney.pricing.rejections import Rejected, check_context, check_voucher
+
+DELIVERY = "delivery"  # the goods travel to the customer: the market's shipping fee applies
+IN_STORE = "in_store"  # the customer takes the goods in a store (at the counter, or collected there): no shipping
+FULFILMENTS = (DELIVERY, IN_STORE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +117,31 @@ class Context:
     at: datetime
     segments: frozenset[str] = frozenset()
     customer_id: str | None = None
+    fulfilment: str | None = None  # delivery | in_store; None: the channel's rule (``fulfilment_of``)
+
+
+def fulfilment_of(ctx: Context) -> str:
+    """How the goods reach the customer: as asked, else by channel: a store sells at its counter, others deliver."""
+    if ctx.fulfilment is not None:
+        if ctx.fulfilment not in FULFILMENTS:
+            raise Invalid(f"fulfilment {ctx.fulfilment!r} is not one of {', '.join(FULFILMENTS)}", field="fulfilment")
+        return ctx.fulfilment
+    return IN_STORE if ctx.channel_type == "store" else DELIVERY
+
+
+def shipping_of(ctx: Context, *, has_lines: bool) -> tuple[Decimal, str]:
+    """The shipping fee the basket is charged before promotions, and the sentence that explains it."""
+    how = fulfilment_of(ctx)
+    none = quantize(ZERO, ctx.currency)  # "0.00": every amount of a quote is exact in its currency
+    if not has_lines:
+        return none, "empty basket: no shipping"
+    if how == IN_STORE:
+        why = "store channel, sold at the counter" if ctx.fulfilment is None else "taken in the store"
+        return none, f"{IN_STORE}: {why}, no shipping"
+    fee = quantize(ctx.market.shipping_fee, ctx.currency)
+    if fee == 0:
+        return none, f"{DELIVERY}: market {ctx.market.code} sets no shipping fee in {ctx.currency}"
+    return fee, f"{DELIVERY}: shipping fee of market {ctx.market.code}, {fmt(fee, ctx.currency)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +175,9 @@ class QuoteLine:
     total: Decimal
     tax_class: str
     tax_rate: Decimal
-    tax: Decimal
+    tax: Decimal  # the line's tax, whether included in its prices or added on top
+    added_tax: Decimal = ZERO  # tax added on top (markets quoting without tax); 0 when prices include it
+    included_tax: Decimal = ZERO  # tax contained in the prices (markets quoting with tax); 0 otherwise
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +218,10 @@ class Quote:
     shipping: Decimal
     tax_total: Decimal
     total: Decimal
+    added_tax: Decimal = ZERO
+    included_tax: Decimal = ZERO
+    fulfilment: str = DELIVERY
+    shipping_reason: str = ""
 
 
 def rank_price_lists(lists: Sequence[PriceList], ctx: Context) -> tuple[list[PriceList], dict[str, str]]:
@@ -257,42 +305,50 @@ def price_basket(lines: Sequence[BasketLine], ctx: Context, *, price_lists: Sequ
         chosen.append((pl, candidates, unit))
         states.append(LineState(i, line.sku, line.product_id, line.category_ids, line.quantity,
                                 unit * line.quantity, unit * line.quantity, line.quantity))
-    results, voucher_results, shipping_discount = _promote(states, ctx, promotions, vouchers)
+    fee, shipping_reason = shipping_of(ctx, has_lines=bool(states))
+    results, voucher_results, shipping_discount = _promote(states, ctx, promotions, vouchers, fee)
 
+    included = ctx.market.taxes_included
+    zero = quantize(ZERO, ctx.currency)
     quote_lines: list[QuoteLine] = []
     for line, st, (pl, candidates, unit), rate in zip(lines, states, chosen, rates, strict=True):
-        if ctx.market.taxes_included:
+        if included:
             tax = quantize(st.total - st.total / (1 + rate), ctx.currency)
         else:
             tax = quantize(st.total * rate, ctx.currency)
+        added = zero if included else tax
         discounts = tuple(LineDiscount(p.id, p.name, d) for p, d in st.discounts)
+        discount = st.subtotal - st.total
+        # the money equation of a line (no shipping terms): total = subtotal - discount + added tax
         quote_lines.append(QuoteLine(line.sku, line.quantity, unit, pl.code, candidates[0].reason, candidates,
-                                     st.subtotal, discounts, st.subtotal - st.total, st.total, line.tax_class,
-                                     rate, tax))
-    subtotal = sum((ql.subtotal for ql in quote_lines), ZERO)
-    items = sum((ql.total for ql in quote_lines), ZERO)
-    tax_total = sum((ql.tax for ql in quote_lines), ZERO)
-    fee = quantize(ctx.market.shipping_fee, ctx.currency) if quote_lines else ZERO
-    shipping = fee - shipping_discount
-    total = items + shipping + (ZERO if ctx.market.taxes_included else tax_total)
-    return Quote(ctx.currency, ctx.channel_code, ctx.market.code, ctx.at, ctx.market.taxes_included,
-                 tuple(quote_lines), tuple(results), tuple(voucher_results), subtotal, subtotal - items, items,
-                 fee, shipping_discount, shipping, tax_total, total)
+                                     st.subtotal, discounts, discount, st.subtotal - discount + added,
+                                     line.tax_class, rate, tax, added, tax - added))
+    subtotal = sum((ql.subtotal for ql in quote_lines), zero)
+    discount_total = sum((ql.discount_total for ql in quote_lines), zero)
+    added_tax = sum((ql.added_tax for ql in quote_lines), zero)
+    included_tax = sum((ql.included_tax for ql in quote_lines), zero)
+    # the money equation of the basket, term by term
+    total = subtotal - discount_total + fee - shipping_discount + added_tax
+    return Quote(ctx.currency, ctx.channel_code, ctx.market.code, ctx.at, included, tuple(quote_lines),
+                 tuple(results), tuple(voucher_results), subtotal, discount_total, subtotal - discount_total,
+                 fee, shipping_discount, fee - shipping_discount, added_tax + included_tax, total, added_tax,
+                 included_tax, fulfilment_of(ctx), shipping_reason)
 
 
-def _promote(states: list[LineState], ctx: Context, index: PromotionIndex,
-             vouchers: Sequence[Voucher]) -> tuple[list[PromotionResult], list[VoucherResult], Decimal]:
-    """Step 3 of the algorithm: decide every promotion in order, apply the winners to ``states``."""
+def _promote(states: list[LineState], ctx: Context, index: PromotionIndex, vouchers: Sequence[Voucher],
+             shipping_fee: Decimal) -> tuple[list[PromotionResult], list[VoucherResult], Decimal]:
+    """Step 4 of the algorithm: decide every promotion in order, apply the winners to ``states``."""
     voucher_for: dict[str, Voucher] = {}
     voucher_problem: dict[str, Rejected] = {}
+    own_problem: dict[str, Rejected] = {}
     for v in sorted(vouchers, key=lambda v: v.code):
         problem = check_voucher(v, ctx)
         if problem is None:
             voucher_for.setdefault(v.promotion_id, v)
         else:
+            own_problem[v.code] = problem
             voucher_problem.setdefault(v.promotion_id, problem)
     matches = index.matches(states)
-    shipping_fee = quantize(ctx.market.shipping_fee, ctx.currency) if states else ZERO
     shipping_left = shipping_fee
     decided: dict[str, PromotionResult] = {}
     exclusive: Promotion | None = None
@@ -333,7 +389,11 @@ def _promote(states: list[LineState], ctx: Context, index: PromotionIndex,
     voucher_results = []
     for v in sorted(vouchers, key=lambda v: v.code):
         res = decided.get(v.promotion_id)
-        if res is None:
+        own = own_problem.get(v.code)
+        if own is not None:
+            # the voucher's own problem first: it stops the code anywhere, whatever its promotion's targeting
+            voucher_results.append(VoucherResult(v.code, v.promotion_id, "rejected", own.code, own.reason))
+        elif res is None:
             voucher_results.append(VoucherResult(v.code, v.promotion_id, "rejected", "promotion_inactive",
                                                  f"voucher {v.code}: its promotion is not active"))
         elif res.status == "applied" and res.voucher == v.code:

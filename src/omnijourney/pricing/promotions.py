@@ -114,6 +114,7 @@ class Voucher:
     valid_from: datetime | None = None
     valid_to: datetime | None = None
     active: bool = True
+    currency: str | None = None  # the currency of its promotion's amounts (None: a percentage, any currency)
 
 
 @dataclass(slots=True)

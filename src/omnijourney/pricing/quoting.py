@@ -1,5 +1,24 @@
 """``quote``: load what a basket needs in a handful of set-based queries, then run the pure engine.
 
+**The money equation.** Every quote, in every channel, and every cart (``carts/quote.py`` shows the same
+terms) satisfies, on each line and on the basket::
+
+    total = subtotal - discount + shipping_fee - shipping_discount + added_tax
+
+- ``subtotal``: unit price x quantity, in the market's terms (prices with tax in tax-inclusive markets such
+  as the demo's Germany, without tax in markets that add it, e.g. US sales tax);
+- ``discount`` (``discount_total`` in a quote): the promotions' discounts on the goods, never shipping;
+- ``shipping_fee``: what delivery costs before promotions; 0 on a line (shipping belongs to the basket) and
+  0 when nothing is delivered: a store channel sells at its counter (``fulfilment`` ``in_store``) unless
+  ``fulfilment="delivery"`` says the goods are to be delivered; ``shipping_reason`` explains the fee;
+- ``shipping_discount``: the part of the fee a free-shipping promotion waives (``shipping`` = fee - waived);
+- ``added_tax``: tax added on top of the prices; 0 in tax-inclusive markets, where the tax contained in
+  the prices is shown as ``included_tax`` and not added again (``tax_total`` = added + included);
+- ``total``: what the customer pays.
+
+Basket terms are the sums of the lines' terms (plus the basket's shipping), ``items_total`` = subtotal -
+discount, and the applied promotions' amounts add up to discount + shipping_discount. Shipping carries no tax.
+
 Queries per quote, whatever the number of lines: channel, customer (if any), variants (2, catalog),
 candidate price lists with their prices for the basket's SKUs, tax market with its rates, the promotions
 stamp, vouchers and the customer's redemptions (only when codes were entered). Active promotions are kept per
@@ -10,6 +29,7 @@ promotions table) changes, so a change is seen by the very next quote.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from threading import Lock
@@ -34,7 +54,7 @@ MAX_LINES = 200
 _VOUCHER_ERRORS: dict[str, tuple[type[OmniError], str]] = {
     "voucher_inactive": (Invalid, "voucher_inactive"), "promotion_inactive": (Invalid, "voucher_inactive"),
     "voucher_expired": (Invalid, "voucher_expired"), "outside_window": (Invalid, "voucher_expired"),
-    "voucher_exhausted": (Conflict, "voucher_exhausted"),
+    "voucher_currency": (Invalid, "voucher_currency"), "voucher_exhausted": (Conflict, "voucher_exhausted"),
     "voucher_customer_limit": (Conflict, "voucher_customer_limit"),
 }
 _cache: dict[str, tuple[tuple[int, object], PromotionIndex]] = {}
@@ -92,10 +112,10 @@ def candidate_lists(session: Session, channel: Channel, skus: Iterable[str] | No
     if default:
         if default not in heads:
             raise Invalid(f"channel {channel.code} names price list {default!r}, which does not exist or is not "
-                          "active", field="channel_code", code="no_price_list")
+                          "active", field="channel", code="no_price_list")
         if heads[default][1] != channel.currency:
             raise Invalid(f"channel {channel.code} sells in {channel.currency} but its price list {default} is in "
-                          f"{heads[default][1]}", field="channel_code", code="currency_mismatch")
+                          f"{heads[default][1]}", field="channel", code="currency_mismatch")
     return [engine.PriceList(code, cur, prices[code], prio, frozenset(codes), frozenset(types), frozenset(segs),
                              start, end, incl)
             for code, (_, cur, prio, codes, types, segs, start, end, incl) in heads.items()]
@@ -144,7 +164,11 @@ def _vouchers(session: Session, codes: Sequence[str], customer_id: str | None) -
     wanted = list(dict.fromkeys(c.strip().upper() for c in codes if c.strip()))
     if not wanted:
         return [], []
-    rows = {r.code: r for r in session.scalars(select(models.Voucher).where(models.Voucher.code.in_(wanted)))}
+    V, P = models.Voucher, models.Promotion
+    found = session.execute(select(V, P.currency).outerjoin(P, P.code == V.promotion_code).where(V.code.in_(wanted)))
+    rows, currency = {}, {}
+    for r, promo_currency in found:
+        rows[r.code], currency[r.code] = r, promo_currency
     for i, code in enumerate(wanted):
         if code not in rows:
             raise NotFound(f"unknown voucher {code}", field=f"vouchers[{i}]", code="unknown_voucher")
@@ -154,25 +178,31 @@ def _vouchers(session: Session, codes: Sequence[str], customer_id: str | None) -
         mine = dict(session.execute(select(R.voucher_code, func.count()).where(
             and_(R.voucher_code.in_(wanted), R.customer_id == customer_id)).group_by(R.voucher_code)).all())
     out = [Voucher(r.code, r.promotion_code, r.max_uses, r.used, r.per_customer_limit, mine.get(r.code, 0),
-                   r.valid_from, r.valid_to, r.active) for r in (rows[c] for c in wanted)]
+                   r.valid_from, r.valid_to, r.active, currency[r.code]) for r in (rows[c] for c in wanted)]
     return out, wanted
 
 
 def quote(session: Session, *, channel_code: str, lines: Sequence[tuple[str, int]], customer_id: str | None = None,
           segments: Iterable[str] | None = None, vouchers: Sequence[str] = (), at: datetime | None = None,
-          currency: str | None = None, with_shipping: bool = True, strict_vouchers: bool = True) -> engine.Quote:
+          currency: str | None = None, with_shipping: bool = True, strict_vouchers: bool = True,
+          fulfilment: str | None = None) -> engine.Quote:
     """Price ``lines`` ((sku, quantity), a SKU given twice counts once) for a customer in a channel at ``at``.
 
-    ``segments`` adds to the segments in the customer's ``traits["segments"]``. ``currency``, when given,
-    must be the channel's. With ``strict_vouchers`` an unknown voucher is a 404 and an expired, disabled or
-    exhausted one (or one over its per-customer limit) a 422/409 naming it; without, such vouchers are
-    only explained as rejected in the quote (for carts that must still show their content). Raises
-    ``NotFound`` for an unknown channel, customer or SKU, ``Invalid`` for a SKU not sold in the channel,
-    a SKU without price, a bad quantity or a currency mismatch.
+    ``channel_code`` is a channel's code ("web", "S01"), never its type. ``segments`` adds to the segments in
+    the customer's ``traits["segments"]``. ``currency``, when given, must be the channel's. ``fulfilment``:
+    ``delivery`` or ``in_store`` (default: the channel's rule, a store sells at its counter without shipping);
+    ``with_shipping=False`` leaves shipping out altogether. With ``strict_vouchers`` an unknown voucher is a
+    404 and an expired, disabled, foreign-currency or exhausted one (or one over its per-customer limit) a
+    422/409 naming it; without, such vouchers are only explained as rejected in the quote (for carts that must
+    still show their content). ``at`` without a zone is taken as UTC. Raises ``NotFound`` for an unknown
+    channel, customer or SKU, ``Invalid`` for a SKU not sold in the channel, a SKU without price, a bad
+    quantity or a currency mismatch.
     """
-    channel = get_channel(session, code=channel_code, field="channel_code")
+    channel = get_channel(session, code=channel_code, field="channel")
     if not channel.active:
-        raise Invalid(f"channel {channel_code} is not active", field="channel_code")
+        raise Invalid(f"channel {channel_code} is not active", field="channel")
+    if fulfilment is not None and fulfilment not in engine.FULFILMENTS:
+        raise Invalid(f"fulfilment {fulfilment!r} is not one of {', '.join(engine.FULFILMENTS)}", field="fulfilment")
     if currency is not None and currency != channel.currency:
         raise Invalid(f"channel {channel_code} sells in {channel.currency}, not {currency}", field="currency",
                       code="currency_mismatch")
@@ -185,9 +215,11 @@ def quote(session: Session, *, channel_code: str, lines: Sequence[tuple[str, int
     ctx = engine.Context(channel.code, channel.type, channel.currency,
                          market_for(session, market=channel.market, currency=channel.currency,
                                     with_shipping=with_shipping),
-                         parse_ts(at) or utcnow(), found, customer_id)
+                         parse_ts(at) or utcnow(), found, customer_id, fulfilment)
     result = engine.price_basket(basket, ctx, price_lists=candidate_lists(session, channel, [b.sku for b in basket]),
                                  promotions=promotion_index(session), vouchers=entered)
+    if not with_shipping and result.fulfilment == engine.DELIVERY and result.lines:
+        result = replace(result, shipping_reason=f"{engine.DELIVERY}: shipping not quoted (with_shipping false)")
     if strict_vouchers:
         for res in result.vouchers:
             refusal = _VOUCHER_ERRORS.get(res.reason_code)

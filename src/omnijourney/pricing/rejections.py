@@ -55,9 +55,12 @@ def check_context(item: Targeted, ctx: Context) -> Rejected | None:
 
 
 def check_voucher(v: Voucher, ctx: Context) -> Rejected | None:
-    """Problems of the voucher itself (not of its promotion): inactive, window, usage limits."""
+    """Problems of the voucher itself (not of its promotion): inactive, currency, window, usage limits."""
     if not v.active:
         return Rejected("voucher_inactive", f"voucher {v.code} is disabled")
+    if v.currency is not None and v.currency != ctx.currency:
+        # its amounts (a fixed discount, a threshold) are in another currency: it can never apply here
+        return Rejected("voucher_currency", f"voucher {v.code} is for baskets in {v.currency}, not {ctx.currency}")
     window = window_problem(v.valid_from, v.valid_to, ctx.at)
     if window:
         return Rejected("voucher_expired", f"voucher {v.code} {window}")

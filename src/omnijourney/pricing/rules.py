@@ -14,7 +14,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter
 
 from omnijourney.pricing import promotions as p
 from omnijourney.pricing.money import from_minor
@@ -37,14 +37,14 @@ class AmountOffRule(_Rule):
 
 class BuyXGetYRule(_Rule):
     type: Literal["buy_x_get_y"]
-    buy: int = Field(ge=1, le=1000)
-    get: int = Field(ge=1, le=1000)
+    buy: StrictInt = Field(ge=1, le=1000)  # strict: JSON true is not 1
+    get: StrictInt = Field(ge=1, le=1000)
     percent: Decimal = Field(default=Decimal(100), gt=0, le=100)
 
 
 class BundleItem(_Rule):
     sku: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(default=1, ge=1, le=1000)
+    quantity: StrictInt = Field(default=1, ge=1, le=1000)
 
 
 class BundleRule(_Rule):

@@ -1,4 +1,8 @@
-"""Request and response shapes of the pricing API. Amounts travel as decimal strings ("19.99"), never floats."""
+"""Request and response shapes of the pricing API. Amounts travel as decimal strings ("19.99"), never floats.
+
+Whole numbers in requests are strict (``StrictInt``): JSON ``true`` or ``"2"`` is refused with a 422 naming the
+field instead of being read as 1 or 2. Times without a zone are UTC.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from omnijourney.pricing.rules import RuleSpec, TargetSpec
 
@@ -27,7 +31,7 @@ class PriceListCreate(BaseModel):
     segments: list[str] = Field(default_factory=list)
     valid_from: datetime | None = None
     valid_to: datetime | None = None
-    priority: int = 0
+    priority: StrictInt = 0
     prices_include_tax: bool = True
 
 
@@ -39,7 +43,7 @@ class PriceListUpdate(BaseModel):
     segments: list[str] | None = None
     valid_from: datetime | None = None
     valid_to: datetime | None = None
-    priority: int | None = None
+    priority: StrictInt | None = None
     prices_include_tax: bool | None = None
     active: bool | None = None
 
@@ -92,7 +96,7 @@ class PromotionCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     rule: RuleSpec
     target: TargetSpec = Field(default_factory=TargetSpec)
-    priority: int = 0
+    priority: StrictInt = 0
     exclusive: bool = False
     stacking_group: str | None = None
     valid_from: datetime | None = None
@@ -109,7 +113,7 @@ class PromotionUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     rule: RuleSpec | None = None
     target: TargetSpec | None = None
-    priority: int | None = None
+    priority: StrictInt | None = None
     exclusive: bool | None = None
     stacking_group: str | None = None
     valid_from: datetime | None = None
@@ -147,16 +151,16 @@ class PromotionRead(BaseModel):
 class VoucherCreate(BaseModel):
     code: str = Field(min_length=1, max_length=64)
     promotion: str
-    max_uses: int | None = Field(default=None, description="1: single use; absent: unlimited")
-    per_customer_limit: int | None = None
+    max_uses: StrictInt | None = Field(default=None, description="1: single use; absent: unlimited")
+    per_customer_limit: StrictInt | None = None
     valid_from: datetime | None = None
     valid_to: datetime | None = None
 
 
 class VoucherUpdate(BaseModel):
     active: bool | None = None
-    max_uses: int | None = None
-    per_customer_limit: int | None = None
+    max_uses: StrictInt | None = None
+    per_customer_limit: StrictInt | None = None
     valid_from: datetime | None = None
     valid_to: datetime | None = None
 
@@ -187,17 +191,21 @@ class RedemptionRead(_Read):
 
 class QuoteLineIn(BaseModel):
     sku: str = Field(min_length=1, max_length=64)
-    quantity: int
+    quantity: StrictInt = Field(description="a whole number from 1 to 999 (true is not 1)")
 
 
 class QuoteRequest(BaseModel):
-    channel: str = Field(description="channel code")
+    channel: str = Field(description='channel code, e.g. "web" or a store\'s "S01" (not its type)')
     lines: list[QuoteLineIn]
     customer_id: str | None = None
     segments: list[str] = Field(default_factory=list)
     vouchers: list[str] = Field(default_factory=list)
-    at: datetime | None = None
+    at: datetime | None = Field(default=None, description="moment to price at (default now; no zone: UTC)")
     currency: str | None = None
+    fulfilment: Literal["delivery", "in_store"] | None = Field(
+        default=None, description="delivery: the market's shipping fee applies; in_store: sold at a store's "
+                                  "counter or collected there, no shipping. Default: in_store in store channels, "
+                                  "delivery elsewhere")
     with_shipping: bool = True
     strict_vouchers: bool = True
 
@@ -228,7 +236,9 @@ class QuoteLineRead(_Read):
     total: Decimal
     tax_class: str
     tax_rate: Decimal
-    tax: Decimal
+    tax: Decimal = Field(description="added_tax + included_tax")
+    added_tax: Decimal = Field(description="tax added on top of the prices (0 where prices include tax)")
+    included_tax: Decimal = Field(description="tax contained in the prices, shown, not added again")
 
 
 class PromotionResultRead(_Read):
@@ -250,21 +260,28 @@ class VoucherResultRead(_Read):
 
 
 class QuoteRead(_Read):
+    """A priced basket. On every line and on the basket:
+    total = subtotal - discount_total + shipping_fee - shipping_discount + added_tax (lines have no shipping)."""
+
     currency: str
     channel_code: str
     market: str
     at: datetime
     taxes_included: bool
+    fulfilment: str = Field(description="delivery or in_store (no shipping)")
+    shipping_reason: str = Field(description="why shipping_fee is what it is")
     lines: list[QuoteLineRead]
     promotions: list[PromotionResultRead]
     vouchers: list[VoucherResultRead]
     subtotal: Decimal
-    discount_total: Decimal
-    items_total: Decimal
+    discount_total: Decimal = Field(description="discounts on the goods (not shipping)")
+    items_total: Decimal = Field(description="subtotal - discount_total")
     shipping_fee: Decimal
-    shipping_discount: Decimal
-    shipping: Decimal
-    tax_total: Decimal
+    shipping_discount: Decimal = Field(description="the part of shipping_fee waived by promotions")
+    shipping: Decimal = Field(description="shipping_fee - shipping_discount")
+    added_tax: Decimal = Field(description="tax added on top of the prices (0 where prices include tax)")
+    included_tax: Decimal = Field(description="tax contained in the prices, shown, not added again")
+    tax_total: Decimal = Field(description="added_tax + included_tax")
     total: Decimal
 
 
