@@ -90,6 +90,8 @@ def test_channels_are_codes_and_an_unknown_one_is_named(client: TestClient, shop
         ("delete", f"/api/v1/carts/{cid}/lines/TEE-M?channel=nope", None),
         ("post", f"/api/v1/carts/{cid}/vouchers", {"code": "EUR5", "channel": "nope"}),
         ("get", f"/api/v1/carts/{cid}?channel=nope", None),
+        ("post", f"/api/v1/carts/{cid}/handoff", {"channel": "nope"}),
+        ("post", f"/api/v1/carts/{cid}/assign", {"customer_id": "c-1", "channel": "nope"}),
     ]
     for method, url, body in calls:
         r = client.request(method, url, json=body, headers=admin_headers)

@@ -19,7 +19,8 @@ def _checks() -> None:
 
 
 @check_app.command("consistency")
-def consistency(at: Annotated[str | None, typer.Option(help="moment to check, ISO 8601 (default: now)")] = None,
+def consistency(at: Annotated[str | None, typer.Option(help="moment to check, ISO 8601; no zone: UTC (default: now)")]
+                = None,
                 as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
                 all_: Annotated[bool, typer.Option("--all", help="also list differences explained by rules")]
                 = False) -> None:
