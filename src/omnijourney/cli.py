@@ -1,21 +1,95 @@
-"""The ``omni`` command."""
+"""The ``omni`` command.
+
+Which database: ``OMNI_DATABASE_URL`` when set; else ``omni.db`` in this directory if it exists; else the demo's
+``omni-demo.db`` if ``omni demo`` built one here; else ``omni.db`` (``omni migrate`` creates it). Every command
+that opens the database says on stderr which one it uses. Errors are one line on stderr and exit code 1 (usage
+errors 2, as Click has them); ``--debug`` or ``OMNI_DEBUG=1`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import os
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-from omnijourney.jobs.cli import jobs_app, worker
 from omnijourney.pricing.cli import check_app
 
 if TYPE_CHECKING:
     from omnijourney.tracking.messages import Message
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Omnijourney: one backend for every channel.")
+DEFAULT_URL = "sqlite:///omni.db"
+DEMO_FILE = "omni-demo.db"  # omnijourney.demo.local.DEFAULT_PATH, without importing the demo at start-up
+console = Console(soft_wrap=True)  # long lines (keys, URLs) stay whole: they are copied
+err = Console(stderr=True, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# typer >= 0.26 carries its own copy of Click: its exceptions are found through typer's public ones
+_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_PASSED_ON = (typer.Exit, typer.Abort, _CLICK_EXCEPTION)
+
+
+def _debug(ctx: typer.Context | None) -> bool:
+    root = ctx.find_root() if ctx else None
+    return bool(root and root.params.get("debug")) or os.environ.get("OMNI_DEBUG", "") not in ("", "0")
+
+
+def _shown_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # shown as it is when it is no URL at all
+        return url
+
+
+def describe(exc: BaseException) -> str:
+    """One line that says what went wrong and, where we know, what to do."""
+    from sqlalchemy.exc import DBAPIError
+
+    from omnijourney.config import Settings
+    from omnijourney.core.errors import OmniError
+
+    if isinstance(exc, OmniError):
+        return exc.message
+    if isinstance(exc, DBAPIError):
+        url = _shown_url(Settings().database_url)
+        text = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+        lowered = text.lower()
+        if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
+            return f"the database {url} has no schema yet ({text}): run `omni migrate`"
+        if "unable to open" in lowered or "connect" in lowered or "connection" in lowered:
+            return f"cannot open the database {url}: {text} (OMNI_DATABASE_URL chooses another)"
+        return f"database {url}: {text}"
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+class _Commands(TyperGroup):
+    """The root group: an error of any command becomes one line (the traceback only with ``--debug``)."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _PASSED_ON:  # usage errors, exits and Ctrl+C: Click and Typer already say them in one line
+            raise
+        except Exception as exc:
+            if _debug(ctx):
+                raise
+            err.print(f"[red]error:[/red] {describe(exc)}", markup=True, highlight=False)
+            err.print("  (--debug or OMNI_DEBUG=1 shows the traceback)", style="dim", highlight=False)
+            ctx.exit(1)
+
+
+app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Omnijourney: one backend for every channel.")
 sources_app = typer.Typer(no_args_is_help=True, help="Sources: one write key per channel instance.")
 keys_app = typer.Typer(no_args_is_help=True, help="Server API keys.")
 events_app = typer.Typer(no_args_is_help=True, help="Tracked events: backfilling history from files.")
@@ -23,16 +97,97 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(keys_app, name="keys")
 app.add_typer(events_app, name="events")
 app.add_typer(check_app, name="check")
-app.add_typer(jobs_app, name="jobs")
-app.command("worker")(worker)
-console = Console()
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="show the traceback of an error")] = False) -> None:
+    """Omnijourney: one backend for every channel.
+
+    The database: OMNI_DATABASE_URL; else omni.db here if it exists; else omni-demo.db (built by `omni demo`) if it
+    exists; else omni.db, which `omni migrate` creates.
+    """
+
+
+def resolve_database() -> tuple[str, str]:
+    """(URL, why): the database the commands use, by the rule in this module's docstring."""
+    for name, value in os.environ.items():
+        if name.upper() == "OMNI_DATABASE_URL" and value:
+            return value, "OMNI_DATABASE_URL"
+    if Path("omni.db").exists():
+        return DEFAULT_URL, "the default"
+    if Path(DEMO_FILE).exists():
+        return f"sqlite:///{Path(DEMO_FILE).resolve()}", f"the demo's: there is no omni.db in {Path.cwd()}"
+    return DEFAULT_URL, "the default"
+
+
+def use_database(*, create: bool = False) -> str:
+    """Choose the database for this command (and everything it calls: ``OMNI_DATABASE_URL`` is set), say which
+    on stderr, and refuse an SQLite file that does not exist unless ``create``."""
+    from sqlalchemy.engine import make_url
+
+    from omnijourney.config import get_settings
+
+    url, why = resolve_database()
+    os.environ["OMNI_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    parsed = make_url(url)
+    err.print(f"database: {_shown_url(url)} ({why})", style="dim", highlight=False)
+    file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if not create and file and file != ":memory:" and not Path(file).exists():
+        err.print(f"[red]error:[/red] there is no database at {file}: run `omni migrate` to create it, `omni demo` "
+                  "for the demo retailer, or set OMNI_DATABASE_URL", highlight=False)
+        raise typer.Exit(1)
+    return url
+
+
+def uses_database(command: F) -> F:
+    """Run ``command`` on the database chosen by :func:`use_database` (after parsing: ``--help`` opens nothing)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        use_database()
+        return command(*args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
+for _info in check_app.registered_commands:  # the pricing checks read OMNI_DATABASE_URL themselves
+    _info.callback = uses_database(_info.callback) if _info.callback else None
 
 
 def _database():
     from omnijourney.config import Settings
     from omnijourney.db import Database
 
-    return Database(Settings().database_url)  # read now: the environment may have changed since import
+    return Database(Settings().database_url)  # read now: use_database() has just set it
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be served (in use, not an address of this machine), or None."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot listen on {host}: {exc.strerror}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+def check_port(host: str, port: int) -> None:
+    """Stop with one line, naming a free port, when ``host:port`` cannot be served."""
+    problem = port_problem(host, port)
+    if problem is None:
+        return
+    free = next((p for p in range(port + 1, min(port + 50, 65536)) if port_problem(host, p) is None), None)
+    hint = f": pick another with --port {free}" if free else ": pick another with --port"
+    err.print(f"[red]error:[/red] cannot serve on {host}:{port} ({problem}; another server may be running there)"
+              f"{hint}", highlight=False)
+    raise typer.Exit(1)
 
 
 @app.command()
@@ -40,6 +195,7 @@ def migrate() -> None:
     """Create or upgrade the database schema (``OMNI_DATABASE_URL``)."""
     from omnijourney.migrate import upgrade
 
+    use_database(create=True)
     db = _database()
     upgrade(db.engine)
     console.print(f"[green]database at head[/green] ({db.engine.url.render_as_string(hide_password=True)})")
@@ -52,52 +208,81 @@ def serve(host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.
     """Serve the API (OpenAPI docs at /docs)."""
     import uvicorn
 
+    check_port(host, port)
+    use_database()
     # the import string (not an app object) so that --workers can start one app per process
     uvicorn.run("omnijourney.api.asgi:app", host=host, port=port, workers=workers, log_level="info",
                 access_log=False)
 
 
 @app.command()
-def demo(path: Annotated[str, typer.Option(help="SQLite file to (re)create")] = "omni-demo.db",
-         seed: Annotated[int, typer.Option(help="same seed, same retailer")] = 42,
-         people: Annotated[int, typer.Option(help="customers to simulate")] = 3000,
+def demo(path: Annotated[str, typer.Option(help="the demo's SQLite file")] = DEMO_FILE,
+         fresh: Annotated[bool, typer.Option("--fresh", help="rebuild it even if it exists (new keys)")] = False,
+         seed: Annotated[int | None, typer.Option(help="same seed, same retailer  [default: 42]",
+                                                  show_default=False)] = None,
+         people: Annotated[int | None, typer.Option(help="customers to simulate  [default: 3000]",
+                                                    show_default=False)] = None,
          host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
          port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
          serve_api: Annotated[bool, typer.Option("--serve/--no-serve", help="serve it when built")] = True) -> None:
-    """Build a fresh embedded database with a realistic demo retailer, then serve it."""
-    import random
-    from pathlib import Path
+    """Build an embedded database with a realistic demo retailer, then serve it.
 
+    When the demo's file exists, it is served again as it is (keys in the .keys file beside it); --fresh rebuilds.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from omnijourney.db import Database
-    from omnijourney.demo.build import STEPS, DemoContext, default_now
-    from omnijourney.migrate import upgrade
+    from omnijourney.demo import local
 
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    url = f"sqlite:///{Path(path).resolve()}"
-    db = Database(url)
-    upgrade(db.engine)
-    ctx = DemoContext(db=db, seed=seed, people=people, now=default_now(), rng=random.Random(seed))
-    columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
-        for name, size, run in STEPS:
-            task = progress.add_task(name, total=size(ctx))
-            run(ctx, lambda n, t=task: progress.advance(t, n))
-            progress.update(task, completed=progress.tasks[task].total)
-    db.dispose()
-    console.print(f"[green]demo retailer ready[/green] in {path} (seed {seed}, {people:,} customers)")
-    console.print(f"admin API key: [bold]{ctx.admin_key}[/bold]")
-    for name, key in ctx.write_keys.items():
-        console.print(f"  write key {name:<28} {key}")
     if serve_api:
-        import os
+        check_port(host, port)  # before the build: a busy port must not cost a rebuild
+    file = Path(path)
+    url = local.sqlite_url(file)
+    keys: local.DemoKeys | None = None
+    if file.exists() and not fresh:
+        keys, reissued = local.reopen(file)
+        built = (keys.seed, keys.people)
+        asked = (seed if seed is not None else built[0], people if people is not None else built[1])
+        if None not in built and asked != built:
+            err.print(f"[red]error:[/red] {path} holds the demo of seed {built[0]} with {built[1]:,} customers: "
+                      f"add --fresh to rebuild it with seed {asked[0]} and {asked[1]:,} customers, or choose "
+                      "another --path", highlight=False)
+            raise typer.Exit(1)
+        about = f"seed {built[0]}, {built[1]:,} customers" if None not in built else "built earlier"
+        console.print(f"[green]serving the existing demo[/green] in {path} ({about}); "
+                      "`omni demo --fresh` rebuilds it with new keys")
+        if reissued:
+            console.print("[yellow]new admin key[/yellow]: the earlier one is stored only as a hash and was not in "
+                          f"{local.keys_path(file).name}")
+    else:
+        seed = local.DEFAULT_SEED if seed is None else seed
+        people = local.DEFAULT_PEOPLE if people is None else people
+        columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            def step(name: str, size: int) -> Callable[[int], None]:
+                task = progress.add_task(name, total=size)
+                return lambda n: progress.advance(task, n)
 
+            keys = local.build(file, seed=seed, people=people, progress=step)
+            for task in progress.tasks:
+                progress.update(task.id, completed=task.total)
+        console.print(f"[green]demo retailer ready[/green] in {path} (seed {seed}, {people:,} customers)")
+    console.print(f"admin API key: [bold]{keys.admin_key}[/bold]")
+    for name, key in keys.write_keys.items():
+        console.print(f"  write key {name:<28} {key}")
+    keys_file = local.keys_path(file)
+    console.print(f"keys saved in {keys_file} (only you can read it); `. ./{keys_file.name}` sets $API_KEY, "
+                  "$WRITE_KEY and OMNI_DATABASE_URL in your shell", soft_wrap=True, highlight=False)
+    if resolve_database()[0] == url:
+        console.print("other omni commands run in this directory use this database", highlight=False)
+    else:
+        console.print(f"other omni commands use it with: export OMNI_DATABASE_URL={url}", soft_wrap=True,
+                      highlight=False)
+    if serve_api:
         import uvicorn
 
         from omnijourney.api.app import create_app
         from omnijourney.config import Settings
+        from omnijourney.db import Database
 
         os.environ["OMNI_DATABASE_URL"] = url
         console.print(f"API and docs at http://{host}:{port}/docs  (Ctrl+C to stop)")
@@ -105,6 +290,7 @@ def demo(path: Annotated[str, typer.Option(help="SQLite file to (re)create")] = 
 
 
 @sources_app.command("add")
+@uses_database
 def sources_add(name: str,
                 channel: Annotated[str, typer.Option(help="web, app, store, call_center, email, chat, "
                                                           "whatsapp, messenger, sms, social, marketplace")],
@@ -124,6 +310,7 @@ def sources_add(name: str,
 
 
 @sources_app.command("list")
+@uses_database
 def sources_list() -> None:
     """List sources and their write keys."""
     from rich.table import Table
@@ -138,6 +325,7 @@ def sources_list() -> None:
 
 
 @keys_app.command("create")
+@uses_database
 def keys_create(name: Annotated[str, typer.Option(help="who or what uses the key")],
                 scope: Annotated[list[str], typer.Option(help="e.g. customers:read, events:write, admin")]) -> None:
     """Create a server API key; prints the key on the last line (it is shown only once)."""
@@ -171,6 +359,7 @@ _IMPORT_HELP = (
 
 
 @events_app.command("import", help=_IMPORT_HELP)
+@uses_database
 def events_import(
     paths: Annotated[list[Path], typer.Argument(exists=True, readable=True, metavar="PATH",
                                                 help="files or directories", show_default=False)],

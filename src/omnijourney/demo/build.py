@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
+
 from omnijourney.auth.service import create_key
 from omnijourney.config import IdentitySettings
 from omnijourney.core.ids import seeded_ids
@@ -23,7 +25,10 @@ from omnijourney.core.time import clock
 from omnijourney.db import Database
 from omnijourney.demo.carts import build_carts, carts_size
 from omnijourney.demo.catalog import build_catalog, catalog_size, demo_clock
-from omnijourney.demo.people import Channels, journeys
+from omnijourney.demo.people import Channels, fictional_phone, journeys
+from omnijourney.pricing.models import PriceList, Promotion
+from omnijourney.pricing.quoting import quote
+from omnijourney.tracking.messages import Message
 from omnijourney.tracking.service import ingest
 from omnijourney.tracking.sources import create_source
 
@@ -98,9 +103,11 @@ def _events(ctx: DemoContext, advance: Advance) -> None:
     assert ctx.channels is not None
     start = ctx.now - timedelta(days=90)
     messages = sorted(journeys(people=ctx.people, seed=ctx.seed, channels=ctx.channels, start=start,
-                               skus=ctx.skus or None, events_per_person=6.0),
+                               skus=ctx.skus or None, events_per_person=6.0, phones=fictional_phone),
                       key=lambda m: m.timestamp)
     messages = [m for m in messages if m.timestamp <= ctx.now]
+    if ctx.skus:  # the catalog step ran: orders cost what the channel asked that day
+        price_orders(ctx, messages)
     settings = IdentitySettings()
     step = 2000
     done = 0
@@ -110,6 +117,43 @@ def _events(ctx: DemoContext, advance: Advance) -> None:
         new_done = min(ctx.people, int(ctx.people * (i + step) / max(1, len(messages))))
         advance(new_done - done)
         done = new_done
+
+
+def order_channel(m: Message) -> str:
+    """The catalog channel an order was placed in: the store's code at a till, else web or app."""
+    return m.store_code if m.channel == "store" and m.store_code else m.channel
+
+
+def price_orders(ctx: DemoContext, messages: list[Message]) -> None:
+    """Give every ``Order Completed`` the total its channel quoted for its basket at that moment (pricing.quote,
+    the function every channel prices with; stores charge no shipping), with each product's price, tax,
+    discount and shipping, as Segment's ecommerce spec names them. Baskets are quoted without the customer:
+    VIP prices begin later in the demo's story, when carts tag some customers."""
+    orders = [m for m in messages if m.event == "Order Completed"]
+    cache: dict[tuple[object, ...], dict[str, object]] = {}
+    with ctx.db.transaction(write=False) as s:
+        # prices and promotions change only at these moments: a basket quoted once per stretch between them
+        bounds = sorted({t for row in s.execute(select(PriceList.valid_from, PriceList.valid_to)).all()
+                         for t in row if t is not None} |
+                        {t for row in s.execute(select(Promotion.valid_from, Promotion.valid_to)).all()
+                         for t in row if t is not None})
+        for m in orders:
+            channel = order_channel(m)
+            lines = tuple((p["sku"], int(p["quantity"])) for p in m.properties["products"])
+            stretch = sum(1 for t in bounds if _aware(t) <= m.timestamp)
+            key = (channel, lines, stretch)
+            if key not in cache:
+                q = quote(s, channel_code=channel, lines=lines, at=m.timestamp, with_shipping=m.channel != "store")
+                cache[key] = {
+                    "total": float(q.total), "revenue": float(q.items_total), "tax": float(q.tax_total),
+                    "discount": float(q.discount_total), "shipping": float(q.shipping), "currency": q.currency,
+                    "products": [{"sku": line.sku, "quantity": line.quantity, "price": float(line.unit_price)}
+                                 for line in q.lines]}
+            m.properties.update(cache[key])
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)  # SQLite gives naive UTC
 
 
 # name, size (units of progress), run. Later capabilities insert their steps here, through reproducible().

@@ -9,7 +9,7 @@ arriving through several channels that must end up as one profile.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,27 +33,66 @@ class Channels:
     stores: tuple[tuple[str, str, str], ...]  # (source id, name, store code)
 
 
-def person_traits(i: int, rng: random.Random) -> dict[str, str]:
+# Telephone numbers reserved for fiction in Germany, where the demo retailer is: the Bundesnetzagentur keeps
+# 1,000 numbers in each of five local networks unassigned for good ("Rufnummern für Medienproduktionen", "Drama
+# Numbers"; Mitteilung Nr. 148/2021, Amtsblatt 7/2021, p. 489): Berlin (0)30 23125 000-999, Frankfurt am Main
+# (0)69 90009 000-999, Hamburg (0)40 66969 000-999, Köln (0)221 4710 000-999, München (0)89 99998 000-999.
+FICTIONAL_PHONE_BLOCKS = ("+493023125", "+496990009", "+494066969", "+492214710", "+498999998")
+FICTIONAL_PHONES = 1000 * len(FICTIONAL_PHONE_BLOCKS)
+
+PhoneNumbers = Callable[[int], "str | None"]  # the k-th person with a phone -> their number (None: no phone)
+
+
+def fictional_phone(k: int) -> str | None:
+    """The ``k``-th number reserved for fiction (E.164), or None once all 5,000 are given out."""
+    if not 0 <= k < FICTIONAL_PHONES:
+        return None
+    return f"{FICTIONAL_PHONE_BLOCKS[k % len(FICTIONAL_PHONE_BLOCKS)]}{k // len(FICTIONAL_PHONE_BLOCKS):03d}"
+
+
+def synthetic_phone(k: int) -> str:
+    """Numbers for load tests of any size (E.164, unique per person); only the demo is shown to people, and it
+    uses :func:`fictional_phone`."""
+    return f"+1{200 + (k // 10000) % 700:03d}555{k % 10000:04d}"
+
+
+def person_traits(i: int, rng: random.Random, phone: Callable[[], str | None] | None = None) -> dict[str, str]:
+    """Name, email and (for about half of the people) a phone number from ``phone()``."""
     first, last = rng.choice(FIRST), rng.choice(LAST)
     traits = {"first_name": first, "last_name": last,
               "email": f"{first}.{last}.{i}@example.com".lower().replace("ü", "u")}
     if rng.random() < 0.5:
-        traits["phone"] = f"+1{200 + (i // 10000) % 700:03d}555{i % 10000:04d}"
+        number = phone() if phone else synthetic_phone(i)
+        if number:
+            traits["phone"] = number
     return traits
 
 
 def journeys(*, people: int, seed: int, channels: Channels, start: datetime, days: int = 90,
-             skus: list[str] | None = None, events_per_person: float = 5.0) -> Iterator[Message]:
-    """Messages of ``people`` persons, person by person (callers sort by time if they need to)."""
+             skus: list[str] | None = None, events_per_person: float = 5.0,
+             phones: PhoneNumbers | None = None) -> Iterator[Message]:
+    """Messages of ``people`` persons, person by person (callers sort by time if they need to).
+
+    ``phones`` numbers the people who give a phone number, in order (the demo passes :func:`fictional_phone`);
+    by default :func:`synthetic_phone` of the person's index. ``Order Completed`` carries the basket
+    (``products``: sku and quantity) without prices: the demo prices it as the channel would (``build``).
+    """
     rng = random.Random(seed)
     skus = skus or [f"SKU-{n:04d}" for n in range(1, 301)]
+    given = 0
+
+    def next_phone() -> str | None:
+        nonlocal given
+        given += 1
+        return phones(given - 1) if phones else None
+
     for i in range(people):
-        yield from _person(i, rng, channels, start, days, skus, events_per_person)
+        yield from _person(i, rng, channels, start, days, skus, events_per_person, next_phone if phones else None)
 
 
 def _person(i: int, rng: random.Random, ch: Channels, start: datetime, days: int, skus: list[str],
-            per_person: float) -> Iterator[Message]:
-    traits = person_traits(i, rng)
+            per_person: float, phone: Callable[[], str | None] | None) -> Iterator[Message]:
+    traits = person_traits(i, rng, phone)
     t = start + timedelta(minutes=rng.randrange(days * 24 * 60))
     n = 0
     budget = max(1, int(rng.expovariate(1 / per_person)))
@@ -106,8 +145,8 @@ def _person(i: int, rng: random.Random, ch: Channels, start: datetime, days: int
                        props={"sku": sku, "quantity": 1}, ctx=ctx)
             if rng.random() < 0.5:
                 yield make(src, "track", channel, anonymous_id=anon, uid=user_id, event="Order Completed",
-                           props={"order_id": f"o-{i}-{n}", "total": round(rng.uniform(15, 250), 2),
-                                  "currency": "EUR", "products": [{"sku": sku, "quantity": 1}]}, ctx=ctx)
+                           props={"order_id": f"o-{i}-{n}", "currency": "EUR",
+                                  "products": [{"sku": sku, "quantity": 1}]}, ctx=ctx)
         elif roll < 0.82:
             # a store visit: the loyalty card (or the email at the till) identifies them
             ids = [{"id": card, "type": "loyalty_card"}] if card else []
@@ -115,14 +154,20 @@ def _person(i: int, rng: random.Random, ch: Channels, start: datetime, days: int
             sid = (store[0], store[1])
             yield make(sid, "identify", "store", anonymous_id=pos_anon, store_code=store[2],
                        trait=None if card else {"email": traits["email"]}, ctx={"externalIds": ids})
+            basket = [sku] if rng.random() < 0.6 else sorted({sku, rng.choice(skus)})
             yield make(sid, "track", "store", anonymous_id=pos_anon, event="Order Completed", store_code=store[2],
-                       props={"order_id": f"pos-{i}-{n}", "total": round(rng.uniform(10, 180), 2),
-                              "currency": "EUR", "products": [{"sku": sku, "quantity": 1}]},
+                       props={"order_id": f"pos-{i}-{n}", "currency": "EUR",
+                              "products": [{"sku": s, "quantity": 1} for s in basket]},
                        ctx={"externalIds": ids})
         elif roll < 0.92 and "phone" in traits:
-            yield make(ch.call_center, "identify", "call_center", anonymous_id=f"call-{i}-{n}",
-                       trait={"phone": traits["phone"], "last_name": traits["last_name"]})
-            yield make(ch.call_center, "track", "call_center", anonymous_id=f"call-{i}-{n}",
+            # the agent finds the caller's account (caller id, then name and email to confirm): the call
+            # centre's system sends the account's user id and the email, so the call joins the caller's profile
+            # instead of starting an anonymous one; the phone number is linked to it on the way
+            # one id for the whole call (make() counts n up between the two messages)
+            call_id = f"call-{i}-{n}"
+            caller = {"phone": traits["phone"], "email": traits["email"], "last_name": traits["last_name"]}
+            yield make(ch.call_center, "identify", "call_center", anonymous_id=call_id, uid=user_id, trait=caller)
+            yield make(ch.call_center, "track", "call_center", anonymous_id=call_id, uid=user_id,
                        event="Call Completed", props={"reason": rng.choice(["order status", "returns", "sizing"])})
         elif "phone" in traits:
             wa = {"externalIds": [{"id": traits["phone"], "type": "whatsapp"}],
