@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.testclient import TestClient
 
 from omnijourney.db import Database
 from tests.conftest import make_key
 from tests.factories import msg, send, source
+from tests.factories_catalog import channel
 
 
 def journey(db: Database) -> None:
@@ -63,7 +66,7 @@ def test_merged_id_answers_with_survivor(client: TestClient, db: Database, admin
 
 
 def test_bad_queries(client: TestClient, db: Database, admin_headers: dict[str, str]) -> None:
-    r = client.get("/api/v1/customers", headers=admin_headers)
+    r = client.get("/api/v1/customers", params={"email": "a@b.co", "user_id": "u-1"}, headers=admin_headers)
     assert r.status_code == 422 and r.json()["field"] == "query"
     r = client.get("/api/v1/customers", params={"email": "not-an-email"}, headers=admin_headers)
     assert r.status_code == 422 and r.json()["field"] == "email"
@@ -73,3 +76,34 @@ def test_bad_queries(client: TestClient, db: Database, admin_headers: dict[str, 
     r = client.get("/api/v1/customers/nope/timeline", params={"limit": 0}, headers=admin_headers)
     assert r.status_code == 422 and r.json()["field"] == "limit"
     assert client.get("/api/v1/customers", params={"email": "a@b.co"}, headers=admin_headers).json() == []
+
+
+def test_timeline_filters_by_channel_kind_or_catalog_code(client: TestClient, db: Database,
+                                                          admin_headers: dict[str, str]) -> None:
+    journey(db)
+    channel(db, "web", "web")
+    channel(db, "S7", "store", address="Hauptstr. 7", latitude=52.5, longitude=13.4)
+    channel(db, "S8", "store", address="Hauptstr. 8", latitude=52.5, longitude=13.4)
+    cid = client.get("/api/v1/customers", params={"user_id": "u-9"}, headers=admin_headers).json()[0]["id"]
+
+    def timeline(**params: str) -> tuple[int, Any]:
+        r = client.get(f"/api/v1/customers/{cid}/timeline", params=params, headers=admin_headers)
+        return r.status_code, r.json()
+
+    def events(**params: str) -> list[tuple[str, str | None]]:
+        status, body = timeline(**params)
+        assert status == 200, body
+        return [(e["channel"], e["store"]) for e in body["items"]]
+
+    assert events(channel="store") == [("store", "S7")] * 2
+    assert events(channel_code="S7") == [("store", "S7")] * 2
+    assert events(channel_code="S8") == []  # a store known to the catalog where this person never went
+    assert events(channel_code="web") == [("web", None)] * 3
+    assert events(channel="web", channel_code="S7") == []
+    # a code where a kind belongs, a kind where a code belongs, unknown values: 422 naming the field and the choices
+    for params, field, hint in [({"channel": "fax"}, "channel", "call_center"), ({"channel": "S7"}, "channel", "web"),
+                                ({"channel_code": "call_center"}, "channel_code", "S7, S8, web"),
+                                ({"type": "fax"}, "type", "identify")]:
+        status, body = timeline(**params)
+        assert (status, body["field"]) == (422, field), params
+        assert hint in body["message"], body

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
+import orjson
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from omnijourney.auth.service import Principal, authenticate, check, hash_key
+from omnijourney.auth.service import Principal, authenticate, check
 from omnijourney.config import Settings
+from omnijourney.core.text import NUL, nul_error, nul_path
 from omnijourney.db import Database
-
-_KEY_TTL_S = 10.0  # a revoked key stops working within this many seconds
 
 
 def get_db(request: Request) -> Database:
@@ -43,25 +42,44 @@ def _bearer(request: Request) -> str | None:
 
 
 def current_principal(request: Request) -> Principal:
-    """Who is calling, from ``Authorization: Bearer <key>`` (cached briefly per process)."""
+    """Who is calling, from ``Authorization: Bearer <key>``, read on every request: one probe of the unique index
+    of key hashes, so a revoked key stops working at once in every server process (no per-process cache)."""
     key = _bearer(request)
-    cache: dict[str, tuple[float, Principal]] = request.app.state.key_cache
-    if key:
-        hit = cache.get(hash_key(key))
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
     with request.app.state.db.transaction(write=False) as session:
-        principal = authenticate(session, key)
-    assert key is not None
-    cache[hash_key(key)] = (time.monotonic() + _KEY_TTL_S, principal)
-    return principal
+        return authenticate(session, key)
+
+
+async def reject_nul(request: Request) -> None:
+    """Answer 422 naming the field when a path or query parameter, or any string (or key) of a JSON body, holds the
+    NUL character: PostgreSQL cannot store it, and one check here spares every schema and route its own."""
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and NUL in value:
+            raise nul_error(name)
+    for name, value in request.query_params.multi_items():
+        if NUL in value:
+            raise nul_error(name)
+    body = await request.body()  # FastAPI has read it already for routes with a body: cached, no second read
+    # JSON carries NUL only as the escape \u0000 (a raw control character is invalid JSON, refused upstream), so
+    # bodies without those six bytes, nearly all, are not decoded again
+    if b"\\u0000" in body:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return  # not JSON: the route's own validation answers
+        path = nul_path(data)
+        if path is not None:
+            raise nul_error(".".join(map(str, path)) or "body")
 
 
 def require(scope: str) -> Callable[..., Principal]:
-    """A dependency that admits callers whose key grants ``scope`` (401 without key, 403 without scope)."""
+    """A dependency that admits callers whose key grants ``scope`` (401 without key, 403 without scope).
 
-    def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    Every ``/api/v1`` route takes it, so it also refuses text no database can store (:func:`reject_nul`), after
+    the permission check: a caller without the scope learns nothing about its input."""
+
+    async def dependency(request: Request, principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         check(principal, scope)
+        await reject_nul(request)
         return principal
 
     dependency.__name__ = f"require_{scope.replace(':', '_')}"

@@ -5,17 +5,66 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Integer, String
+from sqlalchemy import Index, Integer, String, text
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.functions import FunctionElement
 
 from omnijourney.core.types import BigIntPK, JSONType, UTCDateTime
 from omnijourney.db import Base
+
+NAME_TRAITS = ("first_name", "last_name", "name")
+
+
+class NameKey(FunctionElement[str]):
+    """A name trait of a profile, lower-cased, as the name indexes hold it: the same construct in the index and in
+    the search (``customers.service.search``), so each engine's planner sees one expression."""
+
+    type = String()
+    inherit_cache = True
+    name = "name_key"
+
+    def __init__(self, trait: str) -> None:
+        if trait not in NAME_TRAITS:
+            raise ValueError(trait)
+        self.trait = trait
+        super().__init__()
+
+
+@compiles(NameKey, "postgresql")
+def _name_key_pg(element: NameKey, compiler: Any, **kw: Any) -> str:
+    return f"lower(traits ->> '{element.trait}')"
+
+
+@compiles(NameKey, "sqlite")
+def _name_key_sqlite(element: NameKey, compiler: Any, **kw: Any) -> str:
+    return f"lower(json_extract(traits, '$.{element.trait}'))"
+
+
+def name_present(trait: str, dialect: str) -> str:
+    """The SQL condition of the index of ``trait``: the profile has the trait (most profiles are anonymous visitors
+    and stay out of the index)."""
+    if dialect == "postgresql":
+        return f"(traits ->> '{trait}') IS NOT NULL"
+    return f"json_extract(traits, '$.{trait}') IS NOT NULL"
+
+
+def _name_index(trait: str) -> Index:
+    return Index(f"ix_customers_{trait}", NameKey(trait),
+                 postgresql_where=text(name_present(trait, "postgresql")),
+                 sqlite_where=text(name_present(trait, "sqlite")))
 
 
 class Customer(Base):
     """A person. ``merged_into`` is set when the profile was merged into another (the survivor)."""
 
     __tablename__ = "customers"
+    __table_args__ = (
+        # the customer list, newest first (customers.service.search); merged profiles are never listed
+        # (SQLite: the whole table, as its planner would not take a partial index here for what it is)
+        Index("ix_customers_newest", "created_at", "id", postgresql_where=text("merged_into IS NULL")),
+        *(_name_index(trait) for trait in NAME_TRAITS),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     merged_into: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
