@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from omnijourney import __version__
+from omnijourney.api.idempotency import Replay, replay_response
 from omnijourney.api.openapi import install as install_openapi
 from omnijourney.config import Settings, get_settings
 from omnijourney.core.errors import OmniError, TooBusy
@@ -46,6 +47,10 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     async def _omni_error(_: Request, exc: OmniError) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooBusy) else None
         return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(Replay)
+    async def _replay(_: Request, exc: Replay) -> JSONResponse:
+        return replay_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Integer, String, delete
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from omnijourney import jobs
+from omnijourney.core.time import utcnow
 from omnijourney.core.types import JSONType, UTCDateTime
 from omnijourney.db import Base
+
+KEEP = timedelta(hours=24)
+PRUNE_JOB = "api.prune_idempotency_keys"
 
 
 class IdempotentRequest(Base):
     """The answer given to a request sent with an ``Idempotency-Key``: a retry with the same key (and the same
-    body) gets it again instead of changing anything a second time. Kept for ``api.idempotency.KEEP``."""
+    body) gets it again instead of changing anything a second time. Kept for :data:`KEEP`."""
 
     __tablename__ = "idempotent_requests"
 
@@ -25,3 +30,9 @@ class IdempotentRequest(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     body: Mapped[Any] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+@jobs.handler(PRUNE_JOB)
+def prune(session: Session, _args: dict[str, Any]) -> None:
+    """Forget answers older than :data:`KEEP`."""
+    session.execute(delete(IdempotentRequest).where(IdempotentRequest.created_at < utcnow() - KEEP))
