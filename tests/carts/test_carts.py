@@ -100,13 +100,13 @@ def test_change_remove_and_view_events(client: TestClient, shop: Database, admin
     r = client.patch(f"/api/v1/carts/{cart['id']}/lines/TEE-S", json={"quantity": 1, "channel": "store-12"},
                      headers=admin_headers)
     assert r.json()["lines"][0]["quantity"] == 1
-    client.get(f"/api/v1/carts/{cart['id']}?channel=store-12", headers=admin_headers)
+    # staff (an API key) reading the cart is not the customer doing anything: no event on their timeline
+    assert client.get(f"/api/v1/carts/{cart['id']}?channel=store-12", headers=admin_headers).status_code == 200
     r = client.delete(f"/api/v1/carts/{cart['id']}/lines/TEE-S?channel=web", headers=admin_headers)
     assert (r.json()["lines"], r.json()["version"]) == ([], 4)
     got = [(e[0], e[1], e[4], e[5].get("sku"), e[5].get("quantity")) for e in events(shop)]
     assert got == [("Product Added", "web", "anon-1", "TEE-S", 4), ("Product Removed", "store", "anon-1", "TEE-S", 3),
-                   ("Cart Viewed", "store", "anon-1", None, None), ("Product Removed", "web", "anon-1", "TEE-S", 1)]
-    assert events(shop)[2][5]["products"][0]["quantity"] == 1
+                   ("Product Removed", "web", "anon-1", "TEE-S", 1)]
 
 
 def test_bad_input_leaves_the_cart_unchanged(client: TestClient, shop: Database,

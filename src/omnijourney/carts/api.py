@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from omnijourney.api.deps import DatabaseDep, SessionDep, SettingsDep, require
+from omnijourney.api.deps import SessionDep, SettingsDep, require
+from omnijourney.api.idempotency import IdempotencyDep
 from omnijourney.auth.service import Principal
 from omnijourney.carts import handoff, service, vouchers
 from omnijourney.carts.models import Cart
@@ -58,13 +59,15 @@ def _summary(c: Cart) -> CartSummary:
 
 @router.post("", response_model=CartRead, status_code=201,
              responses={200: {"description": "the owner's active cart existed already"}})
-def open_cart(body: CartCreate, session: SessionDep, response: Response, _: CanWrite) -> CartRead:
+def open_cart(body: CartCreate, session: SessionDep, response: Response, idem: IdempotencyDep,
+              _: CanWrite) -> CartRead:
     """The customer's (or anonymous id's) active cart: 201 when created now, 200 when it existed."""
     cart, created = service.open_cart(session, channel_code=body.channel, customer_id=body.customer_id,
                                       anonymous_id=body.anonymous_id, currency=body.currency)
     if not created:
         response.status_code = 200
-    return _read(service.cart_view(session, cart_id=cart.id, channel_code=body.channel))
+    return idem.done(_read(service.cart_view(session, cart_id=cart.id, channel_code=body.channel)),
+                     response.status_code or 201)
 
 
 @router.get("", response_model=CartPage)
@@ -96,67 +99,69 @@ def claim_handoff(code: str, body: HandoffClaim, session: SessionDep, _: CanWrit
 
 
 @router.get("/{cart_id}", response_model=CartRead)
-def get_cart(cart_id: str, db: DatabaseDep, _: CanRead,
-             channel: Annotated[str | None, Query(description="records Cart Viewed in this channel")] = None,
+def get_cart(cart_id: str, session: SessionDep, _: CanRead,
+             channel: Annotated[str | None, Query(description="quote it as this channel would (default: the "
+                                                              "channel it was last changed in)")] = None,
              ) -> CartRead:
-    """The cart re-quoted now. With ``channel``, the read is recorded as "Cart Viewed" in that channel."""
-    # its own transaction: a write one only when the view is recorded (SQLite must not upgrade a read lock)
-    with db.transaction(write=channel is not None) as session:
-        view = service.cart_view(session, cart_id=cart_id, channel_code=channel)
-        if channel is not None:
-            service.record_view(session, view=view, channel_code=channel)
-        return _read(view)
+    """The cart re-quoted now. Reading is not customer activity: nothing is written on the timeline (a channel
+    that shows the cart to its customer sends "Cart Viewed" through the tracking API, as any Segment source)."""
+    return _read(service.cart_view(session, cart_id=cart_id, channel_code=channel))
 
 
 @router.post("/{cart_id}/lines", response_model=CartRead)
-def add_line(cart_id: str, body: CartLineCreate, session: SessionDep, _: CanWrite) -> CartRead:
-    """Add a quantity of a SKU in a channel (summed with an existing line)."""
-    return _read(service.add_line(session, cart_id=cart_id, sku=body.sku, quantity=body.quantity,
+def add_line(cart_id: str, body: CartLineCreate, session: SessionDep, idem: IdempotencyDep,
+             _: CanWrite) -> CartRead:
+    """Add a quantity of a SKU in a channel (summed with an existing line). Send an ``Idempotency-Key`` to make
+    a retry safe: without one, a retried add adds again."""
+    return idem.done(_read(service.add_line(session, cart_id=cart_id, sku=body.sku, quantity=body.quantity,
                                   channel_code=body.channel, currency=body.currency,
-                                  expected_version=body.expected_version))
+                                  expected_version=body.expected_version)))
 
 
 @router.patch("/{cart_id}/lines/{sku}", response_model=CartRead)
-def set_quantity(cart_id: str, sku: str, body: CartLineUpdate, session: SessionDep, _: CanWrite) -> CartRead:
-    return _read(service.set_quantity(session, cart_id=cart_id, sku=sku, quantity=body.quantity,
-                                      channel_code=body.channel, expected_version=body.expected_version))
+def set_quantity(cart_id: str, sku: str, body: CartLineUpdate, session: SessionDep, idem: IdempotencyDep,
+                 _: CanWrite) -> CartRead:
+    return idem.done(_read(service.set_quantity(session, cart_id=cart_id, sku=sku, quantity=body.quantity,
+                                                channel_code=body.channel, expected_version=body.expected_version)))
 
 
 @router.delete("/{cart_id}/lines/{sku}", response_model=CartRead)
-def remove_line(cart_id: str, sku: str, channel: str, session: SessionDep, _: CanWrite,
+def remove_line(cart_id: str, sku: str, channel: str, session: SessionDep, idem: IdempotencyDep, _: CanWrite,
                 expected_version: int | None = None) -> CartRead:
-    return _read(service.remove_line(session, cart_id=cart_id, sku=sku, channel_code=channel,
-                                     expected_version=expected_version))
+    return idem.done(_read(service.remove_line(session, cart_id=cart_id, sku=sku, channel_code=channel,
+                                               expected_version=expected_version)))
 
 
 @router.post("/{cart_id}/vouchers", response_model=CartRead)
-def add_voucher(cart_id: str, body: VoucherCreate, session: SessionDep, _: CanWrite) -> CartRead:
+def add_voucher(cart_id: str, body: VoucherCreate, session: SessionDep, idem: IdempotencyDep,
+                _: CanWrite) -> CartRead:
     """Enter a voucher code; refused (cart unchanged) when it is unknown, expired, exhausted or used up by the
     customer, with the engine's reason code."""
-    return _read(vouchers.add_voucher(session, cart_id=cart_id, code=body.code, channel_code=body.channel,
-                                      expected_version=body.expected_version))
+    return idem.done(_read(vouchers.add_voucher(session, cart_id=cart_id, code=body.code, channel_code=body.channel,
+                                                expected_version=body.expected_version)))
 
 
 @router.delete("/{cart_id}/vouchers/{code}", response_model=CartRead)
-def remove_voucher(cart_id: str, code: str, channel: str, session: SessionDep, _: CanWrite,
+def remove_voucher(cart_id: str, code: str, channel: str, session: SessionDep, idem: IdempotencyDep, _: CanWrite,
                    expected_version: int | None = None) -> CartRead:
-    return _read(vouchers.remove_voucher(session, cart_id=cart_id, code=code, channel_code=channel,
-                                         expected_version=expected_version))
+    return idem.done(_read(vouchers.remove_voucher(session, cart_id=cart_id, code=code, channel_code=channel,
+                                                   expected_version=expected_version)))
 
 
 @router.post("/{cart_id}/assign", response_model=CartRead)
-def assign(cart_id: str, body: CartAssign, session: SessionDep, _: CanWrite) -> CartRead:
+def assign(cart_id: str, body: CartAssign, session: SessionDep, idem: IdempotencyDep, _: CanWrite) -> CartRead:
     """On login: the anonymous cart becomes the customer's, merged into their active cart if they have one
     (quantities summed per SKU, capped at 999; the customer's cart keeps its id)."""
-    return _read(service.assign(session, cart_id=cart_id, customer_id=body.customer_id, channel_code=body.channel))
+    return idem.done(_read(service.assign(session, cart_id=cart_id, customer_id=body.customer_id,
+                                          channel_code=body.channel)))
 
 
 @router.post("/{cart_id}/handoff", response_model=HandoffRead, status_code=201)
 def create_handoff(cart_id: str, body: HandoffCreate, session: SessionDep, settings: SettingsDep,
-                   _: CanWrite) -> HandoffRead:
+                   idem: IdempotencyDep, _: CanWrite) -> HandoffRead:
     """A short single-use code and its QR code that open this cart on another device or in a POS."""
     row = handoff.create_handoff(session, cart_id=cart_id, channel_code=body.channel, ttl_seconds=body.ttl_seconds)
     target = handoff.link(row.code, settings.public_url)
-    return HandoffRead(code=row.code, cart_id=row.cart_id, expires_at=row.expires_at, link=target,
+    return idem.done(HandoffRead(code=row.code, cart_id=row.cart_id, expires_at=row.expires_at, link=target,
                        svg_url=f"/api/v1/carts/handoff/{row.code}.svg", png_url=f"/api/v1/carts/handoff/{row.code}.png",
-                       png_data_uri=handoff.qr_png_data_uri(target))
+                       png_data_uri=handoff.qr_png_data_uri(target)), 201)
