@@ -123,3 +123,47 @@ def test_two_assigns_of_one_anonymous_cart_cannot_both_win(db: Database) -> None
     with db.transaction(write=False) as s:
         assert s.get(Cart, cart.id).customer_id == first
         assert s.scalar(select(Cart.id).where(Cart.customer_id == second)) is None
+
+
+def test_an_anonymous_cart_opened_during_the_login_is_adopted(db: Database) -> None:
+    fc.shop(db)
+    web = source(db, "web")
+    send(db, msg(web, "identify", user_id="u-7", anonymous_id="phone-1", minutes=0))
+    send(db, msg(web, "page", anonymous_id="laptop-1", minutes=1))
+    # the laptop opens its cart (not committed yet) ...
+    laptop = db.begin()
+    cart, created = service.open_cart(laptop, channel_code="web", anonymous_id="laptop-1")
+    service.add_line(laptop, cart_id=cart.id, sku="TEE-M", quantity=1, channel_code="web")
+    assert created
+    # ... while the login on the laptop is ingested: it cannot see the cart, and does not wait for it
+    send(db, msg(web, "identify", user_id="u-7", anonymous_id="laptop-1", minutes=2))
+    laptop.commit()
+    laptop.close()
+    run_jobs(db)
+    with db.transaction(write=False) as s:
+        assert s.get(Cart, cart.id).customer_id == customer_of(db, "user_id", "u-7")
+
+
+def test_a_group_committed_batch_is_stored_whatever_the_carts_do(db: Database, live_server: str) -> None:
+    import httpx
+
+    web, survivor, merged = _two_profiles(db)
+    till = db.begin()  # a cart change of the profile about to be merged, holding its locks
+    cart, _ = service.open_cart(till, channel_code="store-12", customer_id=merged)
+    service.add_line(till, cart_id=cart.id, sku="TEE-M", quantity=1, channel_code="store-12")
+    batch = {"batch": [
+        {"type": "identify", "userId": "u-1", "messageId": "m-login",
+         "context": {"externalIds": [{"id": "LC-1", "type": "loyalty_card"}]}},
+        *({"type": "track", "event": "Product Viewed", "anonymousId": f"v-{i}", "messageId": f"m-{i}"}
+          for i in range(3)),
+    ]}
+    with httpx.Client(base_url=live_server, auth=(web.write_key, ""), timeout=10) as http:
+        answer = http.post("/v1/batch", json=batch)
+    assert answer.status_code == 200, answer.text
+    till.commit()
+    till.close()
+    run_jobs(db)
+    with db.transaction(write=False) as s:
+        stored = set(s.scalars(select(Event.message_id).where(Event.source_id == web.id)))
+        assert {"m-login", "m-0", "m-1", "m-2"} <= stored
+        assert s.get(Cart, cart.id).customer_id == survivor

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from omnijourney import locks
+from omnijourney import jobs, locks
 from omnijourney.carts.models import Cart, CartLine
 from omnijourney.carts.quote import CartQuote, QuotedLine, quote_cart
 from omnijourney.catalog import service as catalog
@@ -29,7 +29,7 @@ from omnijourney.catalog.models import Channel
 from omnijourney.core.errors import Conflict, Invalid, NotFound
 from omnijourney.core.ids import new_id
 from omnijourney.core.time import utcnow
-from omnijourney.customers.hooks import on_known, on_merge
+from omnijourney.customers.hooks import KNOWN_TYPES, on_known, on_merge
 from omnijourney.customers.models import Identity
 from omnijourney.customers.service import survivor
 from omnijourney.db import select_pairs
@@ -37,6 +37,7 @@ from omnijourney.tracking import timeline
 
 MAX_QUANTITY = 999  # per line: more is a typo or abuse, not a shopper
 MAX_LINES = 100
+ADOPT_JOB = "carts.adopt_if_known"
 
 
 @dataclass(slots=True)
@@ -224,6 +225,9 @@ def open_cart(session: Session, *, channel_code: str, customer_id: str | None = 
             if existing is None:
                 raise
         else:
+            if owner is None:
+                # a login being resolved right now cannot see this cart before it commits: look again after
+                jobs.enqueue(session, ADOPT_JOB, {"cart_id": cart.id})
             return cart, True
     if currency is not None and currency != existing.currency:
         raise Invalid(f"the active cart is in {existing.currency}, not {currency}", field="currency",
@@ -442,6 +446,25 @@ def _with_open_anonymous_carts(session: Session, anonymous_ids: dict[str, list[s
     for cid, anon in rows:
         out.setdefault(cid, []).append(anon)
     return out
+
+
+@jobs.handler(ADOPT_JOB, backoff_s=1.0)
+def adopt_if_known(session: Session, args: dict[str, Any]) -> None:
+    """A new anonymous cart whose visitor is known is theirs: the login may have been resolved while the cart was
+    being opened, and its own adoption (``adopt_anonymous_carts``) could not see the cart. An anonymous id stays
+    the same device's until the channel resets it at logout (Segment's ``analytics.reset()``)."""
+    cart = session.get(Cart, args["cart_id"])
+    if cart is None or cart.status != "active" or cart.customer_id is not None or cart.anonymous_id is None:
+        return
+    owner = session.scalar(select(Identity.customer_id).where(Identity.type == "anonymous_id",
+                                                              Identity.value == cart.anonymous_id))
+    if owner is None:
+        return
+    owner = survivor(session, owner).id
+    known = session.scalar(select(Identity.type).where(Identity.customer_id == owner,
+                                                       Identity.type.in_(sorted(KNOWN_TYPES))).limit(1))
+    if known is not None:
+        assign(session, cart_id=cart.id, customer_id=owner, channel_code=cart.channel_code)
 
 
 @on_known(interested=_with_open_anonymous_carts)
