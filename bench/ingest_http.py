@@ -8,6 +8,11 @@ every acknowledged event was stored.
 
     .venv/bin/python bench/ingest_http.py --db postgresql --workers 2 --events 200000
     .venv/bin/python bench/ingest_http.py --db sqlite --events 50000
+    .venv/bin/python bench/ingest_http.py --db postgresql --events 200000 --follow-feed   # + the feed's lag
+
+With ``--follow-feed`` a consumer reads the event feed (``tracking.feed``) during the load, as analytics sync
+would (whole pages at once, then a 200 ms pause), and reports how far behind ``received_at`` each event was
+delivered, and that every stored event was delivered exactly once.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="uvicorn processes")
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--port", type=int, default=8123)
+    ap.add_argument("--follow-feed", action="store_true", help="read the event feed during the load")
     args = ap.parse_args()
 
     db = fresh_database(args.db)
@@ -84,7 +90,10 @@ def main() -> None:
     url = db.engine.url.render_as_string(hide_password=False)
     db.dispose()
 
+    follower = FeedFollower(url) if args.follow_feed else None
     with omni_server(url, args.port, args.workers):
+        if follower is not None:
+            follower.start()
         auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
         headers = {"Content-Type": "application/json", "Authorization": auth}
         lock = threading.Lock()
@@ -122,6 +131,8 @@ def main() -> None:
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - start
+    if follower is not None:
+        follower.stop()
     from omnijourney.db import Database
 
     check = Database(url)
@@ -139,8 +150,66 @@ def main() -> None:
           f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.0f} ms")
     print(f"stored {stored:,} events, {resolved:,} resolved to a profile")
     print(f"sustained: events/s in each tenth of the run: {' '.join(rates(done_at, start, elapsed))}")
+    if follower is not None:
+        follower.report(stored)
     if stored != sent:
         raise SystemExit(f"LOST EVENTS: sent {sent}, stored {stored}")
+
+
+class FeedFollower:
+    """A feed consumer in a thread: pages until the feed is caught up, pauses 200 ms, again."""
+
+    def __init__(self, url: str) -> None:
+        from omnijourney.db import Database
+
+        self.db = Database(url)
+        self.cursor: str | None = None
+        self.ids: set[int] = set()
+        self.repeats = 0
+        self.lags: list[float] = []
+        self.reads = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _catch_up(self) -> None:
+        from omnijourney.tracking import feed
+
+        while True:
+            with self.db.transaction(write=False) as s:
+                page = feed.read(s, cursor=self.cursor, limit=1000)
+            self.reads += 1
+            now = datetime.now(UTC)
+            for e in page.events:
+                if e["id"] in self.ids:
+                    self.repeats += 1
+                self.ids.add(e["id"])
+                self.lags.append((now - e["received_at"]).total_seconds())
+            self.cursor = page.cursor
+            if not page.more:
+                return
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._catch_up()
+            self._stop.wait(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._catch_up()  # what committed at the very end
+
+    def report(self, stored: int) -> None:
+        lags = sorted(self.lags)
+        pick = lambda q: lags[min(len(lags) - 1, int(len(lags) * q))] * 1000  # noqa: E731
+        print(f"feed: {len(self.ids):,} events delivered in {self.reads:,} reads, {self.repeats} repeated; lag behind "
+              f"received_at p50 {pick(0.5):.0f} ms, p99 {pick(0.99):.0f} ms, max {lags[-1] * 1000:.0f} ms "
+              f"(includes each batch's own time to commit)")
+        self.db.dispose()
+        if len(self.ids) != stored or self.repeats:
+            raise SystemExit(f"FEED WRONG: stored {stored:,}, delivered {len(self.ids):,}, repeats {self.repeats}")
 
 
 def rates(done_at: list[tuple[float, int]], start: float, elapsed: float, parts: int = 10) -> list[str]:
