@@ -13,12 +13,15 @@ from rich.table import Table
 jobs_app = typer.Typer(help="Background work: what is pending, running and failed; retry or discard it.",
                        invoke_without_command=True)
 console = Console()
+err = Console(stderr=True)
 
 
 def _db():
+    from omnijourney.cli import use_database
     from omnijourney.config import Settings
     from omnijourney.db import Database
 
+    use_database()  # the database every `omni` command uses (said on stderr); no SQLite file is created
     return Database(Settings().database_url)
 
 
@@ -38,7 +41,7 @@ def jobs(ctx: typer.Context,
         try:
             rows = service.list_jobs(session, status=status, kind_name=kind, limit=limit)
         except OmniError as exc:
-            console.print(f"[red]error:[/red] {exc.message}")
+            err.print(f"[red]error:[/red] {exc.message}", highlight=False)
             raise typer.Exit(2) from None
         summary = Table("kind", "status", "jobs", "next due", title="Background work")
         for s in counts:
@@ -54,34 +57,29 @@ def jobs(ctx: typer.Context,
             console.print(table)
 
 
-@jobs_app.command("retry")
-def retry(job_id: Annotated[int, typer.Argument(help="a failed job's id")]) -> None:
-    """Run a failed job again now."""
+def _operate(action: str, job_id: int, done: str) -> None:
     from omnijourney.core.errors import OmniError
     from omnijourney.jobs import service
 
     try:
         with _db().transaction() as session:
-            service.retry(session, job_id)
+            getattr(service, action)(session, job_id)
     except OmniError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(1) from None
-    console.print(f"job {job_id} will run again now")
+    console.print(f"job {job_id} {done}")
+
+
+@jobs_app.command("retry")
+def retry(job_id: Annotated[int, typer.Argument(help="a failed job's id")]) -> None:
+    """Run a failed job again now."""
+    _operate("retry", job_id, "will run again now")
 
 
 @jobs_app.command("discard")
 def discard(job_id: Annotated[int, typer.Argument(help="a failed or pending job's id")]) -> None:
     """Drop a job that is not running."""
-    from omnijourney.core.errors import OmniError
-    from omnijourney.jobs import service
-
-    try:
-        with _db().transaction() as session:
-            service.discard(session, job_id)
-    except OmniError as exc:
-        console.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(1) from None
-    console.print(f"job {job_id} discarded")
+    _operate("discard", job_id, "discarded")
 
 
 def worker(threads: Annotated[int, typer.Option(help="worker threads in this process")] = 1,
@@ -94,8 +92,8 @@ def worker(threads: Annotated[int, typer.Option(help="worker threads in this pro
     from omnijourney.config import Settings
     from omnijourney.jobs.worker import Worker
 
-    settings = Settings()
     db = _db()
+    settings = Settings()
     workers = [Worker(db, batch=batch, poll_s=settings.jobs.poll_s, lease_s=settings.jobs.lease_s).start()
                for _ in range(threads)]
     console.print(f"{threads} worker(s) on {db.engine.url.render_as_string(hide_password=True)}; Ctrl-C stops")
