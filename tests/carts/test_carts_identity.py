@@ -7,19 +7,28 @@ from sqlalchemy import select
 
 from omnijourney.carts.models import Cart
 from omnijourney.db import Database
+from omnijourney.tracking.models import Source
 from tests import factories_catalog as fc
 from tests.carts.test_carts import add, lines, open_cart
 from tests.customers.test_identity import customer_of
 from tests.factories import msg, run_jobs, send, source
 
 
-def test_two_profiles_carts_become_one(client: TestClient, db: Database, admin_headers: dict[str, str]) -> None:
+def two_profiles(db: Database) -> tuple[Source, str, str]:
+    """A shop, a web profile (user u-1) and a store profile (loyalty card LC-1): the same person, not yet known to
+    be; returns the web source and the two profile ids (the first will survive a merge)."""
     fc.shop(db)
     web, store = source(db, "web"), source(db, "store", store="store-12")
     send(db, msg(web, "identify", user_id="u-1", anonymous_id="w-1", minutes=0))
     send(db, msg(store, "identify", anonymous_id="pos-1", minutes=5,
                  context={"externalIds": [{"id": "LC-1", "type": "loyalty_card"}]}))
     first, second = customer_of(db, "user_id", "u-1"), customer_of(db, "loyalty_card", "LC-1")
+    assert first and second and first != second
+    return web, first, second
+
+
+def test_two_profiles_carts_become_one(client: TestClient, db: Database, admin_headers: dict[str, str]) -> None:
+    web, first, second = two_profiles(db)
     kept = open_cart(client, admin_headers, customer_id=first)["id"]
     other = open_cart(client, admin_headers, customer_id=second, channel="store-12")["id"]
     assert add(client, admin_headers, kept, "TEE-M", 1).status_code == 200

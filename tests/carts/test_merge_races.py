@@ -17,6 +17,7 @@ from omnijourney.core.errors import Conflict
 from omnijourney.db import Database
 from omnijourney.tracking.models import Event
 from tests import factories_catalog as fc
+from tests.carts.test_carts_identity import two_profiles
 from tests.customers.test_identity import customer_of
 from tests.factories import msg, run_jobs, send, source
 
@@ -56,19 +57,8 @@ class Background:
         return self.result
 
 
-def _two_profiles(db: Database) -> tuple[Any, str, str]:
-    fc.shop(db)
-    web, store = source(db, "web"), source(db, "store", store="store-12")
-    send(db, msg(web, "identify", user_id="u-1", anonymous_id="w-1", minutes=0))
-    send(db, msg(store, "identify", anonymous_id="pos-1", minutes=5,
-                 context={"externalIds": [{"id": "LC-1", "type": "loyalty_card"}]}))
-    survivor, merged = customer_of(db, "user_id", "u-1"), customer_of(db, "loyalty_card", "LC-1")
-    assert survivor and merged and survivor != merged
-    return web, survivor, merged
-
-
 def test_a_cart_written_while_its_owner_is_merged_ends_on_the_survivor(db: Database) -> None:
-    web, survivor, merged = _two_profiles(db)
+    web, survivor, merged = two_profiles(db)
     # the till opens a cart for the loyalty-card profile and adds a line, and has not committed yet ...
     till = db.begin()
     cart, _ = service.open_cart(till, channel_code="store-12", customer_id=merged)
@@ -93,7 +83,7 @@ def test_a_cart_written_while_its_owner_is_merged_ends_on_the_survivor(db: Datab
 
 
 def test_a_write_that_starts_after_the_merge_lands_on_the_survivor(db: Database) -> None:
-    web, survivor, merged = _two_profiles(db)
+    web, survivor, merged = two_profiles(db)
     send(db, msg(web, "identify", user_id="u-1", minutes=10,
                  context={"externalIds": [{"id": "LC-1", "type": "loyalty_card"}]}))
     with db.transaction() as s:  # the follow job has not run yet
@@ -102,7 +92,7 @@ def test_a_write_that_starts_after_the_merge_lands_on_the_survivor(db: Database)
 
 
 def test_two_assigns_of_one_anonymous_cart_cannot_both_win(db: Database) -> None:
-    _, first, second = _two_profiles(db)
+    _, first, second = two_profiles(db)
     with db.transaction() as s:
         cart, _ = service.open_cart(s, channel_code="web", anonymous_id="laptop-9")
         service.add_line(s, cart_id=cart.id, sku="TEE-M", quantity=1, channel_code="web")
@@ -147,7 +137,7 @@ def test_an_anonymous_cart_opened_during_the_login_is_adopted(db: Database) -> N
 def test_a_group_committed_batch_is_stored_whatever_the_carts_do(db: Database, live_server: str) -> None:
     import httpx
 
-    web, survivor, merged = _two_profiles(db)
+    web, survivor, merged = two_profiles(db)
     till = db.begin()  # a cart change of the profile about to be merged, holding its locks
     cart, _ = service.open_cart(till, channel_code="store-12", customer_id=merged)
     service.add_line(till, cart_id=cart.id, sku="TEE-M", quantity=1, channel_code="store-12")
