@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from omnijourney.jobs.cli import jobs_app, worker
 from omnijourney.pricing.cli import check_app
 
 if TYPE_CHECKING:
@@ -97,6 +98,8 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(keys_app, name="keys")
 app.add_typer(events_app, name="events")
 app.add_typer(check_app, name="check")
+app.add_typer(jobs_app, name="jobs")
+app.command("worker")(worker)
 
 
 @app.callback()

@@ -65,7 +65,7 @@ def _operate(action: str, job_id: int, done: str) -> None:
         with _db().transaction() as session:
             getattr(service, action)(session, job_id)
     except OmniError as exc:
-        console.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
         raise typer.Exit(1) from None
     console.print(f"job {job_id} {done}")
 

@@ -75,7 +75,8 @@ def enqueue(session: Session, name: str, args: dict[str, Any] | None = None, *, 
             delay_s: float = 0.0, unique_key: str | None = None) -> None:
     """Schedule a job of kind ``name`` in the caller's transaction, due at ``at`` (default now + ``delay_s``).
 
-    With ``unique_key``, enqueueing work that is already pending or running under that key does nothing.
+    With ``unique_key``, enqueueing work that is already pending, running or failed (waiting for an operator's
+    retry or discard) under that key does nothing; once that job is done, the key schedules new work again.
     """
     spec = kind(name)
     now = utcnow()
@@ -116,6 +117,12 @@ def on_enqueue(fn: Callable[[], None]) -> Callable[[], None]:
 def _wake() -> None:
     for fn in list(_wakers):
         fn()
+
+
+@handler("jobs.noop")
+def noop(session: Session, args: dict[str, Any]) -> None:
+    """A job that does nothing: smoke tests of a deployment's workers and benchmarks of the mechanism itself
+    (``bench/jobs.py``). Registered here so that every worker, whatever it imports, runs it."""
 
 
 # ---------------------------------------------------------------- what a worker does
