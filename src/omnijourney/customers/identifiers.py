@@ -27,10 +27,25 @@ MAX_VALUE_LEN = 320
 _MEMO_SIZE = 200_000
 
 
+# Characters no deliverable address holds outside a quoted local part (which nobody uses), whitespace included.
+_NOT_IN_EMAIL = frozenset(' \t\r\n\x0b\x0c<>()[],;:\\"')
+
+
 def normalise_email(value: str) -> str | None:
+    """The address lower-cased, or None when it is not one: a single ``@`` between a local part and a domain
+    of at least two non-empty labels, nothing an address cannot hold (spaces, brackets, commas...).
+
+    Deliberately a shape check, not RFC 5322: what it refuses cannot be delivered to, and what it lets
+    through is an identifier only, never mailed by this module.
+    """
     v = value.strip().lower()
     local, at, domain = v.partition("@")
-    return v if at and local and "." in domain and " " not in v else None
+    if not at or not local or "@" in domain or len(local) > 64:
+        return None
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(labels) or not _NOT_IN_EMAIL.isdisjoint(v):
+        return None
+    return v
 
 
 @lru_cache(maxsize=200_000)
@@ -69,6 +84,13 @@ def _normalise(id_type: str, raw: str, region: str) -> Identifier | None:
     value = raw.strip()
     if not value or len(value) > MAX_VALUE_LEN:
         return None
+    found = _normalise_value(id_type, value, region)
+    # the identities column's width: lower() and upper() may lengthen a value ("ß" -> "SS"), and social ids
+    # gain their network's prefix; a longer one would fail the whole batch's INSERT on PostgreSQL
+    return found if found is None or len(found[1]) <= MAX_VALUE_LEN else None
+
+
+def _normalise_value(id_type: str, value: str, region: str) -> Identifier | None:
     t = id_type.strip().lower().replace(" ", "_").replace("-", "_")
     if t in _EMAIL:
         v = normalise_email(value)
@@ -88,6 +110,38 @@ def _normalise(id_type: str, raw: str, region: str) -> Identifier | None:
     if t in ("device_id", "ios.id", "android.id", "ios_id", "android_id", "ios.idfv", "android.idfa"):
         return "device_id", value
     return t[:64], value
+
+
+def invalid_contact_traits(traits: dict[str, Any] | None, context: dict[str, Any] | None,
+                           region: str) -> list[tuple[str, str, Any]]:
+    """The email and phone traits of a message that are not an email address or a phone number, as
+    ``(field path, "email" or "phone", value)``: the ones :meth:`Extractor.extract` reads (an identify's
+    ``traits``, ``context.traits``, and ``context.externalIds`` of those types) and skips. They stay traits;
+    the tracking API shows them as warnings. Absent, null and empty values are not listed."""
+    found: list[tuple[str, str, Any]] = []
+    ctx = context or {}
+    for path, source in (("traits", traits), ("context.traits", ctx.get("traits"))):
+        if isinstance(source, dict):
+            for key in ("email", "phone"):
+                value = source.get(key)
+                if _unusable(key, value, region):
+                    found.append((f"{path}.{key}", key, value))
+    external = ctx.get("externalIds") or ctx.get("externalId")
+    if isinstance(external, list):
+        name = "externalIds" if ctx.get("externalIds") else "externalId"
+        for i, ext in enumerate(external):
+            if isinstance(ext, dict) and isinstance(ext.get("type"), str):
+                t = ext["type"].strip().lower().replace(" ", "_").replace("-", "_")
+                what = "email" if t in _EMAIL else "phone" if t in _PHONE or t in _WHATSAPP else None
+                if what and _unusable(t, ext.get("id"), region):
+                    found.append((f"context.{name}[{i}].id", what, ext.get("id")))
+    return found
+
+
+def _unusable(id_type: str, value: Any, region: str) -> bool:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return False  # absent: nothing to warn about
+    return normalise(id_type, value, region) is None
 
 
 def is_blocked(value: str, blocked: frozenset[str]) -> bool:

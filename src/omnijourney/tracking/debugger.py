@@ -7,6 +7,9 @@ could not see what went wrong, nor check that events arrive.
 * Rejections (``rejections``) are written only when a request had some, in one statement and their own
   short transaction outside the identity lock (``tracking/segment_api.py:_record_rejections``), and only
   the latest :data:`REJECTIONS_KEPT` per source are kept.
+* Warnings share the table: a row whose ``code`` starts with ``warning_`` is about a message that was
+  stored (an event time replaced by the clock-skew rule, an email or phone trait that is not one; see
+  ``tracking/segment.py``), written the same way, in the same statement as the request's rejections.
 * Events are read from ``events`` without an index of their own (it is the hottest insert path): a page is
   a backward range scan of the primary key over the latest :data:`EVENTS_WINDOW` ids, filtered by source.
 """
@@ -25,7 +28,7 @@ from sqlalchemy.orm import Session
 from omnijourney.core.cursors import bad_cursor, decode_cursor, encode_cursor
 from omnijourney.core.errors import Invalid
 from omnijourney.tracking.models import Event, RejectedMessage
-from omnijourney.tracking.segment import Rejection
+from omnijourney.tracking.segment import Rejection, printable
 from omnijourney.tracking.sources import get_source
 
 # The latest rejections kept per source: enough to see every kind of fault an integration makes, and a
@@ -69,11 +72,21 @@ def _cut(data: bytes) -> str:
 
 
 def rejection_rows(source_id: str, at: datetime, rejections: Sequence[Rejection]) -> list[dict[str, Any]]:
-    """The ``rejections`` rows of ``rejections`` refused at ``at``; pure, so callers build them before
-    they open a transaction. Within one request, the newest id goes to the last message."""
-    return [{"source_id": source_id, "at": at, "message_id": r.message_id, "code": r.code[:64],
-             "message": r.message, "field": r.field[:200] if r.field else None, "sample": sample_of(r.raw)}
+    """The ``rejections`` rows of ``rejections`` refused at ``at`` (warnings too: a ``warning_*`` code, the
+    message stored); pure, so callers build them before they open a transaction. Within one request, the
+    newest id goes to the last message.
+
+    The text columns get what PostgreSQL can store: a refused message's id or field may be the very NUL
+    character or half surrogate pair it was refused for, written here as an escape. The sample is JSON
+    (``json``, not ``jsonb``: it keeps ``\\u0000`` escapes), or a bounded rendering when orjson cannot write it.
+    """
+    return [{"source_id": source_id, "at": at, "message_id": _text(r.message_id, 200), "code": r.code[:64],
+             "message": printable(r.message), "field": _text(r.field, 200), "sample": sample_of(r.raw)}
             for r in rejections]
+
+
+def _text(value: str | None, width: int) -> str | None:
+    return printable(value)[:width] if value else None
 
 
 def record_rejections(session: Session, *, source_id: str, rows: Sequence[dict[str, Any]]) -> None:

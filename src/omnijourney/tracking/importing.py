@@ -17,15 +17,25 @@ live API, because these are historical messages:
   ``timestamp`` as written (Segment's ``/v1/import``: an archive's ``timestamp`` is already
   skew-corrected), else ``originalTimestamp`` corrected by ``receivedAt - sentAt`` when the message
   carries Segment's ``receivedAt``, else ``originalTimestamp`` as is, else ``receivedAt``, else now.
+* the clock-skew rule of the live API (``tracking/segment.py``) does not apply: old timestamps are the point
+  of an import. Only an event time no history can have is refused: after the import's time (plus
+  ``MAX_FUTURE_SKEW``) or before ``EARLIEST_EVENT_TIME`` (2000: zero dates of unset clocks, 1970-01-01,
+  0001-01-01). Such a message is stored at the ``receivedAt`` its archive line carries when that one is
+  plausible (what Segment itself would have stored; a ``warning_timestamp_*`` in the report), else
+  rejected as ``invalid_timestamp``: the import's own time would turn an old event into today's, which
+  is worse than a line listed for fixing.
 * a message without ``messageId`` gets one derived from its content, so re-running an import stores it
   once (two byte-identical messages without ids are therefore one).
 * no limit on the number of messages in a batch object.
+* any JSON value in any field rejects its message only, as in ``/v1/batch``; so do numbers beyond a 64-bit
+  float and escaped halves of surrogate pairs (:func:`omnijourney.tracking.segment.load_json`).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -40,14 +50,18 @@ import orjson
 
 from omnijourney.tracking.messages import Message
 from omnijourney.tracking.segment import (
-    MAX_ID_CHARS,
+    EARLIEST_EVENT_TIME,
+    MAX_FUTURE_SKEW,
     MAX_MESSAGE_BYTES,
+    MessageWarning,
     SegmentError,
     SourceRef,
     encoded,
     invalid_write_key,
+    load_json,
     object_field,
     parse_message,
+    reported_message_id,
     timestamp_field,
     too_large,
     write_key_from,
@@ -71,7 +85,7 @@ class Rejection:
     line: int | None  # 1-based line of an NDJSON file, or where a document failed to parse
     index: int | None  # position in a batch object or array
     message_id: str | None
-    code: str  # segment.py's codes, plus line_too_long and unreadable_file
+    code: str  # segment.py's codes (warning_* ones for warnings), plus line_too_long and unreadable_file
     message: str
     field: str | None = None
 
@@ -94,12 +108,20 @@ class ReadReport:
     rejections: list[Rejection] = field(default_factory=list)  # the first ``max_kept``
     bytes_read: int = 0  # of the files on disk (compressed bytes for gzip); for progress bars
     max_kept: int = MAX_KEPT_REJECTIONS
+    warned: int = 0  # warnings about imported messages (warning_* codes: the message is imported)
+    warnings: list[Rejection] = field(default_factory=list)  # the first ``max_kept``
 
     def reject(self, rejection: Rejection, count: int = 1) -> None:
         """Record ``rejection``, standing for ``count`` messages (a whole batch object may fail at once)."""
         self.rejected += count
         if len(self.rejections) < self.max_kept:
             self.rejections.append(rejection)
+
+    def warn(self, warning: Rejection) -> None:
+        """Record a warning about a message that is imported anyway."""
+        self.warned += 1
+        if len(self.warnings) < self.max_kept:
+            self.warnings.append(warning)
 
 
 @dataclass(slots=True)
@@ -128,8 +150,11 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
 
 
 def read_messages(paths: Iterable[Path], *, default_source: SourceRef | None,
-                  sources_by_key: Mapping[str, SourceRef], now: datetime, report: ReadReport) -> Iterator[Message]:
-    """Validated messages of ``paths`` (files, in order), streaming; rejections go to ``report``.
+                  sources_by_key: Mapping[str, SourceRef], now: datetime, report: ReadReport,
+                  region: str | None = None) -> Iterator[Message]:
+    """Validated messages of ``paths`` (files, in order), streaming; rejections and warnings go to ``report``
+    (email and phone traits that are not one are warned about when ``region``, the identity settings'
+    default region for phone numbers, is given).
 
     ``default_source`` (``--source``) receives every message; without it each message goes to the
     source of its ``writeKey`` (or its batch object's) looked up in ``sources_by_key``: none is a
@@ -138,7 +163,7 @@ def read_messages(paths: Iterable[Path], *, default_source: SourceRef | None,
     """
     for path in paths:
         reader = _FileReader(path, default_source=default_source, sources_by_key=sources_by_key, now=now,
-                             report=report)
+                             report=report, region=region)
         yield from reader.messages()
 
 
@@ -146,13 +171,15 @@ class _FileReader:
     """One file's messages; a class only to share the lookups between its steps."""
 
     def __init__(self, path: Path, *, default_source: SourceRef | None, sources_by_key: Mapping[str, SourceRef],
-                 now: datetime, report: ReadReport) -> None:
+                 now: datetime, report: ReadReport, region: str | None = None) -> None:
         self.path = path
         self.name = str(path)
         self.default_source = default_source
         self.sources_by_key = sources_by_key
         self.now = now
         self.report = report
+        self.region = region
+        self.found: list[MessageWarning] = []  # the current message's warnings
         self.base_bytes = report.bytes_read
         self.lineno = 0
 
@@ -207,8 +234,8 @@ class _FileReader:
 
     def _document(self, data: bytes) -> Iterator[Message]:
         try:
-            value = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
+            value = load_json(data)
+        except json.JSONDecodeError as exc:
             self.report.read += 1
             self.report.reject(Rejection(self.name, exc.lineno, None, None, "invalid_json",
                                          f"the file is neither NDJSON nor one JSON document: {exc}"))
@@ -217,8 +244,8 @@ class _FileReader:
 
     def _ndjson_line(self, lineno: int, line: bytes) -> Iterator[Message]:
         try:
-            value = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
+            value = load_json(line)
+        except json.JSONDecodeError as exc:
             self.report.read += 1
             self.report.reject(Rejection(self.name, lineno, None, None, "invalid_json",
                                          f"the line is not valid JSON: {exc}"))
@@ -253,12 +280,17 @@ class _FileReader:
 
     def _one(self, raw: Any, lineno: int | None, index: int | None, batch: _Batch) -> Iterator[Message]:
         self.report.read += 1
+        found = self.found
+        found.clear()
         try:
-            yield self._parse(raw, batch)
+            message = self._parse(raw, batch)
         except SegmentError as exc:
-            mid = raw.get("messageId") if isinstance(raw, dict) else None
-            mid = str(mid)[:MAX_ID_CHARS] if isinstance(mid, str | int) and not isinstance(mid, bool) else None
-            self.report.reject(Rejection(self.name, lineno, index, mid, exc.code, exc.message, exc.field))
+            self.report.reject(Rejection(self.name, lineno, index, reported_message_id(raw), exc.code, exc.message,
+                                         exc.field))
+            return
+        for code, text, where in found:
+            self.report.warn(Rejection(self.name, lineno, index, message.message_id, code, text, where))
+        yield message
 
     def _parse(self, raw: Any, batch: _Batch) -> Message:
         data = encoded(raw, "the message")  # the size, the nesting and NUL checks in one pass, as parse_batch
@@ -272,8 +304,9 @@ class _FileReader:
             # parse_message would make up a random id: the same file imported twice would be stored twice
             raw = {**raw, "messageId": "import-" + hashlib.blake2b(data, digest_size=16).hexdigest()}
         message = parse_message(raw, source=source, received_at=self.now, sent_at=batch.sent_at,
-                                context=batch.context, integrations=batch.integrations)
-        message.timestamp = _event_time(raw, message)
+                                context=batch.context, integrations=batch.integrations, warnings=self.found,
+                                region=self.region, history=True)
+        message.timestamp = _historical_time(raw, message, self.now, self.found)
         return message
 
     def _source(self, raw: dict[str, Any], batch: _Batch) -> SourceRef:
@@ -304,6 +337,24 @@ def _looks_like_ndjson(sample: list[bytes]) -> bool:
     """NDJSON when the first non-blank line is a JSON object or array, or (a broken first line) two of the
     next few are; a pretty-printed document has at most one such line (its last element)."""
     return _is_json_value(sample[0]) or sum(map(_is_json_value, sample[1:])) >= 2
+
+
+def _historical_time(raw: dict[str, Any], message: Message, now: datetime, warnings: list[MessageWarning]) -> datetime:
+    """The event time of a historical message, checked (see the module docstring): kept when history can
+    have it, else the archive line's ``receivedAt`` with a warning, else the message is refused."""
+    when = _event_time(raw, message)
+    if EARLIEST_EVENT_TIME <= when <= now + MAX_FUTURE_SKEW:
+        return when
+    field = "timestamp" if raw.get("timestamp") is not None else "originalTimestamp"
+    why = "after the import" if when > now else f"before {EARLIEST_EVENT_TIME.date().isoformat()}"
+    received = timestamp_field(raw.get("receivedAt"), "receivedAt")
+    if received is None or not EARLIEST_EVENT_TIME <= received <= now + MAX_FUTURE_SKEW:
+        raise SegmentError("invalid_timestamp", f"the event time {when.isoformat()} is {why}, and the message has "
+                                                "no plausible receivedAt to use instead", field=field)
+    code = "warning_timestamp_in_future" if when > now else "warning_timestamp_too_old"
+    warnings.append((code, f"the event time {when.isoformat()} is {why}: stored at the message's receivedAt "
+                           f"{received.isoformat()}, the sent value kept as originalTimestamp", field))
+    return received
 
 
 def _event_time(raw: dict[str, Any], message: Message) -> datetime:

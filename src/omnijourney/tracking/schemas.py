@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from omnijourney.core.channels import ChannelType
 
@@ -27,7 +27,9 @@ class SourceRead(BaseModel):
 
 
 class RejectionRead(BaseModel):
-    """A message the tracking API refused for the source, as the batch answer listed it, plus what was sent."""
+    """A message the tracking API refused for the source, as the batch answer listed it, plus what was sent;
+    or a warning about a message it stored (a ``warning_*`` code: an event time replaced by the clock-skew
+    rule, an email or phone trait that is not one)."""
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -38,6 +40,11 @@ class RejectionRead(BaseModel):
     field: str | None
     sample: Any = Field(description="the message as received: an object, or its text cut to 2 KB when it was "
                                     "not an object or was bigger")
+
+    @computed_field(description="true for a warning (a warning_* code): the message was stored anyway")  # type: ignore[prop-decorator]
+    @property
+    def stored(self) -> bool:
+        return self.code.startswith("warning_")
 
 
 class RejectionsPage(BaseModel):

@@ -5,7 +5,10 @@ Real Segment and RudderStack SDKs work unchanged when pointed at this host. Answ
 * 200 ``{"success": true}`` for a single call (``/v1/track`` ...), also when the messageId was stored before.
 * 200 ``{"success": true, "accepted": N, "duplicates": D, "rejected": [...]}`` for a batch that could be
   read, as Segment answers: valid messages are stored, each invalid one is reported as
-  ``{"index", "messageId", "code", "message", "field"}`` and not stored, even when none was valid.
+  ``{"index", "messageId", "code", "message", "field"}`` and not stored, even when none was valid; whatever
+  JSON a message holds, it is refused alone (``tracking/segment.py``), never the batch. ``"warnings"``, in
+  the same shape, is added when stored messages had some (``warning_*`` codes: an event time replaced by
+  the clock-skew rule, an email or phone trait that is not one); a single call adds it to its 200 too.
   A 400 there would make RudderStack's v1 mobile SDKs retry the batch forever, blocking their queue;
   Segment's SDKs drop a batch on 200 and on 400 alike.
 * 400 ``{"code", "message"}`` (Segment's error body) for an invalid single call, a body that is not a
@@ -17,7 +20,8 @@ Real Segment and RudderStack SDKs work unchanged when pointed at this host. Answ
 Write key: the HTTP Basic auth user name (empty password), else ``writeKey`` in the body.
 
 Every message refused for a known source (in a batch, a single call, or a whole batch refused) is also kept
-for that source's debugger (``tracking/debugger.py``, ``GET /api/v1/sources/{id}/rejections``).
+for that source's debugger (``tracking/debugger.py``, ``GET /api/v1/sources/{id}/rejections``), and so are
+warnings, alongside the write of the messages and outside the identity lock.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from omnijourney.tracking.segment import (
     MAX_BATCH_BYTES,
     MAX_BATCH_MESSAGES,
     MAX_MESSAGE_BYTES,
+    MessageWarning,
     ParsedBatch,
     Rejection,
     SegmentError,
@@ -54,6 +59,7 @@ from omnijourney.tracking.segment import (
     parse_batch,
     parse_json,
     parse_single,
+    printable,
     read_limit,
     reported_message_id,
     too_large,
@@ -113,7 +119,7 @@ def _lookup_source(app: FastAPI, key: str) -> SourceRef | None:
     found, ref = _cached_source(app, key)
     if found:
         return ref
-    if len(key) <= _MAX_WRITE_KEY:
+    if len(key) <= _MAX_WRITE_KEY and printable(key) == key:  # a NUL or half a surrogate pair: no source has it
         with app.state.db.transaction(write=False) as session:
             source = source_by_write_key(session, key)
             if source is not None:
@@ -158,10 +164,15 @@ def _parse_batch(app: FastAPI, raw: bytes, encoding: str | None, authorization: 
     body = parse_json(data)
     source = _source_or_raise(app, write_key_from(authorization, body))
     try:
-        return source, parse_batch(body, source=source, received_at=received_at)
+        return source, parse_batch(body, source=source, received_at=received_at, region=_region(app))
     except SegmentError as exc:
         _record_rejections(app, source, [Rejection(0, None, exc.code, exc.message, exc.field, body)], received_at)
         raise
+
+
+def _region(app: FastAPI) -> str:
+    """The region phone numbers without a country code are read in, as identity resolution reads them."""
+    return app.state.settings.identity.default_region
 
 
 def _record_rejections(app: FastAPI, source: SourceRef, rejections: list[Rejection], at: datetime) -> None:
@@ -279,14 +290,24 @@ async def _receive_single(request: Request, kind: str, received_at: datetime) ->
         source = await run_in_threadpool(_source_or_raise, app, key)
     if source is None:
         raise invalid_write_key()
+    found: list[MessageWarning] = []
     try:
-        message = parse_single(body, type_hint=kind, source=source, received_at=received_at)
+        message = parse_single(body, type_hint=kind, source=source, received_at=received_at, warnings=found,
+                               region=_region(app))
     except SegmentError as exc:  # answered 400; kept for the source's debugger first
         rejection = Rejection(0, reported_message_id(body), exc.code, exc.message, exc.field, body)
         await run_in_threadpool(_record_rejections, app, source, [rejection], received_at)
         raise
-    await app.state.segment_writer.write([message])
-    return Response(_SUCCESS, media_type=_JSON)
+    if not found:
+        await app.state.segment_writer.write([message])
+        return Response(_SUCCESS, media_type=_JSON)
+    warnings = [Rejection(0, message.message_id, code, text, where, body) for code, text, where in found]
+    recording = asyncio.ensure_future(run_in_threadpool(_record_rejections, app, source, warnings, received_at))
+    try:
+        await app.state.segment_writer.write([message])
+    finally:
+        await recording  # never raises
+    return _json({"success": True, "warnings": [w.to_dict() for w in warnings]})
 
 
 async def _receive(request: Request, kind: str | None) -> Response:
@@ -314,16 +335,20 @@ async def _receive(request: Request, kind: str | None) -> Response:
             log.warning("batch: %d of %d messages rejected; the first (index %d, messageId %s): %s %s",
                         len(rejected), len(rejected) + len(messages), first["index"], first.get("messageId"),
                         first["code"], first["message"])
+        if parsed.rejected or parsed.warnings:
             # recorded alongside the write of the good messages, not after it: no added latency
             recording = asyncio.ensure_future(run_in_threadpool(_record_rejections, request.app, source,
-                                                                parsed.rejected, received_at))
+                                                                parsed.rejected + parsed.warnings, received_at))
         try:
             accepted = await request.app.state.segment_writer.write(messages) if messages else 0
         finally:
             if recording is not None:
                 await recording  # never raises: _record_rejections logs its failures
-        return _json({"success": True, "accepted": accepted, "duplicates": len(messages) - accepted,
-                      "rejected": rejected})
+        answer = {"success": True, "accepted": accepted, "duplicates": len(messages) - accepted,
+                  "rejected": rejected}
+        if parsed.warnings:
+            answer["warnings"] = [w.to_dict() for w in parsed.warnings]
+        return _json(answer)
     except SegmentError as exc:
         return _error(exc)
     finally:
@@ -439,12 +464,15 @@ _BATCH_OK = {
     "properties": {
         "success": {"type": "boolean"}, "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
         "rejected": {"type": "array", "items": {"type": "object"}},
+        "warnings": {"type": "array", "items": {"type": "object"},
+                     "description": "about stored messages (warning_* codes); present when there are some"},
     },
 }
 
 
 def _responses(batch: bool) -> dict[int | str, dict[str, Any]]:
-    ok = _BATCH_OK if batch else {"type": "object", "properties": {"success": {"type": "boolean"}}}
+    ok = _BATCH_OK if batch else {"type": "object", "properties": {"success": {"type": "boolean"},
+                                                                   "warnings": _BATCH_OK["properties"]["warnings"]}}
     limit = f"{MAX_BATCH_BYTES // 1024} KB" if batch else f"{MAX_MESSAGE_BYTES // 1024} KB"
     return {
         200: {"description": "Stored (or already stored)", "content": {_JSON: {"schema": ok}}},
