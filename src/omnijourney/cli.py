@@ -433,7 +433,8 @@ def events_import(
                     show()
                 yield m
 
-        messages = read_messages(files, default_source=default, sources_by_key=by_key, now=utcnow(), report=report)
+        messages = read_messages(files, default_source=default, sources_by_key=by_key, now=utcnow(), report=report,
+                                 region=settings.identity.default_region)
         result = import_messages(db, shown(messages), settings=settings.identity, batch_size=batch_size,
                                  slice_size=slice_size, slice_seconds=slice_seconds, on_progress=on_progress)
         show()
@@ -443,6 +444,10 @@ def events_import(
     console.print(f"read {report.read:,} messages from {len(files):,} file(s): {result.accepted:,} stored, "
                   f"{result.duplicates:,} duplicates (stored before), {report.rejected:,} rejected", soft_wrap=True)
     console.print(f"{elapsed:.1f} s, {report.read / max(elapsed, 1e-9):,.0f} events/s")
+    if report.warned:  # stored anyway: a time taken from receivedAt, an email or phone that is not one
+        console.print(f"{report.warned:,} warning(s) (file:line code message), the messages stored:")
+        for w in report.warnings[:_SHOWN_REJECTIONS]:
+            console.print(f"  {w}", markup=False, highlight=False, soft_wrap=True)
     if report.rejected:
         console.print("rejected (file:line code message):")
         for r in report.rejections[:_SHOWN_REJECTIONS]:

@@ -341,3 +341,27 @@ def test_identifier_values_never_exceed_their_column() -> None:
     assert normalise("loyalty_card", "ß" * 200, REGION) is None  # "SS" * 200
     assert normalise("facebook", "1" * MAX_VALUE_LEN, REGION) is None
     assert normalise("facebook", "1" * 300, REGION) == ("social", "facebook:" + "1" * 300)
+
+
+def test_omni_events_import_lists_its_warnings(cli_database: Database, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from omnijourney.cli import app
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["sources", "add", "Web shop", "--channel", "web"]).exit_code == 0
+    lines = [
+        {"type": "identify", "userId": "u1", "messageId": "m1", "timestamp": "2019-01-01T00:00:00Z",
+         "traits": {"email": "not an email"}},
+        track("m2", timestamp="2099-01-01T00:00:00Z", receivedAt="2019-01-02T00:00:00Z"),
+    ]
+    path = tmp_path / "history.ndjson"
+    path.write_text("".join(json.dumps(m) + "\n" for m in lines))
+    result = runner.invoke(app, ["events", "import", str(path), "--source", "Web shop"])
+    assert result.exit_code == 0, result.output
+    assert "2 stored" in result.output and "2 warning(s)" in result.output
+    assert f"{path}:1 warning_invalid_email traits.email 'not an email' is not an email address" in result.output
+    assert f"{path}:2 warning_timestamp_in_future" in result.output
+    with cli_database.transaction(write=False) as session:
+        times = {m: t for m, t in session.execute(select(Event.message_id, Event.timestamp))}
+    assert times == {"m1": datetime(2019, 1, 1, tzinfo=UTC), "m2": datetime(2019, 1, 2, tzinfo=UTC)}
