@@ -374,3 +374,23 @@ def test_cart_priced_by_the_pricing_service(client: TestClient, shop: Database, 
     # same priority: promotions apply in code order, 5 off 40.00 first, then 10 % off the tees' 35.00
     assert (r.status_code, r.json()["total"], r.json()["voucher_codes"]) == (200, "31.50", ["FIVE"])
     assert Decimal(r.json()["discount"]) == Decimal("8.50")
+
+
+def test_carts_are_listed_a_page_at_a_time(client: TestClient, shop: Database, admin_headers: dict[str, str]) -> None:
+    made = [open_cart(client, admin_headers, anonymous_id=f"anon-{i}")["id"] for i in range(5)]
+    store = open_cart(client, admin_headers, anonymous_id="till-1", channel="store-12")["id"]
+    seen, cursor = [], None
+    while True:
+        page = client.get("/api/v1/carts", params={"limit": 2, **({"cursor": cursor} if cursor else {})},
+                          headers=admin_headers).json()
+        seen += [c["id"] for c in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [store, *reversed(made)]  # most recently changed first, each once
+    only = client.get("/api/v1/carts", params={"channel": "store-12"}, headers=admin_headers).json()["items"]
+    assert [c["id"] for c in only] == [store]
+    for params, field in (({"channel": "fax"}, "channel"), ({"status": "lost"}, "status"),
+                          ({"cursor": "nope"}, "cursor"), ({"limit": 0}, "limit")):
+        r = client.get("/api/v1/carts", params=params, headers=admin_headers)
+        assert 400 <= r.status_code < 500 and r.json()["field"] == field, (params, r.text)

@@ -72,11 +72,15 @@ def open_cart(body: CartCreate, session: SessionDep, response: Response, idem: I
 
 @router.get("", response_model=CartPage)
 def list_carts(session: SessionDep, _: CanRead, customer_id: str | None = None, anonymous_id: str | None = None,
-               status: Annotated[str | None, Query(description="active (default), merged, converted, any")] = "active",
-               ) -> CartPage:
-    carts = service.list_carts(session, customer_id=customer_id, anonymous_id=anonymous_id,
-                               status=None if status == "any" else status)
-    return CartPage(items=[_summary(c) for c in carts])
+               status: Annotated[str, Query(description="active (default), merged, converted, any")] = "active",
+               channel: Annotated[str | None, Query(description="last changed in this channel (code)")] = None,
+               cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+               limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50) -> CartPage:
+    """Carts, most recently changed first: a customer's (through profile merges), an anonymous id's, or all."""
+    carts, next_cursor = service.list_carts(session, customer_id=customer_id, anonymous_id=anonymous_id,
+                                            status=None if status == "any" else status, channel_code=channel,
+                                            cursor=cursor, limit=limit)
+    return CartPage(items=[_summary(c) for c in carts], next_cursor=next_cursor)
 
 
 @router.get("/handoff/{code}.svg", response_class=Response,

@@ -29,6 +29,7 @@ class Cart(Base):
               postgresql_where=text("status = 'active' AND customer_id IS NULL AND anonymous_id IS NOT NULL")),
         Index("ix_carts_customer", "customer_id", "updated_at"),
         Index("ix_carts_anonymous", "anonymous_id", "updated_at"),
+        Index("ix_carts_updated", "updated_at", "id"),  # every cart, most recently changed first (console)
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -136,3 +136,4 @@ class CartSummary(BaseModel):
 
 class CartPage(BaseModel):
     items: list[CartSummary]
+    next_cursor: str | None = None  # pass it back as ``cursor`` for the next page (None on the last)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -26,17 +27,20 @@ from omnijourney.carts.models import Cart, CartLine
 from omnijourney.carts.quote import CartQuote, QuotedLine, quote_cart
 from omnijourney.catalog import service as catalog
 from omnijourney.catalog.models import Channel
+from omnijourney.core.cursors import bad_cursor, decode_cursor, encode_cursor
 from omnijourney.core.errors import Conflict, Invalid, NotFound
 from omnijourney.core.ids import new_id
 from omnijourney.core.time import utcnow
 from omnijourney.customers.hooks import KNOWN_TYPES, on_known, on_merge
-from omnijourney.customers.models import Identity
+from omnijourney.customers.models import Customer, Identity
 from omnijourney.customers.service import survivor
 from omnijourney.db import select_pairs
 from omnijourney.tracking import timeline
 
 MAX_QUANTITY = 999  # per line: more is a typo or abuse, not a shopper
 MAX_LINES = 100
+MAX_PAGE = 200
+STATUSES = ("active", "merged", "converted")
 ADOPT_JOB = "carts.adopt_if_known"
 
 
@@ -90,18 +94,43 @@ def _view(session: Session, cart: Cart, channel_code: str) -> CartView:
 
 
 def list_carts(session: Session, *, customer_id: str | None = None, anonymous_id: str | None = None,
-               status: str | None = "active") -> list[Cart]:
-    """The carts of a customer (following profile merges) or of an anonymous id, newest first."""
-    if (customer_id is None) == (anonymous_id is None):
-        raise Invalid("give exactly one of customer_id and anonymous_id", field="customer_id")
+               status: str | None = "active", channel_code: str | None = None, cursor: str | None = None,
+               limit: int = 50) -> tuple[list[Cart], str | None]:
+    """Carts, most recently changed first, a page at a time; returns the page and the next page's cursor.
+
+    ``customer_id`` reads through merges: the survivor's carts and those of profiles merged into it that the
+    merge-follow job has not moved yet. Without an owner, every cart (a console's list).
+    """
+    if customer_id is not None and anonymous_id is not None:
+        raise Invalid("give at most one of customer_id and anonymous_id", field="customer_id")
+    if status is not None and status not in STATUSES:
+        raise Invalid(f"status must be one of {', '.join(STATUSES)} or any, not {status!r}", field="status")
+    if not 1 <= limit <= MAX_PAGE:
+        raise Invalid(f"limit must be from 1 to {MAX_PAGE}", field="limit")
     q = select(Cart)
     if customer_id is not None:
-        q = q.where(Cart.customer_id == survivor(session, customer_id).id)
-    else:
+        owner = survivor(session, customer_id).id
+        q = q.where(Cart.customer_id.in_(select(Customer.id).where(
+            or_(Customer.id == owner, Customer.merged_into == owner))))
+    elif anonymous_id is not None:
         q = q.where(Cart.anonymous_id == anonymous_id)
     if status is not None:
         q = q.where(Cart.status == status)
-    return list(session.scalars(q.order_by(Cart.updated_at.desc(), Cart.id.desc())))
+    if channel_code is not None:
+        q = q.where(Cart.channel_code == catalog.get_channel(session, code=channel_code, field="channel").code)
+    if cursor is not None:
+        tag, at, cart_id = decode_cursor(cursor, 3)
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            raise bad_cursor() from None
+        if tag != "k1":
+            raise bad_cursor()
+        q = q.where(or_(Cart.updated_at < when, and_(Cart.updated_at == when, Cart.id < cart_id)))
+    rows = list(session.scalars(q.order_by(Cart.updated_at.desc(), Cart.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor("k1", rows[-1].updated_at.isoformat(), rows[-1].id) if more else None
 
 
 # ---------------------------------------------------------------- checks shared by every change
