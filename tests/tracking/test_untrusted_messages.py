@@ -167,6 +167,19 @@ def test_nul_characters_and_surrogate_halves_refuse_their_message_only_naming_th
         assert (r.status_code, r.json()["code"], r.json()["field"]) == (400, code, field)
 
 
+def test_a_batch_level_context_that_cannot_be_stored_refuses_the_batch_naming_the_field(
+        client: TestClient, db: Database, web: Source) -> None:
+    # it would be merged into every message: the batch is refused (400, not retried by the SDKs), never a 5xx
+    r = post(client, "/v1/batch", {"batch": [track("m")], "context": {"page": {"title": "\u0000"}}}, web)
+    assert (r.status_code, r.json()["code"], r.json()["field"]) == (400, "invalid_character", "context.page.title")
+    r = post(client, "/v1/batch", {"batch": [track("m")], "integrations": {"\ud800": True}}, web)
+    assert (r.status_code, r.json()["code"], r.json()["field"]) == (400, "invalid_character", "integrations.\\ud800")
+    for key in ("\u0000", "\ud800", "k\u0000" * 10):  # a write key no source can have: not looked up
+        r = client.post("/v1/batch", content=json.dumps({"batch": [track("m")], "writeKey": key}).encode())
+        assert (r.status_code, r.json()["code"]) == (401, "invalid_write_key")
+    assert stored(db) == {}
+
+
 def test_numbers_beyond_a_float_refuse_their_message_only(client: TestClient, db: Database, web: Source) -> None:
     body = (b'{"batch": [{"type": "track", "userId": "u1", "event": "E", "messageId": "huge", '
             b'"properties": {"revenue": 1e400}}, {"type": "track", "userId": "u1", "event": "E", "messageId": "big", '

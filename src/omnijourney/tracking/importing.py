@@ -269,7 +269,7 @@ class _FileReader:
                 raise SegmentError("invalid_batch", "batch must be a list of messages", field="batch")
             batch = _Batch(context=object_field(body, "context"), integrations=object_field(body, "integrations"),
                            sent_at=timestamp_field(body.get("sentAt"), "sentAt"), write_key=write_key_from(None, body))
-            encoded([batch.context, batch.integrations], "the batch's context or integrations")
+            encoded({"context": batch.context, "integrations": batch.integrations}, "the batch's context")
         except SegmentError as exc:  # the whole batch object is unusable
             count = len(messages) if isinstance(messages, list) else 1
             self.report.read += count

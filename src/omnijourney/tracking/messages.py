@@ -16,7 +16,8 @@ class Message:
     message_id: str
     type: str
     channel: str
-    timestamp: datetime  # skew-corrected: originalTimestamp + (receivedAt - sentAt)
+    # skew-corrected: originalTimestamp + (receivedAt - sentAt); receivedAt when that is implausible (segment.py)
+    timestamp: datetime
     received_at: datetime
     user_id: str | None = None
     anonymous_id: str | None = None

@@ -606,7 +606,7 @@ def parse_message(raw: Any, *, source: SourceRef, received_at: datetime, type_hi
             except OverflowError:
                 raise SegmentError("invalid_timestamp", "timestamp corrected by sentAt is out of range",
                                    field="sentAt") from None
-        if not history:
+        if not history and not EARLIEST_EVENT_TIME <= timestamp <= received_at + MAX_FUTURE_SKEW:
             timestamp = plausible_event_time(timestamp, received_at, warnings=warnings,
                                              field="originalTimestamp" if original is not None else "timestamp")
 
@@ -617,8 +617,9 @@ def parse_message(raw: Any, *, source: SourceRef, received_at: datetime, type_hi
     if isinstance(finer, str) and finer in CHANNELS:
         channel = finer
     store_code = _store_code(ctx) if ctx else None
-    if warnings is not None and region is not None:
-        contact_warnings(kind, traits, ctx, region, warnings)
+    if warnings is not None and region is not None and (
+            (traits and kind == "identify") or "traits" in ctx or "externalIds" in ctx or "externalId" in ctx):
+        contact_warnings(kind, traits, ctx, region, warnings)  # the membership tests spare most messages the call
 
     return Message(
         message_id=message_id, type=kind, channel=channel, timestamp=timestamp, received_at=received_at,
@@ -661,7 +662,7 @@ def parse_batch(body: dict[str, Any], *, source: SourceRef, received_at: datetim
                                                 f"got {len(messages)}", field="batch")
     context = object_field(body, "context")
     integrations = object_field(body, "integrations")
-    encoded([context, integrations], "the batch's context or integrations")
+    encoded({"context": context, "integrations": integrations}, "the batch's context or integrations")
     sent_at = timestamp_field(body.get("sentAt"), "sentAt")
     out = ParsedBatch()
     warnings: list[MessageWarning] = []
