@@ -152,6 +152,14 @@ def claim(session: Session, worker: str, limit: int) -> list[Claimed]:
     return [Claimed(*r) for r in sorted(rows)]
 
 
+def relax_durability(session: Session) -> None:
+    """PostgreSQL: this job's commit does not wait for the disk flush (``synchronous_commit = off``), about a third of
+    a small job's time. Safe for at-least-once work: a crash can lose only the last moments of commits, and with
+    each the job's own deletion, so the job runs again; nothing can be half done."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit = off"))
+
+
 class LeaseLost(Exception):
     """The job was given to another worker while this one ran it (its lease lapsed): this run is rolled back."""
 
