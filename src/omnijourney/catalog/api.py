@@ -89,7 +89,8 @@ def create_product(body: ProductCreate, session: SessionDep, _: CanWrite) -> Pro
     return _product(view)
 
 
-@router.get("/catalog/products", response_model=ProductPage, tags=["catalog"])
+@router.get("/catalog/products", response_model=ProductPage, tags=["catalog"],
+            responses={404: {"description": "No category or channel has this code"}})
 def list_products(session: SessionDep, _: CanRead, category: str | None = None, channel: str | None = None,
                   q: Annotated[str | None, Query(max_length=200, description="words in the title")] = None,
                   status: str | None = None,
@@ -129,7 +130,8 @@ def add_variant(product_id: str, body: VariantCreate, session: SessionDep, _: Ca
     return service.add_variant(session, product_id=product_id, **body.model_dump())
 
 
-@router.get("/catalog/variants", response_model=list[VariantInfoRead], tags=["catalog"])
+@router.get("/catalog/variants", response_model=list[VariantInfoRead], tags=["catalog"],
+            responses={404: {"description": "No channel has this code, or a SKU is unknown"}})
 def lookup_variants(session: SessionDep, _: CanRead,
                     sku: Annotated[list[str], Query(max_length=500, description="repeat for several")],
                     channel: str) -> list[VariantInfoRead]:
