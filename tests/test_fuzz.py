@@ -36,12 +36,6 @@ from tests import factories_catalog as catalog
 from tests.conftest import make_key
 from tests.factories import source
 
-pytestmark = pytest.mark.xfail(
-    strict=False,
-    reason="issue 13: known 5xx and undocumented answers being fixed in parallel (batch JSON types, NUL "
-           "characters, naive datetimes in pricing, error answers in the OpenAPI document)",
-)
-
 # Examples per operation (fuzzing phase), about half of them invalid on purpose: 68 operations on two engines take
 # about a minute on a 2-core machine. The coverage phase (every field missing, every boundary: up to 350 requests
 # for one operation) would take ten times as long. OMNI_FUZZ_EXAMPLES=200 searches deeper, e.g. after a change.
