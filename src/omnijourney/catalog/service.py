@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import Select, and_, bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -319,6 +320,24 @@ class VariantInfo:
     sellable: bool
 
 
+@cache
+def _variant_statements() -> tuple[Select[Any], Select[Any]]:
+    """The two statements of :func:`variants_for_skus`, built once (building them cost more than running them)."""
+    pub = and_(Publication.product_id == Product.id, Publication.channel_code == bindparam("channel"))
+    variants = (select(Variant.sku, Variant.title, Variant.active, Product.id, Product.title, Product.status,
+                       Product.tax_class, Channel.active)
+                .join(Product, Product.id == Variant.product_id)
+                .outerjoin(Publication, pub)
+                .outerjoin(Channel, Channel.code == Publication.channel_code)
+                .where(Variant.sku.in_(bindparam("skus", expanding=True))))
+    # the categories of each product and, walking up the tree, their ancestors (UNION stops on cycles)
+    up = (select(ProductCategory.product_id, ProductCategory.category_code.label("code"))
+          .where(ProductCategory.product_id.in_(bindparam("pids", expanding=True))).cte("up", recursive=True))
+    up = up.union(select(up.c.product_id, Category.parent_code).join(Category, Category.code == up.c.code)
+                  .where(Category.parent_code.is_not(None)))
+    return variants, select(up.c.product_id, up.c.code)
+
+
 def variants_for_skus(session: Session, skus: Iterable[str], channel_code: str) -> dict[str, VariantInfo]:
     """SKU -> ``VariantInfo`` for the known ones among ``skus`` (unknown SKUs are absent), in two queries.
 
@@ -327,24 +346,12 @@ def variants_for_skus(session: Session, skus: Iterable[str], channel_code: str) 
     wanted = sorted(set(skus))
     if not wanted:
         return {}
-    pub = and_(Publication.product_id == Product.id, Publication.channel_code == channel_code)
-    rows = session.execute(
-        select(Variant.sku, Variant.title, Variant.active, Product.id, Product.title, Product.status,
-               Product.tax_class, Channel.active)
-        .join(Product, Product.id == Variant.product_id)
-        .outerjoin(Publication, pub)
-        .outerjoin(Channel, Channel.code == Publication.channel_code)
-        .where(Variant.sku.in_(wanted))
-    ).all()
+    statements = _variant_statements()
+    rows = session.execute(statements[0], {"skus": wanted, "channel": channel_code}).all()
     product_ids = sorted({r[3] for r in rows})
     cats: dict[str, set[str]] = {}
     if product_ids:
-        # the categories of each product and, walking up the tree, their ancestors (UNION stops on cycles)
-        up = (select(ProductCategory.product_id, ProductCategory.category_code.label("code"))
-              .where(ProductCategory.product_id.in_(product_ids)).cte("up", recursive=True))
-        up = up.union(select(up.c.product_id, Category.parent_code).join(Category, Category.code == up.c.code)
-                      .where(Category.parent_code.is_not(None)))
-        for pid, code in session.execute(select(up.c.product_id, up.c.code)):
+        for pid, code in session.execute(statements[1], {"pids": product_ids}):
             cats.setdefault(pid, set()).add(code)
     out: dict[str, VariantInfo] = {}
     for sku, v_title, v_active, pid, p_title, p_status, tax_class, channel_active in rows:

@@ -27,7 +27,7 @@ from omnijourney.demo.carts import build_carts, carts_size
 from omnijourney.demo.catalog import build_catalog, catalog_size, demo_clock
 from omnijourney.demo.people import Channels, fictional_phone, journeys
 from omnijourney.pricing.models import PriceList, Promotion
-from omnijourney.pricing.quoting import quote
+from omnijourney.pricing.quoting import Quoter
 from omnijourney.tracking.messages import Message
 from omnijourney.tracking.service import ingest
 from omnijourney.tracking.sources import create_source
@@ -125,12 +125,14 @@ def order_channel(m: Message) -> str:
 
 
 def price_orders(ctx: DemoContext, messages: list[Message]) -> None:
-    """Give every ``Order Completed`` the total its channel quoted for its basket at that moment (pricing.quote,
-    the function every channel prices with; stores charge no shipping), with each product's price, tax,
+    """Give every ``Order Completed`` the total its channel quoted for its basket at that moment (a
+    ``pricing.quoting.Quoter``: the engine and inputs of ``quote()``, every channel's pricing, read once per channel;
+    stores charge no shipping), with each product's price, tax,
     discount and shipping, as Segment's ecommerce spec names them. Baskets are quoted without the customer:
     VIP prices begin later in the demo's story, when carts tag some customers."""
     orders = [m for m in messages if m.event == "Order Completed"]
     cache: dict[tuple[object, ...], dict[str, object]] = {}
+    quoters: dict[str, Quoter] = {}  # quote() for many baskets: what a channel's prices need is read once
     with ctx.db.transaction(write=False) as s:
         # prices and promotions change only at these moments: a basket quoted once per stretch between them
         bounds = sorted({t for row in s.execute(select(PriceList.valid_from, PriceList.valid_to)).all()
@@ -143,7 +145,11 @@ def price_orders(ctx: DemoContext, messages: list[Message]) -> None:
             stretch = sum(1 for t in bounds if _aware(t) <= m.timestamp)
             key = (channel, lines, stretch)
             if key not in cache:
-                q = quote(s, channel_code=channel, lines=lines, at=m.timestamp, with_shipping=m.channel != "store")
+                if channel not in quoters:
+                    quoters[channel] = Quoter(s, channel_code=channel)
+                    quoters[channel].preload(p["sku"] for o in orders if order_channel(o) == channel
+                                             for p in o.properties["products"])
+                q = quoters[channel].quote(lines, at=m.timestamp)
                 cache[key] = {
                     "total": float(q.total), "revenue": float(q.items_total), "tax": float(q.tax_total),
                     "discount": float(q.discount_total), "shipping": float(q.shipping), "currency": q.currency,

@@ -38,7 +38,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from omnijourney.catalog.models import Channel
-from omnijourney.catalog.service import get_channel, variants_for_skus
+from omnijourney.catalog.service import VariantInfo, get_channel, variants_for_skus
 from omnijourney.core.errors import Conflict, Invalid, NotFound, OmniError
 from omnijourney.core.time import parse_ts, utcnow
 from omnijourney.customers.models import Customer
@@ -134,7 +134,8 @@ def customer_segments(session: Session, customer_id: str) -> tuple[str, frozense
     return customer.id, frozenset(str(s) for s in segments) if isinstance(segments, list) else frozenset()
 
 
-def _basket(session: Session, lines: Sequence[tuple[str, int]], channel_code: str) -> list[engine.BasketLine]:
+def _basket(session: Session, lines: Sequence[tuple[str, int]], channel_code: str,
+            known: dict[str, VariantInfo] | None = None) -> list[engine.BasketLine]:
     if len(lines) > MAX_LINES:
         raise Invalid(f"at most {MAX_LINES} lines per quote", field="lines")
     merged: dict[str, int] = {}
@@ -147,7 +148,13 @@ def _basket(session: Session, lines: Sequence[tuple[str, int]], channel_code: st
         merged[sku] = merged.get(sku, 0) + qty  # the same SKU twice is one line
         if merged[sku] > MAX_QUANTITY:
             raise Invalid(f"quantity of {sku} must be at most {MAX_QUANTITY}", field=f"lines[{i}].quantity")
-    info = variants_for_skus(session, merged, channel_code)
+    if known is None:
+        info = variants_for_skus(session, merged, channel_code)
+    else:  # a Quoter's: what it has not seen yet is read once
+        missing = [sku for sku in merged if sku not in known]
+        if missing:
+            known.update(variants_for_skus(session, missing, channel_code))
+        info = known
     out = []
     for sku, qty in merged.items():
         v = info.get(sku)
@@ -228,3 +235,32 @@ def quote(session: Session, *, channel_code: str, lines: Sequence[tuple[str, int
                 reason = res.reason if res.reason.startswith("voucher") else f"voucher {res.code}: {res.reason}"
                 raise error(reason, field=f"vouchers[{codes.index(res.code)}]", code=code)
     return result
+
+
+class Quoter:
+    """:func:`quote` for many baskets in one channel, without a customer or vouchers (the demo's order history, a
+    price export): the channel, its market, its price lists and the promotions are read once, the SKUs as they
+    come, and each basket is priced by the same engine with the same inputs :func:`quote` would give it.
+    Prices or promotions changed while a Quoter lives are not seen: make a new one."""
+
+    def __init__(self, session: Session, *, channel_code: str, with_shipping: bool = True) -> None:
+        self.session = session
+        self.channel = get_channel(session, code=channel_code, field="channel")
+        self.market = market_for(session, market=self.channel.market, currency=self.channel.currency,
+                                 with_shipping=with_shipping)
+        self.lists = candidate_lists(session, self.channel, None)
+        self.promotions = promotion_index(session)
+        self.variants: dict[str, VariantInfo] = {}
+
+    def preload(self, skus: Iterable[str]) -> None:
+        """Read what the catalog says of these SKUs in one go (else each basket reads its new ones)."""
+        missing = sorted(set(skus) - self.variants.keys())
+        if missing:
+            self.variants.update(variants_for_skus(self.session, missing, self.channel.code))
+
+    def quote(self, lines: Sequence[tuple[str, int]], *, at: datetime) -> engine.Quote:
+        """What :func:`quote` gives for ``lines`` at ``at`` (no customer, no vouchers, the channel's fulfilment)."""
+        c = self.channel
+        basket = _basket(self.session, lines, c.code, self.variants)
+        ctx = engine.Context(c.code, c.type, c.currency, self.market, at, frozenset(), None, None)
+        return engine.price_basket(basket, ctx, price_lists=self.lists, promotions=self.promotions, vouchers=[])
