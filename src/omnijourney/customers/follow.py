@@ -42,9 +42,9 @@ def customer_ref(*args: Any, nullable: bool = True, **kwargs: Any) -> Mapped[Any
     return mapped_column(*(args or (String(32),)), nullable=nullable, info=info, **kwargs)
 
 
-@cache
 def followed_columns() -> tuple[Column[Any], ...]:
-    """Every column declared with :func:`customer_ref`, over all tables."""
+    """Every column declared with :func:`customer_ref`, over all tables (read each time: a handful of tables, and
+    a cache taken before every domain's models were imported would miss some)."""
     return tuple(c for t in Base.metadata.sorted_tables for c in t.columns if c.info.get(FOLLOWS))
 
 

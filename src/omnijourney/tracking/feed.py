@@ -12,7 +12,8 @@ id plus, on PostgreSQL, the snapshot it was read in (``txid_current_snapshot()``
 
 Both come from one statement, so from one snapshot, and the new cursor holds that snapshot: nothing committed is
 skipped, nothing is returned twice. SQLite's writers are serial (``BEGIN IMMEDIATE``), so ids are handed out in
-commit order and the watermark alone suffices.
+commit order and the watermark alone suffices (as long as the newest event is never deleted: SQLite would hand its
+id out again, below a reader's watermark; erasure must keep that in mind).
 """
 
 from __future__ import annotations
