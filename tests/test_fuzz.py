@@ -176,6 +176,7 @@ def shop(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     db.dispose()
 
 
+@pytest.mark.slow
 @schema.parametrize()
 def test_every_operation_answers_as_documented(case: schemathesis.Case, shop: Shop) -> None:
     case.call_and_validate(app=shop.app, headers=shop.headers(case))
