@@ -62,3 +62,11 @@ def test_key_with_unknown_scope_is_refused(client: TestClient, admin_headers: di
     assert r.status_code == 201
     key = r.json()["key"]
     assert client.get("/api/v1/keys", headers={"Authorization": f"Bearer {key}"}).status_code == 403
+
+
+def test_framework_errors_answer_in_the_error_format(client: TestClient, admin_headers: dict[str, str]) -> None:
+    r = client.post("/api/v1/sources", content=b"\x19Ytce|\x0e\xff\xfe",
+                    headers={**admin_headers, "Content-Type": "application/json"})
+    assert (r.status_code, r.json()["code"], r.json()["field"]) == (422, "invalid", "body")
+    r = client.get("/api/v1/no-such-thing", headers=admin_headers)
+    assert (r.status_code, r.json()["code"]) == (404, "not_found")

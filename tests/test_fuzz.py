@@ -139,19 +139,6 @@ def flatmap_path_parameters(_: schemathesis.HookContext, parameters: dict[str, A
     return st.one_of(st.just(parameters), st.fixed_dictionaries(existing))
 
 
-# Known and reported, accepted here until fixed (and nothing else): a body that is not UTF-8 gets FastAPI's own
-# 400 {"detail": ...}, neither documented nor in the error format (api/app.py could answer it as invalid JSON is
-# answered: 422 with field "body"). Remove this when that is fixed: the test must then pass without it.
-KNOWN_FAILURES = {(400, '{"detail":"There was an error parsing the body"}')}
-
-
-@schema.hook
-def filter_failure(_: schemathesis.HookContext, __: Any, case: schemathesis.Case,
-                   response: schemathesis.Response) -> bool:
-    """Keep every failure but the known ones."""
-    return (response.status_code, response.text) not in KNOWN_FAILURES
-
-
 def _empty_database(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> Database:
     """A migrated, empty database on ``engine``, as the ``db`` fixture makes one (for a whole module here)."""
     if engine == "sqlite":

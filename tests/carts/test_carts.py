@@ -391,6 +391,7 @@ def test_carts_are_listed_a_page_at_a_time(client: TestClient, shop: Database, a
     only = client.get("/api/v1/carts", params={"channel": "store-12"}, headers=admin_headers).json()["items"]
     assert [c["id"] for c in only] == [store]
     for params, field in (({"channel": "fax"}, "channel"), ({"status": "lost"}, "status"),
-                          ({"cursor": "nope"}, "cursor"), ({"limit": 0}, "limit")):
+                          ({"cursor": "nope"}, "cursor"), ({"limit": 0}, "limit"), ({"customer_id": "null"},
+                                                                                     "customer_id")):
         r = client.get("/api/v1/carts", params=params, headers=admin_headers)
         assert 400 <= r.status_code < 500 and r.json()["field"] == field, (params, r.text)

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omnijourney import __version__
 from omnijourney.api.idempotency import Replay, replay_response
@@ -51,6 +52,18 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     @app.exception_handler(Replay)
     async def _replay(_: Request, exc: Replay) -> JSONResponse:
         return replay_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own answers in our format: a body that is not JSON text (not UTF-8, say) is refused as invalid
+        # JSON is, 422 naming the body; the rest (an unknown path, a method the path has not) keep their status
+        if exc.status_code == 400 and str(exc.detail).startswith("There was an error parsing the body"):
+            message = "body: not JSON text (a request body is UTF-8 JSON)"
+            return JSONResponse({"code": "invalid", "message": message, "field": "body",
+                                 "errors": [{"field": "body", "message": message}]}, status_code=422)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
+        return JSONResponse({"code": code, "message": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -76,7 +76,8 @@ def list_carts(session: SessionDep, _: CanRead, customer_id: str | None = None, 
                channel: Annotated[str | None, Query(description="last changed in this channel (code)")] = None,
                cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
                limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50) -> CartPage:
-    """Carts, most recently changed first: a customer's (through profile merges), an anonymous id's, or all."""
+    """Carts, most recently changed first: a customer's (through profile merges), an anonymous id's, or all.
+    404 for an unknown customer or channel."""
     carts, next_cursor = service.list_carts(session, customer_id=customer_id, anonymous_id=anonymous_id,
                                             status=None if status == "any" else status, channel_code=channel,
                                             cursor=cursor, limit=limit)

@@ -109,7 +109,10 @@ def list_carts(session: Session, *, customer_id: str | None = None, anonymous_id
         raise Invalid(f"limit must be from 1 to {MAX_PAGE}", field="limit")
     q = select(Cart)
     if customer_id is not None:
-        owner = survivor(session, customer_id).id
+        try:
+            owner = survivor(session, customer_id).id
+        except NotFound:
+            raise NotFound(f"no customer {customer_id!r}", field="customer_id") from None
         q = q.where(Cart.customer_id.in_(select(Customer.id).where(
             or_(Customer.id == owner, Customer.merged_into == owner))))
     elif anonymous_id is not None:
