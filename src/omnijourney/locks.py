@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 _CUSTOMER_NS = 7_100_002
 _ANONYMOUS_NS = 7_100_003
-LOCKED = "omni_locked_customers"  # session.info: survivors this transaction holds a person lock on
+LOCKED = "omni_locked_customers"  # session.info: the profiles this transaction holds a person lock on
 
 
 def _advisory(session: Session, namespace: int, keys: list[str], *, exclusive: bool) -> None:
