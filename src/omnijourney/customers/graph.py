@@ -143,7 +143,8 @@ class Graph:
                     # a merge re-points the merged profile's identifiers, so owners are normally survivors
                     return first if self.profiles[first].merged_into is None else self.survivor_of(first)
         if any(t == "previous_id" for t, _ in idents):
-            idents = [self._concrete(i) for i in idents]
+            # an alias's previous id is often the message's anonymous id as well: count and log it once
+            idents = list(dict.fromkeys(self._concrete(i) for i in idents))
         while True:
             owners = self._owners(idents)
             if len(idents) == 1 or not self._breaks_rules(idents, owners, at):
@@ -264,9 +265,7 @@ class Graph:
                 if ts > meta[1]:
                     meta[1] = ts
                     changed = True
-                if ts < meta[0]:
-                    meta[0] = ts
-            elif ts < meta[0]:
+            elif ts < meta[0]:  # an older event: the value stays, first-seen moves back (first <= last always)
                 meta[0] = ts
                 changed = True
         if changed:
