@@ -42,7 +42,6 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     app = FastAPI(title="Omnijourney", version=__version__, lifespan=_lifespan)
     app.state.settings = settings
     app.state.db = db or Database(settings.database_url)
-    app.state.key_cache = {}
 
     @app.exception_handler(OmniError)
     async def _omni_error(_: Request, exc: OmniError) -> JSONResponse:

@@ -70,9 +70,12 @@ def _lock(session: Session, cart_ids: list[str], *, customers: tuple[str, ...] =
     """Lock carts for a change, in the lock module's order: the people first (anonymous ids, then customers, with
     ``customers`` the caller will write for), then the cart rows in id order. Returns the carts as locked."""
     carts = [_cart(session, cid) for cid in cart_ids]
-    locks.anonymous(session, [c.anonymous_id for c in carts if c.anonymous_id])
-    # read the owners again now: adoption by a customer cannot happen any more while we hold the anonymous lock
-    owners = {c.customer_id for c in (_cart(session, c.id) for c in carts) if c.customer_id}
+    anonymous = [c.anonymous_id for c in carts if c.anonymous_id]
+    if anonymous:
+        locks.anonymous(session, anonymous)
+        # read the owners again now: adoption by a customer cannot happen any more while we hold the anonymous lock
+        carts = [_cart(session, c.id) for c in carts]
+    owners = {c.customer_id for c in carts if c.customer_id}
     locks.customers(session, sorted(owners | set(customers)))
     return locks.rows(session, Cart, cart_ids)
 
@@ -199,12 +202,12 @@ def _flush(session: Session) -> None:
 
 
 def _customer_of(session: Session, cart: Cart) -> str | None:
-    """The profile the event belongs to: the cart's customer, or whoever the anonymous id was resolved to."""
+    """The profile the event belongs to: the cart's customer, or whoever the anonymous id was resolved to
+    (``timeline.record`` follows it to the survivor, under its lock)."""
     if cart.customer_id is not None or cart.anonymous_id is None:
         return cart.customer_id
-    owner = session.scalar(select(Identity.customer_id).where(
+    return session.scalar(select(Identity.customer_id).where(
         and_(Identity.type == "anonymous_id", Identity.value == cart.anonymous_id)))
-    return survivor(session, owner).id if owner else None
 
 
 def _record(session: Session, cart: Cart, channel: Channel, event: str, properties: dict[str, Any]) -> None:
@@ -357,6 +360,9 @@ def assign(session: Session, *, cart_id: str, customer_id: str, channel_code: st
     with status ``merged`` and ``merged_into`` pointing at the customer's cart. Records "Cart Merged".
     """
     channel = _channel(session, channel_code)
+    anonymous = _cart(session, cart_id).anonymous_id
+    if anonymous:
+        locks.anonymous(session, [anonymous])  # the lock module's order: anonymous ids before customers
     owner = locks.customer(session, customer_id)
     target = _active_cart(session, customer_id=owner, anonymous_id=None)
     locked = _lock(session, sorted({cart_id} | ({target.id} if target else set())), customers=(owner,))
@@ -488,8 +494,7 @@ def adopt_if_known(session: Session, args: dict[str, Any]) -> None:
     cart = session.get(Cart, args["cart_id"])
     if cart is None or cart.status != "active" or cart.customer_id is not None or cart.anonymous_id is None:
         return
-    owner = session.scalar(select(Identity.customer_id).where(Identity.type == "anonymous_id",
-                                                              Identity.value == cart.anonymous_id))
+    owner = _customer_of(session, cart)
     if owner is None:
         return
     owner = survivor(session, owner).id
