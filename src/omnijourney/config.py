@@ -60,6 +60,22 @@ class JobSettings(BaseModel):
     lease_s: float = Field(default=60.0, ge=5)  # a running job whose worker is silent this long runs again
 
 
+class PaymentSettings(BaseModel):
+    """Payments (``omnijourney.payments``): providers and their secrets, ``OMNI_PAYMENTS__...``."""
+
+    card_provider: str = "test"  # the provider of a card tender that names none
+    reconcile_after_s: float = Field(default=900.0, gt=0)  # an authorisation without its order is voided then
+    test_provider: bool = True  # the built-in test provider and its bank page (switch off in production)
+    test_provider_path: str | None = None  # its own state; default beside an SQLite database, else in the temp dir
+    test_webhook_secret: str = "whsec_omnijourney_test_provider"
+    test_webhook_url: str | None = None  # where it delivers events; default <public_url or the page's base URL>
+    stripe_api_key: str | None = None  # sk_live_... / sk_test_...
+    stripe_webhook_secrets: list[str] = Field(default_factory=list)  # whsec_...; several during a rotation
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_return_url: str | None = None  # where 3-D Secure sends the shopper back (default <public_url>/)
+    webhook_tolerance_s: int = Field(default=300, ge=1)  # signed events older than this are refused
+
+
 class Settings(BaseSettings):
     """Runtime settings. ``OMNI_DATABASE_URL`` picks the database (SQLite file by default)."""
 
@@ -69,6 +85,7 @@ class Settings(BaseSettings):
     public_url: str | None = None  # how channels reach the tracking API (analytics.js settings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    payments: PaymentSettings = Field(default_factory=PaymentSettings)
     # Backpressure: ingestion requests waiting for the database beyond this answer 429.
     ingest_max_inflight: int = 64
     ingest_retry_after_s: int = 2

@@ -27,7 +27,7 @@ from omnijourney.core.time import utcnow
 from omnijourney.db import dialect_insert
 from omnijourney.jobs.models import Job
 
-Handler = Callable[[Session, dict[str, Any]], None]
+Handler = Callable[[Any, dict[str, Any]], None]  # (Session, args); (Database, args) for external kinds
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,7 @@ class Kind:
     max_attempts: int
     backoff_s: float  # first retry after about this long, doubling per attempt
     max_backoff_s: float
+    external: bool = False  # runs outside any transaction: see handler()
 
 
 _kinds: dict[str, Kind] = {}
@@ -47,18 +48,24 @@ _wakers: list[Callable[[], None]] = []  # in-process workers to nudge when a tra
 
 
 def handler(name: str, *, max_attempts: int = 10, backoff_s: float = 2.0,
-            max_backoff_s: float = 3600.0) -> Callable[[Handler], Handler]:
+            max_backoff_s: float = 3600.0, external: bool = False) -> Callable[[Handler], Handler]:
     """Register ``fn(session, args)`` as the handler of jobs of kind ``name`` (a decorator).
 
     Handlers run in their own transaction, must be idempotent (a job may run again after a crash) and take their
     locks through :mod:`omnijourney.locks` like any domain write.
+
+    ``external=True`` is for work that calls a system outside the database (a payment provider): the worker calls
+    ``fn(db, args)`` with the :class:`~omnijourney.db.Database` and no transaction open, so no database lock is held
+    while the other system answers; the handler opens its own short transactions, and the job is deleted after it
+    returns in a transaction of its own. A crash between the call and that deletion runs it again, so such handlers
+    are idempotent towards the other system too (idempotency keys).
     """
 
     def register(fn: Handler) -> Handler:
         existing = _kinds.get(name)
         if existing is not None and existing.handler is not fn:
             raise ValueError(f"job kind {name!r} is registered twice")
-        _kinds[name] = Kind(name, fn, max_attempts, backoff_s, max_backoff_s)
+        _kinds[name] = Kind(name, fn, max_attempts, backoff_s, max_backoff_s, external)
         return fn
 
     return register
