@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from sqlalchemy import event, inspect, select, text
+from sqlalchemy import event, inspect, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from omnijourney.core.errors import NotFound
@@ -96,17 +96,21 @@ def anonymous(session: Session, anonymous_ids: Iterable[str], *, exclusive: bool
 
 def rows(session: Session, model: type[T], keys: Iterable[Any]) -> dict[Any, T]:
     """``SELECT ... FOR UPDATE`` the rows of ``model`` with these primary keys, in key order; returns them by key
-    (missing keys are simply absent). Read as the lock holder left them, not as this session cached them."""
+    (missing keys are simply absent). A composite key is given and returned as a tuple in the primary key's
+    column order. Read as the lock holder left them, not as this session cached them."""
     pk = inspect(model).primary_key
-    if len(pk) != 1:
-        raise TypeError(f"{model.__name__}: rows() locks single-column primary keys")
-    column = pk[0]
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    q = (select(model).where(column.in_(wanted)).order_by(column).with_for_update()
-         .execution_options(populate_existing=True))
-    return {getattr(obj, column.key): obj for obj in session.scalars(q)}
+    if len(pk) == 1:
+        column = pk[0]
+        q = select(model).where(column.in_(wanted)).order_by(column)
+    else:
+        q = select(model).where(tuple_(*pk).in_(wanted)).order_by(*pk)
+    q = q.with_for_update().execution_options(populate_existing=True)
+    if len(pk) == 1:
+        return {getattr(obj, pk[0].key): obj for obj in session.scalars(q)}
+    return {tuple(getattr(obj, c.key) for c in pk): obj for obj in session.scalars(q)}
 
 
 def row(session: Session, model: type[T], key: Any, *, field: str = "id") -> T:

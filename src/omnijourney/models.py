@@ -9,6 +9,7 @@ from omnijourney.catalog import models as catalog_models  # noqa: F401
 from omnijourney.customers import models as customer_models  # noqa: F401
 from omnijourney.db import Base
 from omnijourney.inventory import models as inventory_models  # noqa: F401
+from omnijourney.inventory import reservations as _reservations  # noqa: F401  (registers its expiry job)
 from omnijourney.jobs import models as job_models  # noqa: F401
 from omnijourney.pricing import models as pricing_models  # noqa: F401
 from omnijourney.tracking import models as tracking_models  # noqa: F401

@@ -122,12 +122,15 @@ class Reservation(Base):
 
 
 class ReservationLine(Base):
+    """Units of one SKU held at one location; ``status`` active until sold (consumed) or given back (released)."""
+
     __tablename__ = "reservation_lines"
 
     reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.id", ondelete="CASCADE"), primary_key=True)
     sku: Mapped[str] = mapped_column(String(64), primary_key=True)
     location_code: Mapped[str] = mapped_column(String(64), primary_key=True)
     quantity: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="active")
 
 
 class Transfer(Base):

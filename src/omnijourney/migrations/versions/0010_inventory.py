@@ -73,6 +73,7 @@ def upgrade() -> None:
     sa.Column('sku', sa.String(length=64), nullable=False),
     sa.Column('location_code', sa.String(length=64), nullable=False),
     sa.Column('quantity', sa.Integer(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
     sa.ForeignKeyConstraint(['reservation_id'], ['reservations.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('reservation_id', 'sku', 'location_code')
     )

@@ -1,0 +1,228 @@
+"""Locations under ``/api/v1/locations`` and stock under ``/api/v1/inventory`` (thin: parse, call, shape)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from omnijourney.api.deps import SessionDep, require
+from omnijourney.api.idempotency import IdempotencyDep
+from omnijourney.auth.service import Principal
+from omnijourney.core.errors import Invalid, NotFound
+from omnijourney.inventory import availability as avail
+from omnijourney.inventory import locations, reservations, stock
+from omnijourney.inventory.models import Location, Reservation, StockLevel, StockMovement, Transfer
+from omnijourney.inventory.schemas import (
+    Adjustment,
+    AvailabilityRead,
+    Count,
+    LevelRead,
+    LocationCreate,
+    LocationRead,
+    LocationStockRead,
+    LocationUpdate,
+    MovementPage,
+    MovementRead,
+    PromiseRead,
+    Receipt,
+    ReservationCreate,
+    ReservationLineRead,
+    ReservationRead,
+    SafetyStock,
+    Sale,
+    SaleRead,
+    SkuAvailabilityRead,
+    TransferCreate,
+    TransferRead,
+)
+
+locations_router = APIRouter(prefix="/locations", tags=["inventory"])
+router = APIRouter(prefix="/inventory", tags=["inventory"])
+CanRead = Annotated[Principal, Depends(require("inventory:read"))]
+CanWrite = Annotated[Principal, Depends(require("inventory:write"))]
+
+
+def _location(session: SessionDep, loc: Location) -> LocationRead:
+    feeds = locations.feeds_of(session, [loc.code])[loc.code]
+    return LocationRead(code=loc.code, name=loc.name, type=loc.type, channel_code=loc.channel_code,
+                        address=loc.address, latitude=loc.latitude, longitude=loc.longitude,
+                        online_floor=loc.online_floor, ships=loc.ships, pickup=loc.pickup,
+                        handling_hours=loc.handling_hours, active=loc.active, feeds=feeds)
+
+
+def _level(lv: StockLevel) -> LevelRead:
+    return LevelRead(sku=lv.sku, location=lv.location_code, on_hand=lv.on_hand, reserved=lv.reserved,
+                     safety_stock=lv.safety_stock, available=lv.on_hand - lv.reserved, updated_at=lv.updated_at)
+
+
+def _movement(m: StockMovement) -> MovementRead:
+    return MovementRead(id=m.id, sku=m.sku, location=m.location_code, kind=m.kind, on_hand_delta=m.on_hand_delta,
+                        reserved_delta=m.reserved_delta, counted=m.counted, reason=m.reason, ref=m.ref,
+                        channel=m.channel_code, created_at=m.created_at)
+
+
+def _transfer(t: Transfer) -> TransferRead:
+    return TransferRead(id=t.id, sku=t.sku, from_location=t.from_code, to_location=t.to_code, via=t.via_code,
+                        quantity=t.quantity, status=t.status, shipped_at=t.shipped_at, received_at=t.received_at)
+
+
+def _reservation(session: SessionDep, r: Reservation) -> ReservationRead:
+    lines = [ReservationLineRead(sku=ln.sku, location=ln.location_code, quantity=ln.quantity, status=ln.status)
+             for ln in reservations.lines_of(session, r.id)]
+    return ReservationRead(id=r.id, status=r.status, channel=r.channel_code, ref=r.ref, expires_at=r.expires_at,
+                           lines=lines, created_at=r.created_at, updated_at=r.updated_at)
+
+
+# ---------------------------------------------------------------- locations
+
+@locations_router.post("", response_model=LocationRead, status_code=201)
+def create_location(body: LocationCreate, session: SessionDep, idem: IdempotencyDep, _: CanWrite) -> LocationRead:
+    """Register a warehouse, store, transit or quarantine location. 409 when the code exists."""
+    loc = locations.create_location(session, **body.model_dump(exclude_none=True))
+    return idem.done(_location(session, loc), 201)
+
+
+@locations_router.get("", response_model=list[LocationRead])
+def list_locations(session: SessionDep, _: CanRead, type: str | None = None) -> list[LocationRead]:
+    return [_location(session, loc) for loc in locations.list_locations(session, type=type)]
+
+
+@locations_router.get("/{code}", response_model=LocationRead)
+def get_location(code: str, session: SessionDep, _: CanRead) -> LocationRead:
+    """One location. 404 when unknown."""
+    return _location(session, locations.get_location(session, code, field="code"))
+
+
+@locations_router.patch("/{code}", response_model=LocationRead)
+def update_location(code: str, body: LocationUpdate, session: SessionDep, _: CanWrite) -> LocationRead:
+    """Change a location's settings; ``feeds`` replaces the channels it sells to. 404 when unknown."""
+    loc = locations.update_location(session, code=code, changes=body.model_dump(exclude_unset=True))
+    return _location(session, loc)
+
+
+# ---------------------------------------------------------------- availability and levels
+
+@router.get("/availability", response_model=AvailabilityRead)
+def availability(session: SessionDep, _: CanRead,
+                 sku: Annotated[list[str], Query(description="one or more SKUs (repeat the parameter)")],
+                 channel: Annotated[str, Query(description="the asking channel's code (web, app, S01, ...)")],
+                 near: Annotated[str | None, Query(description="latitude,longitude: nearest stores first")] = None,
+                 quantity: Annotated[int, Query(ge=1, le=10_000)] = 1) -> AvailabilityRead:
+    """Can I have it, where and when: each location's stock as this channel may promise it, the nearest stores
+    with it on the shelf, and the earliest promise per fulfilment mode. 404 for an unknown SKU or channel."""
+    found = avail.availability(session, skus=sku, channel_code=channel, near=avail.parse_near(near),
+                               quantity=quantity)
+    return AvailabilityRead(items=[SkuAvailabilityRead(
+        sku=a.sku, channel=a.channel, quantity=a.quantity, available=a.available,
+        locations=[LocationStockRead.model_validate(r, from_attributes=True) for r in a.locations],
+        nearest_stores=[LocationStockRead.model_validate(r, from_attributes=True) for r in a.nearest_stores],
+        promises=[PromiseRead.model_validate(p, from_attributes=True) for p in a.promises]) for a in found])
+
+
+@router.get("/levels", response_model=list[LevelRead])
+def list_levels(session: SessionDep, _: CanRead, sku: Annotated[list[str] | None, Query()] = None,
+                location: Annotated[list[str] | None, Query()] = None) -> list[LevelRead]:
+    """Stock levels of some SKUs and/or locations (at least one filter)."""
+    if not sku and not location:
+        raise Invalid("filter by sku or location", field="sku")
+    return [_level(lv) for lv in stock.levels(session, skus=sku, locations=location)]
+
+
+@router.get("/movements", response_model=MovementPage)
+def list_movements(session: SessionDep, _: CanRead, sku: str | None = None, location: str | None = None,
+                   ref: str | None = None, before: int | None = None,
+                   limit: Annotated[int, Query(ge=1, le=500)] = 100) -> MovementPage:
+    """The ledger, newest first."""
+    rows = stock.movements(session, sku=sku, location=location, ref=ref, before=before, limit=limit)
+    return MovementPage(items=[_movement(m) for m in rows],
+                        next_before=rows[-1].id if len(rows) == limit else None)
+
+
+# ---------------------------------------------------------------- movements
+
+@router.post("/receipts", response_model=LevelRead, status_code=201)
+def receive(body: Receipt, session: SessionDep, idem: IdempotencyDep, _: CanWrite) -> LevelRead:
+    """Goods arrived. 404 for an unknown SKU or location."""
+    return idem.done(_level(stock.receive(session, **body.model_dump())), 201)
+
+
+@router.post("/adjustments", response_model=LevelRead, status_code=201)
+def adjust(body: Adjustment, session: SessionDep, idem: IdempotencyDep, _: CanWrite) -> LevelRead:
+    """Correct on hand with a reason. 409 ``negative_stock`` when it would fall below zero or what is reserved."""
+    return idem.done(_level(stock.adjust(session, **body.model_dump())), 201)
+
+
+@router.post("/counts", response_model=LevelRead, status_code=201)
+def count(body: Count, session: SessionDep, idem: IdempotencyDep, _: CanWrite) -> LevelRead:
+    """A cycle count: on hand becomes the counted figure. 409 ``count_below_reserved``."""
+    return idem.done(_level(stock.count(session, **body.model_dump())), 201)
+
+
+@router.put("/safety-stock", response_model=LevelRead)
+def safety_stock(body: SafetyStock, session: SessionDep, _: CanWrite) -> LevelRead:
+    """Units of a SKU kept back from every promise at a location."""
+    return _level(stock.set_safety_stock(session, **body.model_dump()))
+
+
+@router.post("/transfers", response_model=TransferRead, status_code=201)
+def transfer(body: TransferCreate, session: SessionDep, idem: IdempotencyDep, _: CanWrite) -> TransferRead:
+    """Send units to another location (in transit until received). 409 ``negative_stock`` when they are not free."""
+    moved = stock.transfer(session, sku=body.sku, from_location=body.from_location, to_location=body.to_location,
+                           quantity=body.quantity)
+    return idem.done(_transfer(moved), 201)
+
+
+@router.post("/transfers/{transfer_id}/receive", response_model=TransferRead)
+def receive_transfer(transfer_id: str, session: SessionDep, _: CanWrite) -> TransferRead:
+    """The transfer arrived. 404 when unknown, 409 ``transfer_received`` the second time."""
+    return _transfer(stock.receive_transfer(session, transfer_id=transfer_id))
+
+
+# ---------------------------------------------------------------- reservations and sales
+
+def _explained(session: SessionDep, exc: stock.OutOfStock, channel: str, quantity: int) -> stock.OutOfStock:
+    if isinstance(exc.details, dict) and "sku" in exc.details:
+        exc.details["alternatives"] = avail.alternatives(session, sku=exc.details["sku"], channel_code=channel,
+                                                         quantity=quantity, instead_of=exc.details["location"])
+    return exc
+
+
+@router.post("/reservations", response_model=ReservationRead, status_code=201)
+def reserve(body: ReservationCreate, session: SessionDep, idem: IdempotencyDep, _: CanWrite) -> ReservationRead:
+    """Hold units for a checkout, all lines or none; they come back by themselves after ``ttl_s``. 409
+    ``out_of_stock`` names the line and lists alternatives (other locations, other fulfilment modes)."""
+    lines = [(ln.sku, ln.location, ln.quantity) for ln in body.lines]
+    try:
+        r = reservations.reserve(session, channel_code=body.channel, lines=lines, ref=body.ref, ttl_s=body.ttl_s)
+    except stock.OutOfStock as exc:
+        raise _explained(session, exc, body.channel, max(q for _, _, q in lines)) from None
+    return idem.done(_reservation(session, r), 201)
+
+
+@router.get("/reservations/{reservation_id}", response_model=ReservationRead)
+def get_reservation(reservation_id: str, session: SessionDep, _: CanRead) -> ReservationRead:
+    """One reservation and its lines. 404 when unknown."""
+    r = session.get(Reservation, reservation_id)
+    if r is None:
+        raise NotFound(f"no reservation {reservation_id!r}", field="reservation_id")
+    return _reservation(session, r)
+
+
+@router.post("/reservations/{reservation_id}/release", response_model=ReservationRead)
+def release(reservation_id: str, session: SessionDep, _: CanWrite,
+            location: str | None = None) -> ReservationRead:
+    """Give the units back (all, or those at ``location``). 409 ``reservation_settled`` when nothing is held."""
+    return _reservation(session, reservations.release(session, reservation_id=reservation_id, location=location))
+
+
+@router.post("/sales", response_model=SaleRead, status_code=201)
+def sell(body: Sale, session: SessionDep, idem: IdempotencyDep, _: CanWrite) -> SaleRead:
+    """Units sold at once without a reservation (a till's counter sale). 409 ``out_of_stock`` with alternatives."""
+    lines = [(ln.sku, ln.location, ln.quantity) for ln in body.lines]
+    try:
+        reservations.sell(session, channel_code=body.channel, lines=lines, ref=body.ref)
+    except stock.OutOfStock as exc:
+        raise _explained(session, exc, body.channel, max(q for _, _, q in lines)) from None
+    levels = [stock.level(session, sku, loc) for sku, loc in sorted({(s, loc) for s, loc, _ in lines})]
+    return idem.done(SaleRead(levels=[_level(lv) for lv in levels]), 201)

@@ -1,0 +1,196 @@
+"""Reservations: units held for a checkout or an order, that every channel sees as gone, until sold or released.
+
+A reservation made during checkout expires by itself: its expiry is a background job enqueued in the same
+transaction, so the stock comes back at ``expires_at`` even if nobody reads the reservation again. An order
+keeps its reservation (``hold``) until its goods leave (``consume``: a sale) or it is cancelled (``release``).
+
+The hot path (a reservation) is one transaction of inserts followed by one guarded ``UPDATE`` per line in
+(SKU, location) order (``stock.apply``); the guard is the check, evaluated under the row's lock, so when every
+channel reserves the last unit at once exactly one wins and the others get ``OutOfStock``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from omnijourney import jobs, locks
+from omnijourney.catalog.service import get_channel
+from omnijourney.core.errors import Conflict, Invalid
+from omnijourney.core.ids import new_id
+from omnijourney.core.time import utcnow
+from omnijourney.inventory.models import Location, LocationFeed, Reservation, ReservationLine
+from omnijourney.inventory.stock import Change, apply, check_location, check_skus, check_units
+
+DEFAULT_TTL_S = 15 * 60  # a checkout holds its units this long
+MAX_TTL_S = 30 * 24 * 3600
+EXPIRE_JOB = "inventory.expire_reservation"
+
+
+def rules(location: Location, channel_code: str) -> tuple[int, bool]:
+    """(units kept free, whether safety stock is kept back) when ``channel_code`` takes from ``location``.
+
+    A store's own till sells what is on its shelf; every other channel is promised only what lies above the
+    location's safety stock and, at a store, above its online floor."""
+    if location.channel_code == channel_code:
+        return 0, False
+    return (location.online_floor if location.type == "store" else 0), True
+
+
+def check_feeds(session: Session, channel_code: str, location_codes: Sequence[str], field: str) -> None:
+    """``Invalid`` naming ``field[i]`` for the first location that does not sell to the channel."""
+    fed = set(session.scalars(select(LocationFeed.location_code).where(
+        LocationFeed.channel_code == channel_code, LocationFeed.location_code.in_(list(location_codes)))))
+    for i, code in enumerate(location_codes):
+        location = session.get(Location, code)
+        if code not in fed and (location is None or location.channel_code != channel_code):
+            raise Invalid(f"location {code} does not sell to channel {channel_code}", field=f"{field}[{i}].location",
+                          code="location_not_feeding")
+
+
+def _wants(session: Session, channel_code: str, lines: Sequence[tuple[str, str, int]],
+           field: str) -> list[tuple[str, str, int]]:
+    if not lines:
+        raise Invalid("nothing to reserve", field=field)
+    merged: dict[tuple[str, str], int] = {}
+    for i, (sku, location, quantity) in enumerate(lines):
+        check_units(quantity, f"{field}[{i}].quantity")
+        check_location(session, location, field=f"{field}[{i}].location", sells=True)
+        merged[(sku, location)] = merged.get((sku, location), 0) + quantity
+    check_skus(session, [sku for sku, _, _ in lines], field=field)
+    check_feeds(session, channel_code, [loc for _, loc, _ in lines], field)
+    return [(sku, loc, q) for (sku, loc), q in merged.items()]
+
+
+def reserve(session: Session, *, channel_code: str, lines: Sequence[tuple[str, str, int]], ref: str | None = None,
+            ttl_s: float | None = DEFAULT_TTL_S, field: str = "lines") -> Reservation:
+    """Hold (sku, location, quantity) ``lines`` for the channel, all or nothing, for ``ttl_s`` seconds (``None``:
+    until released or consumed). Raises ``OutOfStock`` naming the line that could not be held; the caller's
+    transaction must then roll back."""
+    get_channel(session, code=channel_code, field="channel")
+    if ttl_s is not None and not 1 <= ttl_s <= MAX_TTL_S:
+        raise Invalid(f"ttl_s must be between 1 and {MAX_TTL_S}", field="ttl_s")
+    wants = _wants(session, channel_code, lines, field)
+    now = utcnow()
+    expires = now + timedelta(seconds=ttl_s) if ttl_s is not None else None
+    rid = new_id()
+    session.execute(insert(Reservation), [{"id": rid, "status": "active", "channel_code": channel_code, "ref": ref,
+                                           "expires_at": expires, "created_at": now, "updated_at": now}])
+    session.execute(insert(ReservationLine), [{"reservation_id": rid, "sku": s, "location_code": loc, "quantity": q,
+                                               "status": "active"} for s, loc, q in wants])
+    if expires is not None:
+        jobs.enqueue(session, EXPIRE_JOB, {"id": rid}, at=expires)
+    index = {(s, loc): i for i, (s, loc, _) in enumerate(lines)}
+    changes = []
+    for sku, loc, q in wants:
+        keep, safety = rules(session.get(Location, loc), channel_code)  # type: ignore[arg-type]
+        changes.append(Change(sku, loc, "reservation", reserved=q, keep_free=keep, use_safety=safety, ref=rid,
+                              channel=channel_code, field=f"{field}[{index[(sku, loc)]}].quantity"))
+    apply(session, changes, now=now)  # the guarded updates last: a hot row is held for the update and the commit
+    return session.get(Reservation, rid)  # type: ignore[return-value]
+
+
+def sell(session: Session, *, channel_code: str, lines: Sequence[tuple[str, str, int]], ref: str | None = None,
+         field: str = "lines") -> None:
+    """Units leave at once without a reservation first (a till's counter sale), under a reservation's rules."""
+    get_channel(session, code=channel_code, field="channel")
+    wants = _wants(session, channel_code, lines, field)
+    changes = []
+    for i, (sku, loc, q) in enumerate(wants):
+        keep, safety = rules(session.get(Location, loc), channel_code)  # type: ignore[arg-type]
+        changes.append(Change(sku, loc, "sale", on_hand=-q, keep_free=keep, use_safety=safety, ref=ref,
+                              channel=channel_code, field=f"{field}[{i}].quantity"))
+    apply(session, changes)
+
+
+def _locked(session: Session, reservation_id: str) -> tuple[Reservation, list[ReservationLine]]:
+    reservation = locks.row(session, Reservation, reservation_id, field="reservation_id")
+    lines = list(session.scalars(select(ReservationLine).where(ReservationLine.reservation_id == reservation_id)
+                                 .order_by(ReservationLine.sku, ReservationLine.location_code)
+                                 .execution_options(populate_existing=True)))
+    return reservation, lines
+
+
+def _settle(session: Session, reservation: Reservation, lines: list[ReservationLine], *, kind: str,
+            location: str | None, ref: str | None) -> list[ReservationLine]:
+    chosen = [ln for ln in lines if ln.status == "active" and (location is None or ln.location_code == location)]
+    if not chosen:
+        raise Conflict(f"reservation {reservation.id} holds nothing {'at ' + location if location else 'any more'}",
+                       field="location" if location else "reservation_id", code="reservation_settled")
+    now = utcnow()
+    sold = kind == "sale"
+    apply(session, [Change(ln.sku, ln.location_code, kind, on_hand=-ln.quantity if sold else 0,
+                           reserved=-ln.quantity, ref=ref or reservation.id, channel=reservation.channel_code)
+                    for ln in chosen], now=now)
+    status = "consumed" if sold else "released"
+    session.execute(update(ReservationLine).where(
+        ReservationLine.reservation_id == reservation.id,
+        ReservationLine.location_code.in_({ln.location_code for ln in chosen}),
+        ReservationLine.status == "active").values(status=status).execution_options(synchronize_session=False))
+    left = [ln for ln in lines if ln.status == "active" and ln not in chosen]
+    if not left:
+        reservation.status = "consumed" if any(ln.status == "consumed" for ln in lines) or sold else status
+    reservation.updated_at = now
+    session.flush()
+    return chosen
+
+
+def release(session: Session, *, reservation_id: str, location: str | None = None,
+            status: str = "released") -> Reservation:
+    """Give the held units back (all, or those at ``location``); ``Conflict`` if nothing is held any more."""
+    reservation, lines = _locked(session, reservation_id)
+    if reservation.status != "active":
+        raise Conflict(f"reservation {reservation_id} is {reservation.status}", field="reservation_id",
+                       code="reservation_settled")
+    _settle(session, reservation, lines, kind="release", location=location, ref=None)
+    if reservation.status == "released" and status == "expired":
+        reservation.status = "expired"
+        session.flush()
+    return reservation
+
+
+def consume(session: Session, *, reservation_id: str, location: str | None = None,
+            ref: str | None = None) -> list[ReservationLine]:
+    """The held units leave (shipped, collected, sold at the till): on hand and reserved fall together. ``location``
+    consumes only the lines held there (one shipment of a split order). Returns the lines consumed."""
+    reservation, lines = _locked(session, reservation_id)
+    if reservation.status != "active":
+        raise Conflict(f"reservation {reservation_id} is {reservation.status}", field="reservation_id",
+                       code="reservation_settled")
+    return _settle(session, reservation, lines, kind="sale", location=location, ref=ref)
+
+
+def hold(session: Session, *, reservation_id: str, ref: str | None = None,
+         expires_at: datetime | None = None) -> Reservation:
+    """Keep an active reservation for an order: a new ``ref`` and a new expiry (``None``: until settled)."""
+    reservation = locks.row(session, Reservation, reservation_id, field="reservation_id")
+    if reservation.status != "active":
+        raise Conflict(f"reservation {reservation_id} is {reservation.status}: its units may be gone",
+                       field="reservation_id", code="reservation_expired")
+    reservation.expires_at = expires_at
+    if ref is not None:
+        reservation.ref = ref
+    if expires_at is not None:
+        jobs.enqueue(session, EXPIRE_JOB, {"id": reservation_id}, at=expires_at)
+    reservation.updated_at = utcnow()
+    session.flush()
+    return reservation
+
+
+def lines_of(session: Session, reservation_id: str) -> list[ReservationLine]:
+    return list(session.scalars(select(ReservationLine).where(ReservationLine.reservation_id == reservation_id)
+                                .order_by(ReservationLine.sku, ReservationLine.location_code)))
+
+
+@jobs.handler(EXPIRE_JOB)
+def expire(session: Session, args: dict[str, Any]) -> None:
+    """Release a reservation whose time is up (nothing if it was settled or its expiry moved since)."""
+    reservation = locks.rows(session, Reservation, [args["id"]]).get(args["id"])
+    if reservation is None or reservation.status != "active" or reservation.expires_at is None \
+            or reservation.expires_at > utcnow():
+        return
+    release(session, reservation_id=reservation.id, status="expired")

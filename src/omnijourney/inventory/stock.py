@@ -1,0 +1,308 @@
+"""Stock levels and their ledger: every change of a counter is one guarded ``UPDATE`` (arithmetic in SQL) and one
+ledger row, in the same transaction, so the ledger always rebuilds the counters.
+
+Concurrency: a change never reads a counter and writes it back. Each ``UPDATE`` carries its own guard (on hand
+never below reserved, reserved never negative, a reservation never into safety stock or a store's online floor)
+and locks its row until the transaction ends; a change of several rows updates them in primary-key order
+(SKU, location), so two transactions cannot wait on each other in a circle. The updates come last in their
+transaction, after its inserts, so a hot row is held only for the update and the commit. A cycle count needs the
+figure it replaces: it locks its rows first (``locks.rows``), and its check runs after the lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, literal, select, text, union_all
+from sqlalchemy.orm import Session
+
+from omnijourney import locks
+from omnijourney.catalog.models import Variant
+from omnijourney.core.errors import Conflict, Invalid, NotFound
+from omnijourney.core.ids import new_id
+from omnijourney.core.time import utcnow
+from omnijourney.db import dialect_insert
+from omnijourney.inventory.models import Location, StockLevel, StockMovement, Transfer
+
+MAX_UNITS = 1_000_000  # per movement: more is a typo
+
+
+@dataclass(slots=True)
+class Change:
+    """One ledger entry to write and the counter change it makes. ``keep_free``: units that must stay unreserved
+    after the change (a reservation's safety stock and online floor); ``use_safety`` adds the level's own safety
+    stock to it in SQL, where it is read under the row's lock."""
+
+    sku: str
+    location: str
+    kind: str
+    on_hand: int = 0
+    reserved: int = 0
+    keep_free: int = 0
+    use_safety: bool = False
+    reason: str | None = None
+    ref: str | None = None
+    channel: str | None = None
+    counted: int | None = None
+    field: str | None = None  # the input this change came from, named in its error
+
+
+class OutOfStock(Conflict):
+    """Not enough available to promise for a change (409 ``out_of_stock``); ``details`` says what was asked."""
+
+    code = "out_of_stock"
+
+
+_GUARDED = text(
+    "UPDATE stock_levels SET on_hand = on_hand + :oh, reserved = reserved + :rv, updated_at = :now "
+    "WHERE sku = :sku AND location_code = :loc AND reserved + :rv >= 0 "
+    "AND on_hand + :oh - reserved - :rv >= :keep + CASE WHEN :use_safety THEN safety_stock ELSE 0 END")
+
+
+def check_units(quantity: Any, field: str, *, allow_zero: bool = False, signed: bool = False) -> int:
+    """A whole number of units within bounds, or ``Invalid`` naming ``field``."""
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise Invalid("a whole number of units is needed", field=field)
+    low = -MAX_UNITS if signed else (0 if allow_zero else 1)
+    if not low <= quantity <= MAX_UNITS or (signed and quantity == 0 and not allow_zero):
+        raise Invalid(f"{quantity} units is out of range ({'non-zero, ' if signed else ''}"
+                      f"at most {MAX_UNITS:,} in one movement)", field=field)
+    return quantity
+
+
+def check_skus(session: Session, skus: Iterable[str], field: str = "sku") -> None:
+    """``NotFound`` naming ``field`` (indexed when several) for the first SKU the catalog does not know."""
+    wanted = list(dict.fromkeys(skus))
+    known = set(session.scalars(select(Variant.sku).where(Variant.sku.in_(wanted))))
+    for i, sku in enumerate(wanted):
+        if sku not in known:
+            raise NotFound(f"unknown SKU {sku!r}", field=field if len(wanted) == 1 else f"{field}[{i}]")
+
+
+def check_location(session: Session, code: str, *, field: str = "location", sells: bool = False) -> Location:
+    """The active location ``code``; with ``sells``, one goods can be sold from (not transit or quarantine)."""
+    location = session.get(Location, code)
+    if location is None:
+        raise NotFound(f"no location {code!r}", field=field)
+    if not location.active:
+        raise Invalid(f"location {code} is not active", field=field)
+    if sells and location.type in ("transit", "quarantine"):
+        raise Invalid(f"nothing is sold from {location.type} location {code}", field=field)
+    return location
+
+
+def _ensure_levels(session: Session, keys: Iterable[tuple[str, str]], now: datetime) -> None:
+    rows = [{"sku": s, "location_code": loc, "on_hand": 0, "reserved": 0, "safety_stock": 0, "updated_at": now}
+            for s, loc in sorted(set(keys))]
+    if rows:
+        session.execute(dialect_insert(session, StockLevel).values(rows).on_conflict_do_nothing())
+
+
+def apply(session: Session, changes: Sequence[Change], *, now: datetime | None = None) -> None:
+    """Write the ledger rows, then make the counter changes, each guarded, in (SKU, location) order.
+
+    A guard that fails raises ``OutOfStock`` for a reservation or sale, ``Conflict`` otherwise, naming the change's
+    field; the caller's transaction must then roll back (the ledger rows and earlier updates go with it)."""
+    if not changes:
+        return
+    now = now or utcnow()
+    grows = [(c.sku, c.location) for c in changes if c.on_hand > 0]
+    _ensure_levels(session, grows, now)
+    session.execute(insert(StockMovement), [
+        {"sku": c.sku, "location_code": c.location, "kind": c.kind, "on_hand_delta": c.on_hand,
+         "reserved_delta": c.reserved, "counted": c.counted, "reason": c.reason, "ref": c.ref,
+         "channel_code": c.channel, "created_at": now} for c in changes])
+    for c in sorted(changes, key=lambda c: (c.sku, c.location)):
+        done = session.execute(_GUARDED, {"oh": c.on_hand, "rv": c.reserved, "now": now, "sku": c.sku,
+                                          "loc": c.location, "keep": c.keep_free, "use_safety": c.use_safety})
+        if done.rowcount != 1:
+            raise _refusal(session, c)
+
+
+def _refusal(session: Session, c: Change) -> Conflict:
+    level = session.get(StockLevel, (c.sku, c.location))
+    have = (level.on_hand - level.reserved) if level else 0
+    details = {"sku": c.sku, "location": c.location, "available": have}
+    if c.kind in ("reservation", "sale"):
+        wanted = c.reserved or -c.on_hand
+        return OutOfStock(f"{c.sku} is out of stock at {c.location}: {wanted} wanted, fewer available to promise",
+                          field=c.field, details=details)
+    if level is not None and c.reserved < 0 and level.reserved + c.reserved < 0:
+        return Conflict(f"{c.sku} at {c.location}: cannot release more than is reserved", field=c.field,
+                        details=details)
+    return Conflict(f"{c.sku} at {c.location}: on hand would fall below what is reserved or zero "
+                    f"({level.on_hand if level else 0} on hand, {level.reserved if level else 0} reserved)",
+                    field=c.field, code="negative_stock", details=details)
+
+
+# ---------------------------------------------------------------- movements a retailer's systems send
+
+def receive(session: Session, *, sku: str, location: str, quantity: int, ref: str | None = None,
+            reason: str | None = None) -> StockLevel:
+    """Goods arrived at ``location`` (a delivery, a purchase order)."""
+    check_units(quantity, "quantity")
+    check_skus(session, [sku])
+    check_location(session, location)
+    apply(session, [Change(sku, location, "receipt", on_hand=quantity, ref=ref, reason=reason, field="quantity")])
+    return level(session, sku, location)
+
+
+def adjust(session: Session, *, sku: str, location: str, delta: int, reason: str, ref: str | None = None) -> StockLevel:
+    """Correct on hand by ``delta`` (damaged, lost, found); the reason is required."""
+    check_units(delta, "delta", signed=True)
+    if not (reason or "").strip():
+        raise Invalid("an adjustment says why (damaged, lost, found, ...)", field="reason")
+    check_skus(session, [sku])
+    check_location(session, location)
+    apply(session, [Change(sku, location, "adjustment", on_hand=delta, reason=reason.strip(), ref=ref,
+                           field="delta")])
+    return level(session, sku, location)
+
+
+def count(session: Session, *, sku: str, location: str, counted: int, ref: str | None = None) -> StockLevel:
+    """A cycle count: on hand becomes ``counted``; the ledger keeps the difference and the figure."""
+    check_units(counted, "counted", allow_zero=True)
+    check_skus(session, [sku])
+    check_location(session, location)
+    _ensure_levels(session, [(sku, location)], utcnow())
+    current = locks.rows(session, StockLevel, [(sku, location)])[(sku, location)]
+    if counted < current.reserved:
+        raise Conflict(f"{sku} at {location}: counted {counted} but {current.reserved} are reserved; release or "
+                       "reallocate those reservations first", field="counted", code="count_below_reserved")
+    apply(session, [Change(sku, location, "count", on_hand=counted - current.on_hand, counted=counted, ref=ref,
+                           field="counted")])
+    return level(session, sku, location)
+
+
+def set_safety_stock(session: Session, *, sku: str, location: str, safety_stock: int) -> StockLevel:
+    """Units kept back from every promise at this location (not a movement: on hand does not change)."""
+    check_units(safety_stock, "safety_stock", allow_zero=True)
+    check_skus(session, [sku])
+    check_location(session, location)
+    now = utcnow()
+    _ensure_levels(session, [(sku, location)], now)
+    row = locks.rows(session, StockLevel, [(sku, location)])[(sku, location)]
+    row.safety_stock, row.updated_at = safety_stock, now
+    session.flush()
+    return row
+
+
+def transit_location(session: Session) -> Location:
+    """The location goods are in between two others (the first active transit location)."""
+    found = session.scalar(select(Location).where(Location.type == "transit", Location.active.is_(True))
+                           .order_by(Location.code).limit(1))
+    if found is None:
+        raise Invalid("no transit location exists: create one (type transit) before transferring", field="from")
+    return found
+
+
+def transfer(session: Session, *, sku: str, from_location: str, to_location: str, quantity: int) -> Transfer:
+    """Send units from one location to another: out of ``from_location`` (never its reserved units) into transit
+    now; into ``to_location`` when :func:`receive_transfer` is called."""
+    check_units(quantity, "quantity")
+    check_skus(session, [sku])
+    check_location(session, from_location, field="from")
+    check_location(session, to_location, field="to")
+    if from_location == to_location:
+        raise Invalid("a transfer goes to another location", field="to")
+    via = transit_location(session)
+    moved = Transfer(id=new_id(), sku=sku, from_code=from_location, to_code=to_location, via_code=via.code,
+                     quantity=quantity, status="shipped", shipped_at=utcnow())
+    session.add(moved)
+    session.flush()
+    apply(session, [Change(sku, from_location, "transfer_out", on_hand=-quantity, ref=moved.id, field="quantity"),
+                    Change(sku, via.code, "transfer_in", on_hand=quantity, ref=moved.id, field="quantity")])
+    return moved
+
+
+def receive_transfer(session: Session, *, transfer_id: str) -> Transfer:
+    """The transferred units arrived: out of transit into the destination (once; again is a 409)."""
+    moved = locks.row(session, Transfer, transfer_id, field="transfer_id")
+    if moved.status != "shipped":
+        raise Conflict(f"transfer {transfer_id} was received already", field="transfer_id", code="transfer_received")
+    apply(session, [Change(moved.sku, moved.via_code, "transfer_out", on_hand=-moved.quantity, ref=moved.id),
+                    Change(moved.sku, moved.to_code, "transfer_in", on_hand=moved.quantity, ref=moved.id)])
+    moved.status, moved.received_at = "received", utcnow()
+    session.flush()
+    return moved
+
+
+# ---------------------------------------------------------------- reading
+
+def level(session: Session, sku: str, location: str) -> StockLevel:
+    """The level of ``sku`` at ``location`` as committed or changed by this transaction (zero if none)."""
+    found = session.scalar(select(StockLevel).where(StockLevel.sku == sku, StockLevel.location_code == location)
+                           .execution_options(populate_existing=True))
+    if found is None:
+        return StockLevel(sku=sku, location_code=location, on_hand=0, reserved=0, safety_stock=0,
+                          updated_at=utcnow())
+    return found
+
+
+def levels(session: Session, *, skus: Sequence[str] | None = None,
+           locations: Sequence[str] | None = None) -> list[StockLevel]:
+    q = select(StockLevel).order_by(StockLevel.sku, StockLevel.location_code)
+    if skus:
+        q = q.where(StockLevel.sku.in_(list(skus)))
+    if locations:
+        q = q.where(StockLevel.location_code.in_(list(locations)))
+    return list(session.scalars(q))
+
+
+def movements(session: Session, *, sku: str | None = None, location: str | None = None, ref: str | None = None,
+              before: int | None = None, limit: int = 100) -> list[StockMovement]:
+    """Ledger rows, newest first; ``before`` pages on by id."""
+    q = select(StockMovement).order_by(StockMovement.id.desc()).limit(limit)
+    if sku:
+        q = q.where(StockMovement.sku == sku)
+    if location:
+        q = q.where(StockMovement.location_code == location)
+    if ref:
+        q = q.where(StockMovement.ref == ref)
+    if before is not None:
+        q = q.where(StockMovement.id < before)
+    return list(session.scalars(q))
+
+
+@dataclass(slots=True)
+class Difference:
+    sku: str
+    location: str
+    on_hand: int
+    ledger_on_hand: int
+    reserved: int
+    ledger_reserved: int
+
+
+def check(session: Session) -> list[Difference]:
+    """Every (SKU, location) whose counters differ from what its ledger adds up to (an empty list: all agree).
+
+    One set-based query: the levels and the ledger's sums, outer-joined by a union (no level without movements or
+    movements without a level escapes)."""
+    sums = (select(StockMovement.sku.label("sku"), StockMovement.location_code.label("loc"),
+                   func.sum(StockMovement.on_hand_delta).label("oh"),
+                   func.sum(StockMovement.reserved_delta).label("rv"),
+                   literal(0).label("level_oh"), literal(0).label("level_rv"))
+            .group_by(StockMovement.sku, StockMovement.location_code))
+    have = select(StockLevel.sku, StockLevel.location_code, literal(0), literal(0), StockLevel.on_hand,
+                  StockLevel.reserved)
+    both = union_all(sums, have).subquery()
+    q = (select(both.c.sku, both.c.loc, func.sum(both.c.level_oh), func.sum(both.c.oh), func.sum(both.c.level_rv),
+                func.sum(both.c.rv))
+         .group_by(both.c.sku, both.c.loc)
+         .having((func.sum(both.c.level_oh) != func.sum(both.c.oh))
+                 | (func.sum(both.c.level_rv) != func.sum(both.c.rv)))
+         .order_by(both.c.sku, both.c.loc))
+    return [Difference(s, loc, int(a), int(b), int(c), int(d)) for s, loc, a, b, c, d in session.execute(q)]
+
+
+def return_units(session: Session, *, sku: str, location: str, quantity: int, ref: str | None = None,
+                 reason: str | None = None, channel: str | None = None) -> None:
+    """Returned units are back on hand at ``location`` (a store's shelf, a warehouse, or quarantine if damaged)."""
+    check_units(quantity, "quantity")
+    check_location(session, location)
+    apply(session, [Change(sku, location, "return", on_hand=quantity, ref=ref, reason=reason, channel=channel,
+                           field="quantity")])
