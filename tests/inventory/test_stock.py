@@ -124,6 +124,5 @@ def test_the_database_itself_refuses_negative_stock(db):
 
     network(db)
     stock_up(db, {("TEE-S", "WH"): 1})
-    with pytest.raises(IntegrityError):
-        with db.transaction() as s:
-            s.execute(text("UPDATE stock_levels SET reserved = 2 WHERE sku = 'TEE-S'"))
+    with pytest.raises(IntegrityError), db.transaction() as s:
+        s.execute(text("UPDATE stock_levels SET reserved = 2 WHERE sku = 'TEE-S'"))
