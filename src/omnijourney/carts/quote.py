@@ -82,17 +82,19 @@ class CartQuote:
 
 def _pricing_quote(session: Session, *, currency: str, channel_code: str, customer_id: str | None,
                    lines: Sequence[engine.BasketLine], voucher_codes: Sequence[str],
-                   strict_vouchers: bool) -> engine.Quote | None:
+                   strict_vouchers: bool, fulfilment: str | None = None) -> engine.Quote | None:
     """The pricing service's quote (``pricing.quoting.quote``) of a basket of distinct SKUs."""
     return pricing_quote(session, channel_code=channel_code, lines=[(b.sku, b.quantity) for b in lines],
                          customer_id=customer_id, vouchers=voucher_codes, currency=currency,
-                         strict_vouchers=strict_vouchers)
+                         strict_vouchers=strict_vouchers, fulfilment=fulfilment)
 
 
 def quote_cart(session: Session, *, currency: str, channel_code: str, customer_id: str | None,
                lines: Sequence[tuple[str, int]], items: Mapping[str, VariantInfo],
-               voucher_codes: Sequence[str] = (), strict_vouchers: bool = False) -> CartQuote:
-    """Quote ``lines`` (sku, quantity) for the customer in the channel; ``items`` from ``variants_for_skus``.
+               voucher_codes: Sequence[str] = (), strict_vouchers: bool = False,
+               fulfilment: str | None = None) -> CartQuote:
+    """Quote ``lines`` (sku, quantity) for the customer in the channel; ``items`` from ``variants_for_skus``;
+    ``fulfilment`` (pricing's ``delivery`` or ``in_store``) defaults to the channel's rule.
 
     A cart read never fails because of pricing: a line or voucher the engine refuses is left out of the
     quote with the reason, and any other pricing error leaves the cart unpriced with the reason. With
@@ -115,7 +117,8 @@ def quote_cart(session: Session, *, currency: str, channel_code: str, customer_i
     while basket:
         try:
             quote = _pricing_quote(session, currency=currency, channel_code=channel_code, customer_id=customer_id,
-                                   lines=basket, voucher_codes=codes, strict_vouchers=strict_vouchers)
+                                   lines=basket, voucher_codes=codes, strict_vouchers=strict_vouchers,
+                                   fulfilment=fulfilment)
             if quote is None:
                 general.append("pricing is not available")
             break

@@ -418,6 +418,12 @@ def _merge_lines(session: Session, *, source: Cart, target: Cart) -> tuple[list[
 
 # ---------------------------------------------------------------- for the other cart modules (handoff, vouchers)
 
+def lock(session: Session, cart_id: str) -> Cart:
+    """Lock a cart (its people, then its row) for another domain's change, whatever its status (checkout converts
+    it); ``NotFound`` naming ``cart_id``."""
+    return _lock(session, [cart_id])[cart_id]
+
+
 def lock_for_change(session: Session, *, cart_id: str, channel_code: str,
                     expected_version: int | None = None) -> tuple[Cart, Channel]:
     """Lock an active cart for a change made in ``channel_code`` (checked: active, same currency)."""

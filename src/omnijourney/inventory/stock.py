@@ -98,8 +98,8 @@ def ensure_levels(session: Session, keys: Iterable[tuple[str, str]], now: dateti
     """Create the missing (SKU, location) levels at zero (one statement; existing ones are left alone)."""
     rows = [{"sku": s, "location_code": loc, "on_hand": 0, "reserved": 0, "safety_stock": 0, "updated_at": now}
             for s, loc in sorted(set(keys))]
-    if rows:
-        session.execute(dialect_insert(session, StockLevel).values(rows).on_conflict_do_nothing())
+    if rows:  # executemany: one compiled statement whatever the number of rows (a VALUES list compiles per size)
+        session.execute(dialect_insert(session, StockLevel.__table__).on_conflict_do_nothing(), rows)
 
 
 def apply(session: Session, changes: Sequence[Change], *, now: datetime | None = None) -> None:
@@ -136,7 +136,7 @@ def apply_many(session: Session, changes: Sequence[Change], *, now: datetime | N
         return 0
     now = now or utcnow()
     ensure_levels(session, [(c.sku, c.location) for c in changes if c.on_hand > 0], now)
-    session.execute(insert(StockMovement), [
+    session.execute(insert(StockMovement.__table__), [  # Core, not ORM: a tenth of the Python work per row
         {"sku": c.sku, "location_code": c.location, "kind": c.kind, "on_hand_delta": c.on_hand,
          "reserved_delta": c.reserved, "counted": c.counted, "reason": c.reason, "ref": c.ref,
          "channel_code": c.channel, "created_at": now} for c in changes])
@@ -167,7 +167,8 @@ def apply_many(session: Session, changes: Sequence[Change], *, now: datetime | N
 
 
 def _refusal(session: Session, c: Change) -> Conflict:
-    level = session.get(StockLevel, (c.sku, c.location))
+    level = session.scalar(select(StockLevel).where(StockLevel.sku == c.sku, StockLevel.location_code == c.location)
+                          .execution_options(populate_existing=True))
     have = (level.on_hand - level.reserved) if level else 0
     details = {"sku": c.sku, "location": c.location, "available": have}
     if c.kind in ("reservation", "sale"):
