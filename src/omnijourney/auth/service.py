@@ -22,7 +22,7 @@ from omnijourney.core.time import utcnow
 
 AREAS = (
     "customers", "events", "sources", "keys", "catalog", "pricing", "carts", "inventory", "orders",
-    "loyalty", "conversations", "journeys", "analytics", "audit",
+    "loyalty", "conversations", "journeys", "analytics", "audit", "payments",
 )
 _SCOPE = re.compile(r"^(?P<area>[a-z_]+):(?P<level>read|write)$")
 KEY_PREFIX = "omk_"

@@ -170,6 +170,14 @@ def unregister(name: str) -> None:
     _factories.pop(name, None)
 
 
+def available(name: str) -> bool:
+    """Whether a provider called ``name`` can be used (registered, built in, or configured)."""
+    if name in _factories or name in ("gift_card", "cash"):
+        return True
+    conf = settings().payments
+    return (name == "test" and conf.test_provider) or (name == "stripe" and bool(conf.stripe_api_key))
+
+
 def get(name: str, db: Database) -> PaymentProvider:
     """The provider called ``name`` for ``db`` (gift cards live in the application database); ``Invalid`` naming
     ``provider`` when there is none or it is not configured."""

@@ -1,0 +1,734 @@
+"""The payments of a checkout and its order: the interface checkout, orders and returns use.
+
+Every provider call goes in three steps, and none while a transaction of ours is open (on SQLite a write
+transaction holds the database lock, on PostgreSQL row locks):
+
+1. record the intent in a short transaction (a ``request`` row in ``payment_operations``; for a refund, the amount
+   held back from other refunds by SQL arithmetic);
+2. call the provider outside any transaction, with an idempotency key derived from the payment id
+   (``{payment_id}:authorise``, ``:capture``, ``:void``, ``:refund:{request id}``), so a retry after a crash or a lost
+   answer is the same request and never charges twice;
+3. record the result in a new transaction (a ``result`` row, the payment's new state).
+
+The flow of a checkout::
+
+    begin(session, ...)            in the checkout's transaction: rows (status new) + a reconcile job at a deadline
+    authorise(db, ids)             no transaction: gift cards and cash first, the card last; a decline voids the rest
+    attach(session, ids, order)    in the order's transaction (refused once a void was decided)
+    enqueue_capture(session, ids)  in the order's transaction: money is taken only once the order exists
+
+A crash anywhere leaves nothing behind: an authorisation whose order never committed is voided by the
+``payments.reconcile`` job (the job re-asks the provider with the same key when the answer was lost), and an order
+always has its capture job, committed with it. Asynchronous changes (3-D Secure finished, a decline after a pending
+authorisation) arrive by webhook; :func:`on_change` listeners learn of them in the webhook's transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session
+
+from omnijourney import jobs, locks
+from omnijourney.core.errors import Conflict, Invalid, NotFound
+from omnijourney.core.ids import new_id
+from omnijourney.core.time import utcnow
+from omnijourney.db import Database, dialect_insert
+from omnijourney.payments import providers
+from omnijourney.payments.models import METHODS, Payment, PaymentOperation
+from omnijourney.payments.providers import (
+    Authorisation,
+    Method,
+    ProviderError,
+    ProviderUnavailable,
+    WebhookEvent,
+)
+from omnijourney.pricing.money import check_currency, from_minor, to_minor
+
+log = logging.getLogger(__name__)
+
+RECONCILE_JOB, CAPTURE_JOB, VOID_JOB, REFUND_JOB = ("payments.reconcile", "payments.capture", "payments.void",
+                                                    "payments.refund")
+_FIRST = {"gift_card": 0, "cash": 1, "card": 2}  # authorised in this order: our own tenders first, the card last
+_HOLDING = ("new", "pending", "authorised")  # what a void releases
+_CAPTURED = ("captured", "partly_refunded")  # what can be refunded
+_CARD_DATA = ("number", "card_number", "pan", "cvc", "cvv", "exp_month", "exp_year", "expiry")
+
+Listener = Callable[[Session, Payment], None]
+_listeners: list[Listener] = []
+
+
+def on_change(fn: Listener) -> Listener:
+    """Call ``fn(session, payment)`` in the transaction that changes a payment's status asynchronously: a webhook
+    (pending -> authorised or declined, a provider's cancellation) or a capture the provider refused (-> failed).
+    Usable as a decorator. The listener may write (create the order, :func:`attach`, :func:`enqueue_capture`); if it
+    raises, the webhook is answered 500 and the provider sends it again."""
+    if fn not in _listeners:
+        _listeners.append(fn)
+    return fn
+
+
+def _changed(session: Session, payment: Payment) -> None:
+    for fn in list(_listeners):
+        fn(session, payment)
+
+
+# ---------------------------------------------------------------- begin: the tenders of a checkout
+
+@dataclass(frozen=True, slots=True)
+class _Tender:
+    method: str
+    provider: str
+    instrument: str | None
+    minor: int | None
+
+
+def _tenders(tenders: Sequence[Mapping[str, Any]], currency: str) -> list[_Tender]:
+    if not tenders:
+        raise Invalid("at least one payment is needed", field="payments", code="payments_missing")
+    out: list[_Tender] = []
+    for i, t in enumerate(tenders):
+        at = f"payments[{i}]"
+        if not isinstance(t, Mapping):
+            raise Invalid(f"{at} is not an object", field=at)
+        if any(k in t for k in _CARD_DATA):
+            raise Invalid("card data is never accepted: send the provider's payment method id (payment_method)",
+                          field=at, code="card_data_refused")
+        method = t.get("method")
+        if method not in METHODS:
+            raise Invalid(f"{at}.method must be one of {', '.join(METHODS)}", field=f"{at}.method")
+        if method == "card":
+            provider = t.get("provider") or providers.settings().payments.card_provider
+            instrument = t.get("payment_method")
+            if not isinstance(instrument, str) or not instrument.strip():
+                raise Invalid("a card payment needs its provider's payment method id", field=f"{at}.payment_method")
+        elif method == "gift_card":
+            provider, instrument = "gift_card", t.get("code")
+            if not isinstance(instrument, str) or not instrument.strip():
+                raise Invalid("a gift card payment needs the card's code", field=f"{at}.code")
+        else:
+            provider, instrument = "cash", None
+        if not isinstance(provider, str) or not providers.available(provider):
+            raise Invalid(f"no payment provider {provider!r}", field=f"{at}.provider", code="unknown_provider")
+        out.append(_Tender(method, provider, instrument.strip() if instrument else None,
+                           _minor(t.get("amount"), currency, f"{at}.amount")))
+    return out
+
+
+def _minor(value: Any, currency: str, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool | float) or not isinstance(value, str | int | Decimal):
+        raise Invalid(f"{field} is a decimal string such as \"20.00\"", field=field)
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise Invalid(f"{field} is not a number: {value!r}", field=field) from None
+    if not amount.is_finite() or amount <= 0:
+        raise Invalid(f"{field} must be positive", field=field)
+    return to_minor(amount, currency, field=field)
+
+
+def begin(session: Session, *, ref: str, currency: str, total: Decimal,
+          tenders: Sequence[Mapping[str, Any]]) -> list[Payment]:
+    """Create the payments (status new) of a checkout ``ref`` that must pay ``total`` in the caller's transaction.
+
+    ``tenders``: e.g. ``[{"method": "gift_card", "code": "GC-...", "amount": "20.00"}, {"method": "card",
+    "provider": "test", "payment_method": "pm_card_visa"}]``; at most one tender without an amount takes the
+    remainder; the amounts must cover ``total`` exactly (``Invalid`` naming ``payments`` or ``payments[i].amount``).
+    A ``payments.reconcile`` job is enqueued at the deadline (``OMNI_PAYMENTS__RECONCILE_AFTER_S``): whatever of
+    these is still holding money without an order by then is voided.
+    """
+    check_currency(currency)
+    if not ref or len(ref) > 64:
+        raise Invalid("ref is 1 to 64 characters", field="ref")
+    total_minor = to_minor(total, currency, field="total")
+    if total_minor <= 0:
+        raise Invalid("the total to pay must be positive", field="total")
+    parsed = _tenders(tenders, currency)
+    open_ = [i for i, t in enumerate(parsed) if t.minor is None]
+    if len(open_) > 1:
+        raise Invalid("only one payment may leave its amount out (it takes the remainder)",
+                      field=f"payments[{open_[1]}].amount", code="payment_amount_missing")
+    fixed = sum(t.minor or 0 for t in parsed)
+    if open_:
+        rest = total_minor - fixed
+        if rest <= 0:
+            raise Invalid(f"the other payments already cover {from_minor(fixed, currency)} of "
+                          f"{from_minor(total_minor, currency)}: nothing is left for this one",
+                          field=f"payments[{open_[0]}].amount", code="payments_exceed_total")
+        parsed[open_[0]] = _Tender(parsed[open_[0]].method, parsed[open_[0]].provider, parsed[open_[0]].instrument,
+                                   rest)
+    elif fixed != total_minor:
+        word = "short of" if fixed < total_minor else "more than"
+        raise Invalid(f"the payments add up to {from_minor(fixed, currency)} {currency}, {word} the total "
+                      f"{from_minor(total_minor, currency)} {currency}", field="payments",
+                      code="payments_do_not_cover_total" if fixed < total_minor else "payments_exceed_total")
+    now = utcnow()
+    rows = [Payment(id=new_id(), ref=ref, position=i, method=t.method, provider=t.provider, instrument=t.instrument,
+                    currency=currency, amount_minor=t.minor, authorised_minor=0, captured_minor=0, refunded_minor=0,
+                    refund_pending_minor=0, status="new", created_at=now, updated_at=now)
+            for i, t in enumerate(parsed)]
+    session.add_all(rows)
+    session.flush()
+    jobs.enqueue(session, RECONCILE_JOB, {"ref": ref, "payment_ids": [p.id for p in rows]},
+                 delay_s=providers.settings().payments.reconcile_after_s)
+    return rows
+
+
+# ---------------------------------------------------------------- reading
+
+def get(session: Session, payment_id: str) -> Payment:
+    payment = session.get(Payment, payment_id)
+    if payment is None:
+        raise NotFound(f"no payment {payment_id!r}", field="payment_id")
+    return payment
+
+
+def find(session: Session, *, ref: str | None = None, order_id: str | None = None) -> list[Payment]:
+    """The payments of a checkout (``ref``) or of an order, in tender order."""
+    q = select(Payment)
+    if ref is not None:
+        q = q.where(Payment.ref == ref)
+    if order_id is not None:
+        q = q.where(Payment.order_id == order_id)
+    if ref is None and order_id is None:
+        raise Invalid("ref or order_id is needed", field="ref")
+    return list(session.scalars(q.order_by(Payment.ref, Payment.position)))
+
+
+def operations(session: Session, payment_id: str) -> list[PaymentOperation]:
+    return list(session.scalars(select(PaymentOperation).where(PaymentOperation.payment_id == payment_id)
+                                .order_by(PaymentOperation.created_at, PaymentOperation.id)))
+
+
+def _load(db: Database, ids: Iterable[str]) -> list[Payment]:
+    wanted = list(dict.fromkeys(ids))
+    with db.transaction(write=False) as session:
+        found = {p.id: p for p in session.scalars(select(Payment).where(Payment.id.in_(wanted)))}
+    if missing := [i for i in wanted if i not in found]:
+        raise NotFound(f"no payment {missing[0]!r}", field="payment_ids")
+    return [found[i] for i in wanted]
+
+
+def _log(session: Session, p: Payment, kind: str, phase: str, status: str, **fields: Any) -> PaymentOperation:
+    op = PaymentOperation(id=fields.pop("id", None) or new_id(), payment_id=p.id, kind=kind, phase=phase,
+                          status=status, details=fields.pop("details", None) or {}, created_at=utcnow(), **fields)
+    session.add(op)
+    session.flush()
+    return op
+
+
+# ---------------------------------------------------------------- authorise
+
+@dataclass(frozen=True, slots=True)
+class Decline:
+    """Which tender was refused, and why (the provider's code, a reason a shopper can read)."""
+
+    payment_id: str
+    position: int
+    method: str
+    code: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthoriseOutcome:
+    """``authorised`` (every tender holds its money), ``pending`` (a tender waits for the shopper:
+    ``next_action_url``; a webhook completes it), ``declined`` (``decline`` says which and why; the others were
+    released) or ``failed`` (a provider refused the request or could not be reached: ``decline`` has its code; the
+    others were released, and an unanswered authorisation is voided by a job once its outcome is known)."""
+
+    status: str
+    payments: list[Payment]
+    decline: Decline | None = None
+    next_action_url: str | None = None
+
+
+def authorise(db: Database, payment_ids: Sequence[str]) -> AuthoriseOutcome:
+    """Authorise the tenders (called with no transaction open). Gift cards and cash go first and the card last, so
+    a card is never held for a basket the gift card could not cover. Idempotent: a payment already authorised is
+    not asked again, and one whose answer was lost is asked again with the same key (one charge)."""
+    ordered = sorted(_load(db, payment_ids), key=lambda p: (_FIRST.get(p.method, 9), p.position))
+    for p in ordered:
+        done = _authorise_one(db, p)
+        if done.status in ("declined", "failed", "voided") or (done.status == "new"):
+            release = [q.id for q in ordered if q.id != done.id]
+            if done.status == "new":  # no answer from the provider: decided void, done by a job once it answers
+                release.append(done.id)
+            void(db, release, only_orphans=True, retry_later=True)
+            code = done.decline_code or ("provider_unavailable" if done.status == "new" else None)
+            reason = done.decline_reason or ("The payment provider did not answer; nothing was charged."
+                                             if done.status == "new" else None)
+            status = "declined" if done.status == "declined" else "failed"
+            return AuthoriseOutcome(status, _load(db, payment_ids),
+                                    Decline(done.id, done.position, done.method, code, reason))
+    final = _load(db, payment_ids)
+    pending = [p for p in final if p.status == "pending"]
+    if pending:
+        return AuthoriseOutcome("pending", final, next_action_url=pending[0].next_action_url)
+    return AuthoriseOutcome("authorised", final)
+
+
+def _authorise_one(db: Database, p: Payment) -> Payment:
+    key = f"{p.id}:authorise"
+    with db.transaction() as session:
+        p = locks.row(session, Payment, p.id, field="payment_ids")
+        if p.status != "new" or p.void_requested_at is not None:
+            return p  # answered before (or being voided): the provider is not asked again
+        _log(session, p, "authorise", "request", "requested", amount_minor=p.amount_minor, idempotency_key=key)
+    try:
+        result = _call_authorise(db, p, key)
+    except ProviderUnavailable as exc:
+        with db.transaction() as session:
+            _log(session, p, "authorise", "result", "unknown", idempotency_key=key, code=exc.code,
+                 message=exc.message[:1000])
+        return _load(db, [p.id])[0]
+    except ProviderError as exc:
+        result = None
+        error = exc
+    with db.transaction() as session:
+        p = locks.row(session, Payment, p.id)
+        if result is None:
+            _log(session, p, "authorise", "result", "failed", idempotency_key=key, code=error.code,
+                 message=error.message[:1000])
+            if p.status == "new":
+                p.status, p.decline_code, p.decline_reason = "failed", error.code[:100], error.message[:500]
+        else:
+            _record_authorisation(session, p, result, key)
+        p.updated_at = utcnow()
+        session.flush()
+        return p
+
+
+def _call_authorise(db: Database, p: Payment, key: str) -> Authorisation:
+    return providers.get(p.provider, db).authorise(
+        amount=p.amount, currency=p.currency, method=Method(p.method, p.instrument), idempotency_key=key,
+        metadata={"payment_id": p.id, "ref": p.ref})
+
+
+def _record_authorisation(session: Session, p: Payment, result: Authorisation, key: str) -> None:
+    _log(session, p, "authorise", "result", result.status, idempotency_key=key, provider_ref=result.provider_ref,
+         amount_minor=to_minor(result.amount, p.currency) if result.amount else None, code=result.decline_code,
+         message=result.decline_reason)
+    p.provider_ref = p.provider_ref or result.provider_ref
+    p.brand, p.last4 = p.brand or result.brand, p.last4 or result.last4
+    if p.status != "new":
+        return  # a webhook told us first: it is the later news
+    p.status = result.status
+    if result.status in ("authorised", "captured"):
+        p.authorised_minor = to_minor(result.amount, p.currency)
+        if result.status == "captured":  # settled at once (cash)
+            p.captured_minor = p.authorised_minor
+    elif result.status == "pending":
+        p.next_action_url = result.next_action_url
+    elif result.status == "declined":
+        p.decline_code = (result.decline_code or "declined")[:100]
+        p.decline_reason = (result.decline_reason or "The payment was declined.")[:500]
+
+
+# ---------------------------------------------------------------- attach and capture
+
+def attach(session: Session, payment_ids: Sequence[str], order_id: str) -> list[Payment]:
+    """Tie the payments to ``order_id`` in the order's transaction. Refused (409 ``payment_not_authorised``) when a
+    payment does not hold its money, or a void was decided (the reconcile job got there first): the order must not
+    commit without its payment. Attaching again to the same order changes nothing."""
+    rows = locks.rows(session, Payment, payment_ids)
+    if missing := [i for i in payment_ids if i not in rows]:
+        raise NotFound(f"no payment {missing[0]!r}", field="payment_ids")
+    for pid in payment_ids:
+        p = rows[pid]
+        if p.order_id == order_id:
+            continue
+        if p.order_id is not None:
+            raise Conflict(f"payment {pid} belongs to order {p.order_id}", field="payments", code="payment_attached")
+        if p.void_requested_at is not None or p.status not in ("authorised", "captured"):
+            state = "being voided" if p.void_requested_at is not None else p.status
+            raise Conflict(f"payment {pid} cannot pay for an order: it is {state}", field="payments",
+                           code="payment_not_authorised")
+        p.order_id, p.updated_at = order_id, utcnow()
+    session.flush()
+    return [rows[i] for i in payment_ids]
+
+
+def enqueue_capture(session: Session, payment_ids: Sequence[str],
+                    amounts: Mapping[str, Decimal] | None = None) -> None:
+    """Schedule the capture of each payment (its full authorisation, or ``amounts[id]``) in the order's
+    transaction: money is taken only once the order exists, and always once it does."""
+    for pid in payment_ids:
+        amount = (amounts or {}).get(pid)
+        jobs.enqueue(session, CAPTURE_JOB, {"payment_id": pid, "amount": None if amount is None else str(amount)},
+                     unique_key=f"{CAPTURE_JOB}:{pid}")
+
+
+def capture(db: Database, payment_id: str, *, amount: Decimal | None = None) -> Payment:
+    """Take ``amount`` (default: all that was authorised; never more) of an authorised payment. Idempotent: a
+    captured payment is returned as it is. 409 ``payment_not_capturable`` when it holds no money (voided,
+    declined...); ``ProviderUnavailable`` when the provider did not answer (retry: same key, one capture)."""
+    key = f"{payment_id}:capture"
+    with db.transaction() as session:
+        p = locks.row(session, Payment, payment_id, field="payment_id")
+        if p.status in ("captured", "partly_refunded", "refunded"):
+            return p
+        if p.status != "authorised" or p.void_requested_at is not None:
+            raise Conflict(f"payment {payment_id} is {p.status}: nothing to capture", field="payment_id",
+                           code="payment_not_capturable")
+        minor = p.authorised_minor if amount is None else to_minor(amount, p.currency)
+        if minor <= 0 or minor > p.authorised_minor:
+            raise Invalid(f"a capture is between 0 and the authorised {p.money(p.authorised_minor)} {p.currency}",
+                          field="amount", code="capture_exceeds_authorised")
+        _log(session, p, "capture", "request", "requested", amount_minor=minor, idempotency_key=key)
+    provider = providers.get(p.provider, db)
+    try:
+        captured = provider.capture(ref=p.provider_ref or "", amount=from_minor(minor, p.currency),
+                                    currency=p.currency, idempotency_key=key)
+    except ProviderUnavailable:
+        raise
+    except ProviderError as exc:
+        with db.transaction() as session:
+            p = locks.row(session, Payment, payment_id)
+            _log(session, p, "capture", "result", "failed", idempotency_key=key, code=exc.code,
+                 message=exc.message[:1000])
+            if p.status == "authorised":
+                p.status, p.decline_code, p.decline_reason = "failed", exc.code[:100], exc.message[:500]
+                p.updated_at = utcnow()
+                session.flush()
+                _changed(session, p)
+        raise Conflict(f"the provider refused the capture: {exc.message}", field="payment_id",
+                       code="capture_refused") from exc
+    with db.transaction() as session:
+        p = locks.row(session, Payment, payment_id)
+        _log(session, p, "capture", "result", "captured", idempotency_key=key,
+             amount_minor=to_minor(captured.amount, p.currency))
+        if p.status == "authorised":
+            p.status, p.captured_minor, p.updated_at = "captured", to_minor(captured.amount, p.currency), utcnow()
+        session.flush()
+        return p
+
+
+# ---------------------------------------------------------------- void
+
+def void(db: Database, payment_ids: Sequence[str], *, only_orphans: bool = False,
+         retry_later: bool = False) -> list[Payment]:
+    """Release what these payments hold (called with no transaction open): authorised and pending ones are voided
+    at their provider, new ones are closed (asking the provider first, with the same key, if an authorisation
+    was sent and its answer lost), and money already settled without an order (cash) is refunded. A void is
+    decided first (``void_requested_at``), so none of them can be attached to an order afterwards.
+    ``only_orphans`` leaves payments that belong to an order alone (the reconcile job). With ``retry_later``, a
+    provider that does not answer gets a ``payments.void`` job instead of an exception."""
+    with db.transaction() as session:
+        rows = locks.rows(session, Payment, payment_ids)
+        targets, refunds = [], []
+        for pid in payment_ids:
+            p = rows.get(pid)
+            if p is None or (only_orphans and p.order_id is not None):
+                continue
+            if p.status in _HOLDING:
+                p.void_requested_at = p.void_requested_at or utcnow()
+                targets.append(pid)
+            elif p.status in _CAPTURED and p.order_id is None and p.refundable_minor > 0:
+                p.void_requested_at = p.void_requested_at or utcnow()
+                refunds.append(pid)
+        session.flush()
+    unanswered = []
+    for pid in targets:
+        try:
+            _void_one(db, pid)
+        except ProviderUnavailable:
+            if not retry_later:
+                raise
+            unanswered.append(pid)
+    for pid in refunds:
+        p = _load(db, [pid])[0]
+        refund(db, payment_ids=[pid], amount=p.money(p.refundable_minor), reason="no order",
+               reference=f"release:{pid}")
+    if unanswered:
+        with db.transaction() as session:
+            jobs.enqueue(session, VOID_JOB, {"payment_ids": unanswered}, delay_s=30)
+    return _load(db, payment_ids)
+
+
+def _void_one(db: Database, payment_id: str) -> None:
+    key = f"{payment_id}:void"
+    with db.transaction() as session:
+        p = locks.row(session, Payment, payment_id)
+        if p.status not in _HOLDING:
+            return
+        asked = session.scalar(select(exists().where(
+            PaymentOperation.payment_id == p.id, PaymentOperation.kind == "authorise",
+            PaymentOperation.phase == "request")))
+        if p.status == "new" and not asked:  # the provider never heard of it: nothing to release
+            _log(session, p, "void", "result", "voided", details={"note": "never sent to the provider"})
+            p.status, p.updated_at = "voided", utcnow()
+            return
+    if p.status == "new":  # sent, answer lost: ask again with the same key to learn what the provider holds
+        key_auth = f"{p.id}:authorise"
+        try:
+            result: Authorisation | None = _call_authorise(db, p, key_auth)
+        except ProviderUnavailable:
+            raise
+        except ProviderError as exc:  # refused for good: it holds nothing
+            result, error = None, exc
+        with db.transaction() as session:
+            p = locks.row(session, Payment, payment_id)
+            if result is None:
+                _log(session, p, "authorise", "result", "failed", idempotency_key=key_auth, code=error.code,
+                     message=error.message[:1000])
+                if p.status == "new":
+                    p.status, p.decline_code, p.decline_reason = "failed", error.code[:100], error.message[:500]
+            else:
+                _record_authorisation(session, p, result, key_auth)
+            p.updated_at = utcnow()
+        if p.status not in ("authorised", "pending"):
+            if p.status in _CAPTURED:  # settled at once (cash): give it back
+                refund(db, payment_ids=[p.id], amount=p.money(p.refundable_minor), reason="no order",
+                       reference=f"release:{p.id}")
+            return
+    with db.transaction() as session:
+        p = locks.row(session, Payment, payment_id)
+        _log(session, p, "void", "request", "requested", idempotency_key=key)
+    try:
+        providers.get(p.provider, db).void(ref=p.provider_ref or "", idempotency_key=key)
+        status, code, message = "voided", None, None
+    except ProviderUnavailable:
+        raise
+    except ProviderError as exc:  # e.g. the provider cancelled it already (expired): it holds nothing either way
+        status, code, message = "failed", exc.code, exc.message[:1000]
+    with db.transaction() as session:
+        p = locks.row(session, Payment, payment_id)
+        _log(session, p, "void", "result", status, idempotency_key=key, code=code, message=message)
+        if p.status in ("authorised", "pending") and status == "voided":
+            p.status, p.updated_at = "voided", utcnow()
+
+
+# ---------------------------------------------------------------- refund
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    """One part of a refund, on one tender: ``succeeded``, ``pending`` (the provider did not answer; a job
+    retries with the same key) or ``failed`` (refused: ``code``, ``message``; the amount is refundable again)."""
+
+    request_id: str
+    payment_id: str
+    method: str
+    amount: Decimal
+    status: str
+    refund_ref: str | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+def plan_refund(session: Session, *, amount: Decimal, order_id: str | None = None,
+                payment_ids: Sequence[str] | None = None, reason: str | None = None,
+                reference: str | None = None) -> list[PaymentOperation]:
+    """Split ``amount`` over the captured tenders (of ``order_id``, or ``payment_ids``) and hold it back from other
+    refunds, in the caller's transaction; returns the refund requests. The tenders are refunded in the reverse of
+    the order they were charged in: the card first (money back where it came from, nothing left on a gift card
+    the customer may not use again), then cash, then gift cards; each at most what it captured minus what was
+    refunded. More than is refundable is refused (422 naming ``amount``). With ``reference`` (a return's id), a
+    second request under the same reference returns the first one's requests instead of refunding again."""
+    if reference is not None:
+        done = list(session.scalars(select(PaymentOperation).where(
+            PaymentOperation.reference == reference, PaymentOperation.kind == "refund",
+            PaymentOperation.phase == "request").order_by(PaymentOperation.id)))
+        if done:
+            return done
+    if order_id is not None:
+        ids = [p.id for p in find(session, order_id=order_id)]
+    elif payment_ids:
+        ids = list(payment_ids)
+    else:
+        raise Invalid("order_id or payment_ids is needed", field="order_id")
+    rows = locks.rows(session, Payment, ids)
+    if not rows:
+        raise NotFound(f"order {order_id} has no payments" if order_id else "no such payments", field="order_id"
+                       if order_id else "payment_ids")
+    currencies = {p.currency for p in rows.values()}
+    if len(currencies) != 1:
+        raise Invalid("payments in several currencies cannot share one refund", field="payment_ids")
+    currency = currencies.pop()
+    minor = _minor(amount, currency, "amount") or 0
+    tenders = sorted((p for p in rows.values() if p.status in _CAPTURED and p.refundable_minor > 0),
+                     key=lambda p: (-_FIRST.get(p.method, 9), -p.position))
+    refundable = sum(p.refundable_minor for p in tenders)
+    if minor > refundable:
+        raise Invalid(f"at most {from_minor(refundable, currency)} {currency} can be refunded",
+                      field="amount", code="refund_exceeds_captured")
+    requests, left = [], minor
+    for p in tenders:
+        if left == 0:
+            break
+        part = min(left, p.refundable_minor)
+        held = session.execute(update(Payment).where(
+            Payment.id == p.id,
+            Payment.captured_minor - Payment.refunded_minor - Payment.refund_pending_minor >= part)
+            .values(refund_pending_minor=Payment.refund_pending_minor + part, updated_at=utcnow()))
+        if held.rowcount != 1:  # cannot happen under the row lock; refuse rather than over-refund
+            raise Conflict(f"payment {p.id} changed during the refund", field="amount", code="refund_conflict")
+        op_id = new_id()
+        requests.append(_log(session, p, "refund", "request", "requested", id=op_id, amount_minor=part,
+                             idempotency_key=f"{p.id}:refund:{op_id}", reference=reference,
+                             details={"reason": reason} if reason else None))
+        left -= part
+        session.expire(p)  # its counters changed in SQL
+    return requests
+
+
+def enqueue_refund(session: Session, *, amount: Decimal, order_id: str | None = None,
+                   payment_ids: Sequence[str] | None = None, reason: str | None = None,
+                   reference: str | None = None) -> list[PaymentOperation]:
+    """:func:`plan_refund` in the caller's transaction (a return's) and a ``payments.refund`` job that sends it."""
+    requests = plan_refund(session, amount=amount, order_id=order_id, payment_ids=payment_ids, reason=reason,
+                           reference=reference)
+    jobs.enqueue(session, REFUND_JOB, {"requests": [r.id for r in requests]},
+                 unique_key=f"{REFUND_JOB}:{requests[0].id}" if requests else None)
+    return requests
+
+
+def refund(db: Database, *, amount: Decimal, order_id: str | None = None, payment_ids: Sequence[str] | None = None,
+           reason: str | None = None, reference: str | None = None) -> list[Refund]:
+    """Refund ``amount`` over the original tenders now (called with no transaction open; see :func:`plan_refund`
+    for the split). Parts the provider did not answer are ``pending`` and retried by a job with the same key."""
+    with db.transaction() as session:
+        requests = plan_refund(session, amount=amount, order_id=order_id, payment_ids=payment_ids, reason=reason,
+                               reference=reference)
+        ids = [r.id for r in requests]
+    results = send_refunds(db, ids)
+    if waiting := [r.request_id for r in results if r.status == "pending"]:
+        with db.transaction() as session:
+            jobs.enqueue(session, REFUND_JOB, {"requests": waiting}, delay_s=30,
+                         unique_key=f"{REFUND_JOB}:{waiting[0]}")
+    return results
+
+
+def send_refunds(db: Database, request_ids: Sequence[str]) -> list[Refund]:
+    """Send refund requests to their providers (step 2 and 3); requests answered before are not sent again."""
+    results = []
+    for rid in request_ids:
+        with db.transaction(write=False) as session:
+            req = session.get(PaymentOperation, rid)
+            if req is None:
+                raise NotFound(f"no refund request {rid!r}", field="requests")
+            p = session.get(Payment, req.payment_id)
+            answered = session.scalar(select(PaymentOperation).where(PaymentOperation.request_id == rid,
+                                                                     PaymentOperation.phase == "result"))
+        assert p is not None and req.amount_minor is not None
+        amount = p.money(req.amount_minor)
+        if answered is not None:
+            results.append(Refund(rid, p.id, p.method, amount, answered.status, answered.provider_ref,
+                                  answered.code, answered.message))
+            continue
+        try:
+            done = providers.get(p.provider, db).refund(ref=p.provider_ref or "", amount=amount, currency=p.currency,
+                                                        idempotency_key=req.idempotency_key or "",
+                                                        reason=(req.details or {}).get("reason"))
+        except ProviderUnavailable as exc:
+            results.append(Refund(rid, p.id, p.method, amount, "pending", code=exc.code, message=exc.message))
+            continue
+        except ProviderError as exc:
+            with db.transaction() as session:
+                p = locks.row(session, Payment, p.id)
+                session.execute(update(Payment).where(Payment.id == p.id).values(
+                    refund_pending_minor=Payment.refund_pending_minor - req.amount_minor, updated_at=utcnow()))
+                _log(session, p, "refund", "result", "failed", request_id=rid, amount_minor=req.amount_minor,
+                     idempotency_key=req.idempotency_key, code=exc.code, message=exc.message[:1000])
+            results.append(Refund(rid, p.id, p.method, amount, "failed", code=exc.code, message=exc.message))
+            continue
+        with db.transaction() as session:
+            p = locks.row(session, Payment, p.id)
+            session.execute(update(Payment).where(Payment.id == p.id).values(
+                refunded_minor=Payment.refunded_minor + req.amount_minor,
+                refund_pending_minor=Payment.refund_pending_minor - req.amount_minor, updated_at=utcnow()))
+            session.refresh(p)
+            p.status = "refunded" if p.refunded_minor >= p.captured_minor else "partly_refunded"
+            _log(session, p, "refund", "result", "succeeded", request_id=rid, amount_minor=req.amount_minor,
+                 idempotency_key=req.idempotency_key, provider_ref=done.refund_ref)
+        results.append(Refund(rid, p.id, p.method, amount, "succeeded", done.refund_ref))
+    return results
+
+
+# ---------------------------------------------------------------- webhooks
+
+def apply_event(session: Session, *, provider: str, event: WebhookEvent) -> str:
+    """Apply a verified provider event in the webhook's transaction; returns what happened: ``applied``,
+    ``duplicate`` (this event id was applied before), ``ignored`` (nothing to change) or ``unknown`` (not a payment
+    of ours). Listeners (:func:`on_change`) hear of a pending payment's end."""
+    p = None
+    if event.payment_id:
+        p = session.get(Payment, event.payment_id)
+        if p is not None and p.provider != provider:
+            p = None
+    if p is None and event.provider_ref:
+        p = session.scalar(select(Payment).where(Payment.provider == provider,
+                                                 Payment.provider_ref == event.provider_ref))
+    if p is None:
+        return "unknown"
+    event_key = f"{provider}:{event.id}"[:200]
+    claimed = session.execute(dialect_insert(session, PaymentOperation.__table__).values(
+        id=new_id(), payment_id=p.id, kind="webhook", phase="event", status=event.status or "ignored",
+        event_id=event_key, provider_ref=event.provider_ref, code=event.decline_code,
+        message=(event.decline_reason or "")[:1000] or None, details={"type": event.type}, created_at=utcnow(),
+    ).on_conflict_do_nothing(index_elements=["event_id"]))
+    if not claimed.rowcount:  # a replay (or its concurrent twin, which waited for this one's commit)
+        return "duplicate"
+    p = locks.row(session, Payment, p.id)
+    before = p.status
+    if event.status == "authorised" and before in ("new", "pending"):
+        p.status, p.next_action_url = "authorised", None
+        p.authorised_minor = to_minor(event.amount, p.currency) if event.amount else p.amount_minor
+    elif event.status == "declined" and before in ("new", "pending"):
+        p.status = "declined"
+        p.decline_code = (event.decline_code or "declined")[:100]
+        p.decline_reason = (event.decline_reason or "The payment was declined.")[:500]
+    elif event.status == "voided" and before in _HOLDING:
+        p.status = "voided"
+    else:
+        return "ignored"
+    p.provider_ref = p.provider_ref or event.provider_ref
+    p.updated_at = utcnow()
+    session.flush()
+    if p.status in ("declined", "voided") and p.order_id is None:
+        # the checkout cannot complete: what its other tenders hold goes back (a job: no provider call here)
+        others = [q.id for q in find(session, ref=p.ref) if q.id != p.id and q.order_id is None
+                  and (q.status in _HOLDING or q.status in _CAPTURED)]
+        if others:
+            jobs.enqueue(session, VOID_JOB, {"payment_ids": others, "only_orphans": True})
+    if before != "new" and p.void_requested_at is None:
+        _changed(session, p)
+    return "applied"
+
+
+# ---------------------------------------------------------------- jobs (they call providers: external)
+
+@jobs.handler(RECONCILE_JOB, external=True)
+def _reconcile(db: Database, args: dict[str, Any]) -> None:
+    """Void what a checkout's payments still hold without an order at the deadline (the order never committed)."""
+    with suppress(NotFound):  # nothing of it was committed
+        void(db, args["payment_ids"], only_orphans=True)
+
+
+@jobs.handler(VOID_JOB, external=True)
+def _void_job(db: Database, args: dict[str, Any]) -> None:
+    void(db, args["payment_ids"], only_orphans=bool(args.get("only_orphans")))
+
+
+@jobs.handler(CAPTURE_JOB, external=True)
+def _capture_job(db: Database, args: dict[str, Any]) -> None:
+    amount = Decimal(args["amount"]) if args.get("amount") is not None else None
+    try:
+        capture(db, args["payment_id"], amount=amount)
+    except Conflict as exc:  # nothing to capture, or refused for good: recorded on the payment, retrying cannot help
+        log.warning("capture of payment %s not done: %s", args["payment_id"], exc.message)
+
+
+@jobs.handler(REFUND_JOB, external=True)
+def _refund_job(db: Database, args: dict[str, Any]) -> None:
+    results = send_refunds(db, args["requests"])
+    if waiting := [r for r in results if r.status == "pending"]:
+        raise ProviderUnavailable(waiting[0].code or "unavailable", f"{len(waiting)} refund(s) not answered yet")
