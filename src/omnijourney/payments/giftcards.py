@@ -111,8 +111,8 @@ class GiftCardProvider:
     def _insert(self, session: Session, movement: dict[str, object]) -> bool:
         """Insert a movement unless its key was used (a concurrent twin waits here, then finds it)."""
         stmt = dialect_insert(session, GiftCardMovement.__table__).values(movement)
-        stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"])
-        return bool(session.execute(stmt).rowcount)
+        stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(GiftCardMovement.id)
+        return session.execute(stmt).first() is not None  # (rowcount is -1 here on psycopg)
 
     def authorise(self, *, amount: Decimal, currency: str, method: Method, idempotency_key: str,
                   metadata: Mapping[str, str]) -> Authorisation:

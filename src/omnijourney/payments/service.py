@@ -674,8 +674,8 @@ def apply_event(session: Session, *, provider: str, event: WebhookEvent) -> str:
         id=new_id(), payment_id=p.id, kind="webhook", phase="event", status=event.status or "ignored",
         event_id=event_key, provider_ref=event.provider_ref, code=event.decline_code,
         message=(event.decline_reason or "")[:1000] or None, details={"type": event.type}, created_at=utcnow(),
-    ).on_conflict_do_nothing(index_elements=["event_id"]))
-    if not claimed.rowcount:  # a replay (or its concurrent twin, which waited for this one's commit)
+    ).on_conflict_do_nothing(index_elements=["event_id"]).returning(PaymentOperation.id)).first()
+    if claimed is None:  # a replay (or its concurrent twin, which waited for this one's commit)
         return "duplicate"
     p = locks.row(session, Payment, p.id)
     before = p.status
