@@ -203,9 +203,8 @@ def write_chunk(session: Session, rows: Sequence[Row], *, ref: str, outcome: Out
     A count found below what is reserved once its level is locked (a reservation made since the validation) is
     not applied and goes to ``outcome.late``."""
     now = now or utcnow()
-    keys = {(r.sku, r.location) for r in rows}
-    ensure_levels(session, keys, now)
     counted = {(r.sku, r.location) for r in rows if r.kind == "count"}
+    ensure_levels(session, counted, now)  # a count's level must exist to be locked; receipts' are made by apply_many
     locked = locks.rows(session, StockLevel, counted)
     # on hand as this chunk leaves it, for the levels it counts: a count's delta is the figure minus that
     on_hand = {k: lv.on_hand for k, lv in locked.items()}
