@@ -292,3 +292,36 @@ def test_an_orphaned_cash_payment_is_refunded(db: Database) -> None:
         run_jobs(db)
     p = payment(db, ids[0])
     assert (p.status, p.refunded_minor) == ("refunded", 900)
+
+
+def test_a_capture_whose_answer_was_lost_is_sent_again_with_the_same_key(db: Database) -> None:
+    [pid] = _authorised(db, "40.00")
+    p = payment(db, pid)
+    # the crash: the provider captured, the process died before recording it; the job runs again
+    sim(db).capture(ref=p.provider_ref, amount=Decimal("40.00"), currency="EUR", idempotency_key=f"{pid}:capture")
+    with db.transaction() as session:
+        service.attach(session, [pid], new_id())
+        service.enqueue_capture(session, [pid])
+    assert run_jobs(db) == 1
+    assert (payment(db, pid).status, intents_for(db, pid)[0]["amount_received"]) == ("captured", 4000)
+
+
+def test_stripe_payments_through_the_service(db: Database, stripe_server) -> None:
+    code = gift_card(db, "10.00")
+    ids = begin(db, "35.00", {"method": "gift_card", "code": code, "amount": "10.00"}, card(provider="stripe"))
+    assert service.authorise(db, ids).status == "authorised"
+    order = new_id()
+    with db.transaction() as session:
+        service.attach(session, ids, order)
+        service.enqueue_capture(session, ids)
+    assert run_jobs(db) == 2
+    stripe_id = payment(db, ids[1]).provider_ref
+    assert stripe_server.fake.intents[stripe_id]["status"] == "succeeded"
+    assert stripe_server.fake.intents[stripe_id]["metadata"] == {"payment_id": ids[1], "ref": payment(db, ids[1]).ref}
+    parts = service.refund(db, order_id=order, amount=Decimal("30.00"), reason="requested_by_customer")
+    assert [(r.method, r.amount, r.status) for r in parts] == [("card", Decimal("25.00"), "succeeded"),
+                                                             ("gift_card", Decimal("5.00"), "succeeded")]
+    refund = [r for r in stripe_server.fake.refunds.values() if r["payment_intent"] == stripe_id]
+    assert [(r["amount"], r["reason"]) for r in refund] == [(2500, "requested_by_customer")]
+    sent = [r for r in stripe_server.fake.requests if r["params"].get("payment_intent") == stripe_id]
+    assert sent[0]["headers"]["idempotency-key"] == f"{ids[1]}:refund:{parts[0].request_id}"

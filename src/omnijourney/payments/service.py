@@ -25,21 +25,19 @@ authorisation) arrive by webhook; :func:`on_change` listeners learn of them in t
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from omnijourney import jobs, locks
 from omnijourney.core.errors import Conflict, Invalid, NotFound
 from omnijourney.core.ids import new_id
 from omnijourney.core.time import utcnow
-from omnijourney.db import Database, dialect_insert
+from omnijourney.db import Database
 from omnijourney.payments import providers
 from omnijourney.payments.models import METHODS, Payment, PaymentOperation
 from omnijourney.payments.providers import (
@@ -47,11 +45,8 @@ from omnijourney.payments.providers import (
     Method,
     ProviderError,
     ProviderUnavailable,
-    WebhookEvent,
 )
 from omnijourney.pricing.money import check_currency, from_minor, to_minor
-
-log = logging.getLogger(__name__)
 
 RECONCILE_JOB, CAPTURE_JOB, VOID_JOB, REFUND_JOB = ("payments.reconcile", "payments.capture", "payments.void",
                                                     "payments.refund")
@@ -445,6 +440,8 @@ def void(db: Database, payment_ids: Sequence[str], *, only_orphans: bool = False
                 raise
             unanswered.append(pid)
     for pid in refunds:
+        from omnijourney.payments.refunds import refund
+
         p = _load(db, [pid])[0]
         refund(db, payment_ids=[pid], amount=p.money(p.refundable_minor), reason="no order",
                reference=f"release:{pid}")
@@ -487,6 +484,8 @@ def _void_one(db: Database, payment_id: str) -> None:
             p.updated_at = utcnow()
         if p.status not in ("authorised", "pending"):
             if p.status in _CAPTURED:  # settled at once (cash): give it back
+                from omnijourney.payments.refunds import refund
+
                 refund(db, payment_ids=[p.id], amount=p.money(p.refundable_minor), reason="no order",
                        reference=f"release:{p.id}")
             return
@@ -507,228 +506,16 @@ def _void_one(db: Database, payment_id: str) -> None:
             p.status, p.updated_at = "voided", utcnow()
 
 
-# ---------------------------------------------------------------- refund
-
-@dataclass(frozen=True, slots=True)
-class Refund:
-    """One part of a refund, on one tender: ``succeeded``, ``pending`` (the provider did not answer; a job
-    retries with the same key) or ``failed`` (refused: ``code``, ``message``; the amount is refundable again)."""
-
-    request_id: str
-    payment_id: str
-    method: str
-    amount: Decimal
-    status: str
-    refund_ref: str | None = None
-    code: str | None = None
-    message: str | None = None
+# The refund and webhook halves live in their own modules (which build on this one); their public functions are
+# part of this interface too: ``service.refund(...)``, ``service.apply_event(...)``.
+_ELSEWHERE = {name: "omnijourney.payments.refunds" for name in
+              ("Refund", "enqueue_refund", "plan_refund", "refund", "send_refunds")} | {
+              "apply_event": "omnijourney.payments.webhooks"}
 
 
-def plan_refund(session: Session, *, amount: Decimal, order_id: str | None = None,
-                payment_ids: Sequence[str] | None = None, reason: str | None = None,
-                reference: str | None = None) -> list[PaymentOperation]:
-    """Split ``amount`` over the captured tenders (of ``order_id``, or ``payment_ids``) and hold it back from other
-    refunds, in the caller's transaction; returns the refund requests. The tenders are refunded in the reverse of
-    the order they were charged in: the card first (money back where it came from, nothing left on a gift card
-    the customer may not use again), then cash, then gift cards; each at most what it captured minus what was
-    refunded. More than is refundable is refused (422 naming ``amount``). With ``reference`` (a return's id), a
-    second request under the same reference returns the first one's requests instead of refunding again."""
-    if reference is not None:
-        done = list(session.scalars(select(PaymentOperation).where(
-            PaymentOperation.reference == reference, PaymentOperation.kind == "refund",
-            PaymentOperation.phase == "request").order_by(PaymentOperation.id)))
-        if done:
-            return done
-    if order_id is not None:
-        ids = [p.id for p in find(session, order_id=order_id)]
-    elif payment_ids:
-        ids = list(payment_ids)
-    else:
-        raise Invalid("order_id or payment_ids is needed", field="order_id")
-    rows = locks.rows(session, Payment, ids)
-    if not rows:
-        raise NotFound(f"order {order_id} has no payments" if order_id else "no such payments", field="order_id"
-                       if order_id else "payment_ids")
-    currencies = {p.currency for p in rows.values()}
-    if len(currencies) != 1:
-        raise Invalid("payments in several currencies cannot share one refund", field="payment_ids")
-    currency = currencies.pop()
-    minor = _minor(amount, currency, "amount") or 0
-    tenders = sorted((p for p in rows.values() if p.status in _CAPTURED and p.refundable_minor > 0),
-                     key=lambda p: (-_FIRST.get(p.method, 9), -p.position))
-    refundable = sum(p.refundable_minor for p in tenders)
-    if minor > refundable:
-        raise Invalid(f"at most {from_minor(refundable, currency)} {currency} can be refunded",
-                      field="amount", code="refund_exceeds_captured")
-    requests, left = [], minor
-    for p in tenders:
-        if left == 0:
-            break
-        part = min(left, p.refundable_minor)
-        held = session.execute(update(Payment).where(
-            Payment.id == p.id,
-            Payment.captured_minor - Payment.refunded_minor - Payment.refund_pending_minor >= part)
-            .values(refund_pending_minor=Payment.refund_pending_minor + part, updated_at=utcnow()))
-        if held.rowcount != 1:  # cannot happen under the row lock; refuse rather than over-refund
-            raise Conflict(f"payment {p.id} changed during the refund", field="amount", code="refund_conflict")
-        op_id = new_id()
-        requests.append(_log(session, p, "refund", "request", "requested", id=op_id, amount_minor=part,
-                             idempotency_key=f"{p.id}:refund:{op_id}", reference=reference,
-                             details={"reason": reason} if reason else None))
-        left -= part
-        session.expire(p)  # its counters changed in SQL
-    return requests
+def __getattr__(name: str) -> Any:
+    if name in _ELSEWHERE:
+        import importlib
 
-
-def enqueue_refund(session: Session, *, amount: Decimal, order_id: str | None = None,
-                   payment_ids: Sequence[str] | None = None, reason: str | None = None,
-                   reference: str | None = None) -> list[PaymentOperation]:
-    """:func:`plan_refund` in the caller's transaction (a return's) and a ``payments.refund`` job that sends it."""
-    requests = plan_refund(session, amount=amount, order_id=order_id, payment_ids=payment_ids, reason=reason,
-                           reference=reference)
-    jobs.enqueue(session, REFUND_JOB, {"requests": [r.id for r in requests]},
-                 unique_key=f"{REFUND_JOB}:{requests[0].id}" if requests else None)
-    return requests
-
-
-def refund(db: Database, *, amount: Decimal, order_id: str | None = None, payment_ids: Sequence[str] | None = None,
-           reason: str | None = None, reference: str | None = None) -> list[Refund]:
-    """Refund ``amount`` over the original tenders now (called with no transaction open; see :func:`plan_refund`
-    for the split). Parts the provider did not answer are ``pending`` and retried by a job with the same key."""
-    with db.transaction() as session:
-        requests = plan_refund(session, amount=amount, order_id=order_id, payment_ids=payment_ids, reason=reason,
-                               reference=reference)
-        ids = [r.id for r in requests]
-    results = send_refunds(db, ids)
-    if waiting := [r.request_id for r in results if r.status == "pending"]:
-        with db.transaction() as session:
-            jobs.enqueue(session, REFUND_JOB, {"requests": waiting}, delay_s=30,
-                         unique_key=f"{REFUND_JOB}:{waiting[0]}")
-    return results
-
-
-def send_refunds(db: Database, request_ids: Sequence[str]) -> list[Refund]:
-    """Send refund requests to their providers (step 2 and 3); requests answered before are not sent again."""
-    results = []
-    for rid in request_ids:
-        with db.transaction(write=False) as session:
-            req = session.get(PaymentOperation, rid)
-            if req is None:
-                raise NotFound(f"no refund request {rid!r}", field="requests")
-            p = session.get(Payment, req.payment_id)
-            answered = session.scalar(select(PaymentOperation).where(PaymentOperation.request_id == rid,
-                                                                     PaymentOperation.phase == "result"))
-        assert p is not None and req.amount_minor is not None
-        amount = p.money(req.amount_minor)
-        if answered is not None:
-            results.append(Refund(rid, p.id, p.method, amount, answered.status, answered.provider_ref,
-                                  answered.code, answered.message))
-            continue
-        try:
-            done = providers.get(p.provider, db).refund(ref=p.provider_ref or "", amount=amount, currency=p.currency,
-                                                        idempotency_key=req.idempotency_key or "",
-                                                        reason=(req.details or {}).get("reason"))
-        except ProviderUnavailable as exc:
-            results.append(Refund(rid, p.id, p.method, amount, "pending", code=exc.code, message=exc.message))
-            continue
-        except ProviderError as exc:
-            with db.transaction() as session:
-                p = locks.row(session, Payment, p.id)
-                session.execute(update(Payment).where(Payment.id == p.id).values(
-                    refund_pending_minor=Payment.refund_pending_minor - req.amount_minor, updated_at=utcnow()))
-                _log(session, p, "refund", "result", "failed", request_id=rid, amount_minor=req.amount_minor,
-                     idempotency_key=req.idempotency_key, code=exc.code, message=exc.message[:1000])
-            results.append(Refund(rid, p.id, p.method, amount, "failed", code=exc.code, message=exc.message))
-            continue
-        with db.transaction() as session:
-            p = locks.row(session, Payment, p.id)
-            session.execute(update(Payment).where(Payment.id == p.id).values(
-                refunded_minor=Payment.refunded_minor + req.amount_minor,
-                refund_pending_minor=Payment.refund_pending_minor - req.amount_minor, updated_at=utcnow()))
-            session.refresh(p)
-            p.status = "refunded" if p.refunded_minor >= p.captured_minor else "partly_refunded"
-            _log(session, p, "refund", "result", "succeeded", request_id=rid, amount_minor=req.amount_minor,
-                 idempotency_key=req.idempotency_key, provider_ref=done.refund_ref)
-        results.append(Refund(rid, p.id, p.method, amount, "succeeded", done.refund_ref))
-    return results
-
-
-# ---------------------------------------------------------------- webhooks
-
-def apply_event(session: Session, *, provider: str, event: WebhookEvent) -> str:
-    """Apply a verified provider event in the webhook's transaction; returns what happened: ``applied``,
-    ``duplicate`` (this event id was applied before), ``ignored`` (nothing to change) or ``unknown`` (not a payment
-    of ours). Listeners (:func:`on_change`) hear of a pending payment's end."""
-    p = None
-    if event.payment_id:
-        p = session.get(Payment, event.payment_id)
-        if p is not None and p.provider != provider:
-            p = None
-    if p is None and event.provider_ref:
-        p = session.scalar(select(Payment).where(Payment.provider == provider,
-                                                 Payment.provider_ref == event.provider_ref))
-    if p is None:
-        return "unknown"
-    event_key = f"{provider}:{event.id}"[:200]
-    claimed = session.execute(dialect_insert(session, PaymentOperation.__table__).values(
-        id=new_id(), payment_id=p.id, kind="webhook", phase="event", status=event.status or "ignored",
-        event_id=event_key, provider_ref=event.provider_ref, code=event.decline_code,
-        message=(event.decline_reason or "")[:1000] or None, details={"type": event.type}, created_at=utcnow(),
-    ).on_conflict_do_nothing(index_elements=["event_id"]).returning(PaymentOperation.id)).first()
-    if claimed is None:  # a replay (or its concurrent twin, which waited for this one's commit)
-        return "duplicate"
-    p = locks.row(session, Payment, p.id)
-    before = p.status
-    if event.status == "authorised" and before in ("new", "pending"):
-        p.status, p.next_action_url = "authorised", None
-        p.authorised_minor = to_minor(event.amount, p.currency) if event.amount else p.amount_minor
-    elif event.status == "declined" and before in ("new", "pending"):
-        p.status = "declined"
-        p.decline_code = (event.decline_code or "declined")[:100]
-        p.decline_reason = (event.decline_reason or "The payment was declined.")[:500]
-    elif event.status == "voided" and before in _HOLDING:
-        p.status = "voided"
-    else:
-        return "ignored"
-    p.provider_ref = p.provider_ref or event.provider_ref
-    p.updated_at = utcnow()
-    session.flush()
-    if p.status in ("declined", "voided") and p.order_id is None:
-        # the checkout cannot complete: what its other tenders hold goes back (a job: no provider call here)
-        others = [q.id for q in find(session, ref=p.ref) if q.id != p.id and q.order_id is None
-                  and (q.status in _HOLDING or q.status in _CAPTURED)]
-        if others:
-            jobs.enqueue(session, VOID_JOB, {"payment_ids": others, "only_orphans": True})
-    if before != "new" and p.void_requested_at is None:
-        _changed(session, p)
-    return "applied"
-
-
-# ---------------------------------------------------------------- jobs (they call providers: external)
-
-@jobs.handler(RECONCILE_JOB, external=True)
-def _reconcile(db: Database, args: dict[str, Any]) -> None:
-    """Void what a checkout's payments still hold without an order at the deadline (the order never committed)."""
-    with suppress(NotFound):  # nothing of it was committed
-        void(db, args["payment_ids"], only_orphans=True)
-
-
-@jobs.handler(VOID_JOB, external=True)
-def _void_job(db: Database, args: dict[str, Any]) -> None:
-    void(db, args["payment_ids"], only_orphans=bool(args.get("only_orphans")))
-
-
-@jobs.handler(CAPTURE_JOB, external=True)
-def _capture_job(db: Database, args: dict[str, Any]) -> None:
-    amount = Decimal(args["amount"]) if args.get("amount") is not None else None
-    try:
-        capture(db, args["payment_id"], amount=amount)
-    except Conflict as exc:  # nothing to capture, or refused for good: recorded on the payment, retrying cannot help
-        log.warning("capture of payment %s not done: %s", args["payment_id"], exc.message)
-
-
-@jobs.handler(REFUND_JOB, external=True)
-def _refund_job(db: Database, args: dict[str, Any]) -> None:
-    results = send_refunds(db, args["requests"])
-    if waiting := [r for r in results if r.status == "pending"]:
-        raise ProviderUnavailable(waiting[0].code or "unavailable", f"{len(waiting)} refund(s) not answered yet")
+        return getattr(importlib.import_module(_ELSEWHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
