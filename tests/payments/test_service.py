@@ -325,3 +325,59 @@ def test_stripe_payments_through_the_service(db: Database, stripe_server) -> Non
     assert [(r["amount"], r["reason"]) for r in refund] == [(2500, "requested_by_customer")]
     sent = [r for r in stripe_server.fake.requests if r["params"].get("payment_intent") == stripe_id]
     assert sent[0]["headers"]["idempotency-key"] == f"{ids[1]}:refund:{parts[0].request_id}"
+
+
+def test_a_refund_the_provider_did_not_answer_is_pending_and_sent_again_by_a_job(db: Database,
+                                                                                 stripe_server) -> None:
+    order, [pid] = _captured(db, "20.00", card(provider="stripe"))
+    stripe_server.fake.fail_next = 503
+    [part] = service.refund(db, order_id=order, amount=Decimal("8.00"))
+    assert part.status == "pending"
+    p = payment(db, pid)
+    assert (p.refund_pending_minor, p.refunded_minor) == (800, 0)  # held back meanwhile
+    with _later(1):
+        assert run_jobs(db) == 1
+    p = payment(db, pid)
+    assert (p.refund_pending_minor, p.refunded_minor, p.status) == (0, 800, "partly_refunded")
+    refunds = [r for r in stripe_server.fake.refunds.values() if r["payment_intent"] == p.provider_ref]
+    assert [r["amount"] for r in refunds] == [800]
+
+
+def test_no_provider_is_called_while_a_transaction_of_ours_is_open(db: Database) -> None:
+    from omnijourney.payments import providers
+
+    calls: list[str] = []
+    real = sim(db)
+
+    class Probe:
+        """The test provider, checking at each call that no connection of ours is in use (no transaction open)."""
+
+        name = "probe"
+
+        def __getattr__(self, op: str):
+            def call(*args, **kwargs):
+                assert db.engine.pool.checkedout() == 0, f"{op} called inside a transaction"
+                calls.append(op)
+                return getattr(real, op)(*args, **kwargs)
+            return call
+
+    providers.register("probe", lambda _db: Probe())
+    try:
+        code = gift_card(db, "5.00")
+        ids = begin(db, "30.00", {"method": "gift_card", "code": code, "amount": "5.00"}, card(provider="probe"))
+        assert service.authorise(db, ids).status == "authorised"
+        order = new_id()
+        with db.transaction() as session:
+            service.attach(session, ids, order)
+            service.enqueue_capture(session, ids)
+        run_jobs(db)
+        service.refund(db, order_id=order, amount=Decimal("30.00"))
+        [declined] = begin(db, "10.00", card("pm_card_chargeDeclined", provider="probe"))
+        service.authorise(db, [declined])
+        [orphan] = _authorised(db, "10.00", card(provider="probe"))
+        with _later(16):
+            run_jobs(db)
+        assert payment(db, orphan).status == "voided"
+    finally:
+        providers.unregister("probe")
+    assert calls == ["authorise", "capture", "refund", "authorise", "authorise", "void"]
