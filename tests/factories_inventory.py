@@ -38,3 +38,17 @@ def stock_up(db: Database, levels: dict[tuple[str, str], int]) -> None:
     with db.transaction() as s:
         for (sku, loc), units in levels.items():
             stock.receive(s, sku=sku, location=loc, quantity=units, ref="test")
+
+
+PRICES = {"TEE-S": "20.00", "TEE-M": "20.00", "JEANS-32": "80.00"}
+
+
+def priced(db: Database) -> None:
+    """A base price list in EUR for the network's SKUs, German VAT included and a 4.95 shipping fee."""
+    from omnijourney.pricing import service as pricing
+
+    with db.transaction() as s:
+        pricing.create_price_list(s, code="base-eur", name="Base EUR", currency="EUR")
+        pricing.set_prices(s, price_list="base-eur", prices=PRICES)
+        pricing.set_market(s, market="DE", taxes_included=True, tax_rates={"standard": "0.19"},
+                           shipping_fees={"EUR": "4.95"})

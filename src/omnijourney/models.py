@@ -11,6 +11,7 @@ from omnijourney.db import Base
 from omnijourney.inventory import models as inventory_models  # noqa: F401
 from omnijourney.inventory import reservations as _reservations  # noqa: F401  (registers its expiry job)
 from omnijourney.jobs import models as job_models  # noqa: F401
+from omnijourney.orders import checkout as _checkout  # noqa: F401  (orders' tables and job handlers)
 from omnijourney.payments import jobs as _payments_jobs  # noqa: F401  (payments' tables and job handlers)
 from omnijourney.pricing import models as pricing_models  # noqa: F401
 from omnijourney.tracking import models as tracking_models  # noqa: F401

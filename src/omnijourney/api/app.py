@@ -81,6 +81,8 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     from omnijourney.customers.api import router as customers_router
     from omnijourney.inventory.api import locations_router
     from omnijourney.inventory.api import router as inventory_router
+    from omnijourney.orders.api import checkout_router
+    from omnijourney.orders.api import router as orders_router
     from omnijourney.payments.api import router as payments_router
     from omnijourney.payments.simulator_pages import router as test_provider_router
     from omnijourney.pricing.api import router as pricing_router
@@ -90,7 +92,8 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
 
     install_tracking(app)  # Segment-compatible /v1/* paths, with CORS for shops on other origins
     for router in (keys_router, sources_router, customers_router, catalog_router, pricing_router, carts_router,
-                   feed_router, locations_router, inventory_router, payments_router):
+                   feed_router, locations_router, inventory_router, checkout_router, orders_router,
+                   payments_router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(handoff_pages_router)  # /handoff/{code}: the page a phone opens after scanning a QR code
     app.include_router(test_provider_router)  # /payments/test-provider/...: the test provider's bank page

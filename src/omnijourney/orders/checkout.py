@@ -1,0 +1,255 @@
+"""Checkout: one path from a cart to an order for every channel — quote, reservation, payment, order.
+
+Three steps, because a payment provider is another system and no transaction of ours stays open while it answers:
+
+1. **Reserve** (one transaction): the cart is locked and checked (active, not empty, the caller's, every line
+   priced), re-quoted for the fulfilment chosen, and compared with the total the customer saw (``expected_total``:
+   409 ``price_changed`` with the new quote if it differs). Sourcing picks the locations, the units are reserved
+   (they expire by themselves), the payments are recorded, and a recovery job is scheduled. The checkout row is
+   keyed by the client's ``Idempotency-Key`` and a cart has one checkout in flight at most.
+2. **Pay** (no transaction): the tenders are authorised, each with an idempotency key derived from its payment,
+   so a retry never charges twice.
+3. **Complete** (one transaction): the order is written with its lines, shipments and history, the reservation
+   becomes the order's, vouchers are redeemed, the cart is converted, the payments are attached and their capture
+   is enqueued — or, on a decline, the units are released and the checkout fails with the reason.
+
+A crash between the steps loses nothing: the recovery job (``FINISH_JOB``) resumes any checkout without an
+answer — it asks the provider again (the same idempotency keys) and completes or fails it — and the payments
+domain voids an authorisation that never found its order. A retry of the request with the same key does the
+same at once, then answers what the first attempt would have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from omnijourney import jobs, locks
+from omnijourney.carts import service as carts
+from omnijourney.carts.models import Cart
+from omnijourney.carts.quote import CartQuote, quote_cart
+from omnijourney.catalog.models import Channel
+from omnijourney.core.errors import Conflict, Forbidden, Invalid, NotFound, OmniError
+from omnijourney.core.ids import new_id
+from omnijourney.core.time import utcnow
+from omnijourney.db import Database
+from omnijourney.inventory import reservations
+from omnijourney.orders import orders as order_service
+from omnijourney.orders import sourcing
+from omnijourney.orders.models import Checkout
+from omnijourney.payments import service as payments
+
+RESERVE_TTL_S = 15 * 60  # how long a checkout may take before its units go back
+PENDING_TTL_S = 15 * 60  # how long a payment waiting for the shopper (3-D Secure) keeps the units
+FINISH_AFTER_S = 60  # the recovery job looks at a checkout this long after it began
+FINISH_JOB = "orders.finish_checkout"
+
+
+@dataclass(slots=True)
+class Request:
+    """What a channel sends to check a cart out."""
+
+    cart_id: str
+    channel_code: str
+    fulfilment: str = "ship"
+    location: str | None = None  # the pickup store, for pickup and reserve_in_store
+    ship_to: dict[str, Any] | None = None  # address; latitude/longitude make "nearest" mean something
+    tenders: list[dict[str, Any]] = field(default_factory=list)
+    expected_total: Decimal | None = None
+    customer_id: str | None = None  # who says they are checking out: refused if the cart is someone else's
+    email: str | None = None
+
+    def fingerprint(self) -> str:
+        body = {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return hashlib.sha256(orjson.dumps(body, default=str, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+
+
+def _pricing_fulfilment(mode: str) -> str:
+    return "delivery" if mode == "ship" else "in_store"
+
+
+def _quote(session: Session, cart: Cart, channel: Channel, mode: str) -> tuple[CartQuote, list[tuple[str, int]]]:
+    view = carts.view_of(session, cart=cart, channel_code=channel.code)
+    lines = [(ln.sku, ln.quantity) for ln in view.lines]
+    if not lines:
+        raise Invalid(f"cart {cart.id} is empty", field="cart_id", code="empty_cart")
+    quote = quote_cart(session, currency=cart.currency, channel_code=channel.code, customer_id=cart.customer_id,
+                       lines=lines, items=view.items, voucher_codes=cart.voucher_codes,
+                       fulfilment=_pricing_fulfilment(mode))
+    unpriced = [ql for ql in quote.lines if ql.total is None]
+    if not quote.priced or unpriced:
+        raise Invalid("the cart has lines that cannot be sold here: " + "; ".join(quote.problems),
+                      field="cart_id", code="cart_not_sellable", details={"problems": quote.problems})
+    return quote, lines
+
+
+def _quote_dict(q: CartQuote) -> dict[str, Any]:
+    return {"currency": q.currency, "subtotal": str(q.subtotal), "discount": str(q.discount),
+            "shipping": str(q.shipping), "tax": str(q.tax), "total": str(q.total), "promotions": q.promotions,
+            "vouchers": [v["code"] for v in q.vouchers if v["status"] == "applied"],
+            "lines": [{"sku": ql.sku, "quantity": ql.quantity, "unit_price": str(ql.unit_price),
+                       "discount": str(ql.discount), "total": str(ql.total)} for ql in q.lines]}
+
+
+def _reserve(session: Session, req: Request, key: str, fingerprint: str) -> Checkout | Answer:
+    """Step 1; returns the checkout to pay, or the stored answer of an earlier request with this key."""
+    earlier = session.scalar(select(Checkout).where(Checkout.cart_id == req.cart_id,
+                                                    Checkout.idempotency_key == key))
+    if earlier is not None:
+        if earlier.request_hash != fingerprint:
+            raise Invalid("this Idempotency-Key was used for a different checkout request", field="Idempotency-Key",
+                          code="idempotency_key_reused")
+        return Answer(earlier.answer_status, earlier.answer) if earlier.answer is not None else earlier
+    cart, channel = carts.lock_for_change(session, cart_id=req.cart_id, channel_code=req.channel_code)
+    if req.customer_id is not None and cart.customer_id is not None:
+        owner = locks.customer(session, cart.customer_id)
+        if owner != locks.customer(session, req.customer_id):
+            raise Forbidden(f"cart {cart.id} belongs to another customer", field="customer_id",
+                            code="not_your_cart")
+    in_flight = session.scalar(select(Checkout.id).where(Checkout.cart_id == cart.id,
+                                                         Checkout.status.in_(("reserved", "paying"))))
+    if in_flight is not None:
+        raise Conflict(f"cart {cart.id} is being checked out (checkout {in_flight}); retry with the same "
+                       "Idempotency-Key to get its answer", field="Idempotency-Key", code="checkout_in_progress")
+    quote, lines = _quote(session, cart, channel, req.fulfilment)
+    if req.expected_total is not None and quote.total != req.expected_total:
+        raise Conflict(f"the total is now {quote.total} {quote.currency}, not {req.expected_total}: show the "
+                       "customer the new quote", field="expected_total", code="price_changed",
+                       details={"expected_total": str(req.expected_total), "quote": _quote_dict(quote)})
+    if req.fulfilment == "reserve_in_store" and req.tenders:
+        raise Invalid("reserve in store is paid at the till when collected: send no payments", field="payments")
+    near = None
+    if req.ship_to and req.ship_to.get("latitude") is not None and req.ship_to.get("longitude") is not None:
+        near = (float(req.ship_to["latitude"]), float(req.ship_to["longitude"]))
+    plan = sourcing.source(session, channel_code=channel.code, lines=lines, fulfilment=req.fulfilment,
+                           pickup_location=req.location, near=near)
+    checkout_id = new_id()
+    reservation = reservations.reserve(session, channel_code=channel.code, lines=plan.reservation_lines(),
+                                       ref=checkout_id, ttl_s=RESERVE_TTL_S)
+    now = utcnow()
+    paid_now = req.fulfilment != "reserve_in_store" and quote.total and quote.total > 0
+    rows = payments.begin(session, ref=checkout_id, currency=quote.currency, total=quote.total,
+                          tenders=req.tenders) if paid_now else []
+    co = Checkout(id=checkout_id, cart_id=cart.id, idempotency_key=key, request_hash=fingerprint, status="paying",
+                  channel_code=channel.code, reservation_id=reservation.id, order_id=None,
+                  plan={"quote": _quote_dict(quote), "sourcing": plan.to_dict(), "payments": [p.id for p in rows],
+                        "request": {"fulfilment": req.fulfilment, "location": req.location, "ship_to": req.ship_to,
+                                    "email": req.email}},
+                  created_at=now, updated_at=now)
+    session.add(co)
+    try:
+        session.flush()
+    except IntegrityError:  # a twin request got here first with another key
+        raise Conflict(f"cart {cart.id} is being checked out", field="Idempotency-Key",
+                       code="checkout_in_progress") from None
+    jobs.enqueue(session, FINISH_JOB, {"id": checkout_id}, delay_s=FINISH_AFTER_S)
+    carts.record_event(session, cart=cart, channel=channel, event="Checkout Started",
+                       properties={"checkout_id": checkout_id, "currency": quote.currency, "value": str(quote.total),
+                                   "revenue": str(quote.items_total), "shipping": str(quote.shipping),
+                                   "tax": str(quote.tax), "fulfilment": req.fulfilment})
+    return co
+
+
+def checkout(db: Database, req: Request, *, idempotency_key: str) -> Answer:
+    """Turn the cart into an order (the three steps above); returns the HTTP status and body to answer with.
+
+    201 with the order; 202 with the order and ``next_action_url`` when a payment waits for the shopper; 402
+    ``payment_declined`` naming the tender; the cart's and the stock's own errors as raised."""
+    if not idempotency_key or len(idempotency_key) > 200:
+        raise Invalid("checkout needs an Idempotency-Key header (1-200 characters): a retry with the same key never "
+                      "makes a second order or charge", field="Idempotency-Key", code="idempotency_key_required")
+    fingerprint = req.fingerprint()
+    with db.transaction() as session:
+        step = _reserve(session, req, idempotency_key, fingerprint)
+        if isinstance(step, Answer):
+            return step
+        checkout_id, payment_ids = step.id, list(step.plan["payments"])
+    return finish(db, checkout_id, payment_ids)
+
+
+def finish(db: Database, checkout_id: str, payment_ids: list[str] | None = None) -> Answer:
+    """Steps 2 and 3 for a checkout (the request, a retry or the recovery job): authorise, then complete."""
+    if payment_ids is None:
+        with db.transaction(write=False) as session:
+            co = session.get(Checkout, checkout_id)
+            if co is None or co.answer is not None:
+                return Answer(co.answer_status, co.answer) if co is not None else Answer(404, {})
+            payment_ids = list(co.plan["payments"])
+    outcome = payments.authorise(db, payment_ids) if payment_ids else None
+    void: list[str] = []
+    with db.transaction() as session:
+        seen = session.get(Checkout, checkout_id)
+        if seen is None:
+            raise NotFound(f"no checkout {checkout_id!r}", field="checkout_id")
+        cart = carts.lock(session, seen.cart_id)  # the person and the cart before the checkout row: the lock order
+        co = locks.row(session, Checkout, checkout_id, field="checkout_id")
+        if co.answer is not None:  # finished meanwhile by the twin (request or job)
+            return Answer(co.answer_status, co.answer)  # type: ignore[arg-type]
+        answer, void = _complete(session, co, cart, outcome)
+        co.answer, co.answer_status, co.updated_at = answer.body, answer.status, utcnow()
+        session.flush()
+    if void:
+        payments.void(db, void)
+    return answer
+
+
+def _complete(session: Session, co: Checkout, cart: Cart, outcome: Any) -> tuple[Answer, list[str]]:
+    payment_ids = list(co.plan["payments"])
+    status = outcome.status if outcome is not None else "authorised"
+    if status in ("declined", "failed"):
+        # the payments domain released the other tenders already; the units go back now
+        _release_quietly(session, co.reservation_id)
+        co.status = "failed"
+        d = outcome.decline
+        if status == "failed":
+            return Answer(503, {"code": "payment_unavailable", "field": "payments",
+                                "message": "the payment provider did not answer: nothing was charged; try again"}), []
+        field = f"payments[{d.position}]" if d else "payments"
+        return Answer(402, {"code": "payment_declined", "field": field,
+                            "message": f"the {d.method if d else 'payment'} was declined: "
+                                       f"{(d.reason if d else None) or 'no reason given'}",
+                            "details": {"decline_code": d.code if d else None,
+                                        "payment_id": d.payment_id if d else None}}), []
+    try:
+        with session.begin_nested():
+            order = order_service.place(session, checkout=co, cart=cart, payment_ids=payment_ids,
+                                        pending=status == "pending", pending_ttl_s=PENDING_TTL_S)
+    except OmniError as exc:  # the reservation ran out, a voucher was used up meanwhile: no order, no charge
+        _release_quietly(session, co.reservation_id)
+        co.status = "failed"
+        return Answer(exc.status, exc.to_dict()), payment_ids
+    co.status, co.order_id = "completed", order.id
+    body = order_service.read(session, order.id)
+    if status == "pending":
+        body["next_action_url"] = outcome.next_action_url
+        return Answer(202, body), []
+    return Answer(201, body), []
+
+
+def _release_quietly(session: Session, reservation_id: str | None) -> None:
+    if reservation_id is None:
+        return
+    try:
+        with session.begin_nested():
+            reservations.release(session, reservation_id=reservation_id)
+    except Conflict:
+        pass  # expired already: its units are back
+
+
+@jobs.handler(FINISH_JOB, external=True)
+def finish_stale(db: Database, args: dict[str, Any]) -> None:
+    """The recovery job: a checkout still without an answer a minute after it began is finished now."""
+    finish(db, args["id"])

@@ -1,0 +1,468 @@
+"""Orders: placed by checkout, moved through their lifecycle by staff, carriers and the payment provider, and read
+the same in every channel.
+
+Locks, in the lock module's order: the order's person (anonymous id, then customer), then the order row; every
+check that guards a change runs after them. Every change writes the order's history and a timeline event in the
+same transaction; later work (capturing the money, releasing an uncollected pickup) is a background job enqueued
+in that transaction too.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from omnijourney import jobs, locks
+from omnijourney.carts import service as carts
+from omnijourney.carts.models import Cart
+from omnijourney.catalog import service as catalog
+from omnijourney.catalog.models import Channel
+from omnijourney.core.cursors import bad_cursor, decode_cursor, encode_cursor
+from omnijourney.core.errors import Conflict, Invalid, NotFound
+from omnijourney.core.ids import new_id
+from omnijourney.core.time import utcnow
+from omnijourney.inventory import reservations
+from omnijourney.inventory.models import Location, Reservation
+from omnijourney.orders import lifecycle
+from omnijourney.orders.models import Checkout, Order, OrderHistory, OrderLine, Return, Shipment
+from omnijourney.payments import service as payments
+from omnijourney.pricing.offers import redeem_voucher
+from omnijourney.tracking import timeline
+
+PICKUP_DAYS = 7  # an order ready for pickup waits this long, then goes back to stock
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # nothing to misread at a counter (no 0/O, 1/I/L)
+RELEASE_JOB = "orders.release_uncollected"
+SETTLE_JOB = "orders.settle_cancelled"
+PAYMENT_JOB = "orders.follow_payment"
+MAX_PAGE = 200
+
+
+# ---------------------------------------------------------------- reading
+
+def read(session: Session, order_id: str) -> dict[str, Any]:
+    """The order as every channel sees it (the API's body): lines, shipments, payments, returns and history."""
+    from omnijourney.orders.schemas import order_read
+
+    order = session.get(Order, order_id)
+    if order is None:
+        raise NotFound(f"no order {order_id!r}", field="order_id")
+    return order_read(session, order).model_dump(mode="json")
+
+
+def get(session: Session, order_id: str) -> Order:
+    order = session.get(Order, order_id)
+    if order is None:
+        order = session.scalar(select(Order).where(Order.number == order_id))
+    if order is None:
+        raise NotFound(f"no order {order_id!r}", field="order_id")
+    return order
+
+
+@dataclass(slots=True)
+class OrderPage:
+    items: list[Order]
+    next_cursor: str | None
+
+
+def list_orders(session: Session, *, customer_id: str | None = None, channel_code: str | None = None,
+                status: str | None = None, fulfilment: str | None = None, location: str | None = None,
+                cursor: str | None = None, limit: int = 50) -> OrderPage:
+    """Orders newest first, filtered; a customer's through profile merges (the survivor's include the merged)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise Invalid(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+    q = select(Order).order_by(Order.placed_at.desc(), Order.id.desc()).limit(limit + 1)
+    if customer_id is not None:
+        from omnijourney.customers.service import survivor
+
+        q = q.where(Order.customer_id == survivor(session, customer_id).id)
+    if channel_code:
+        q = q.where(Order.channel_code == channel_code)
+    if status:
+        q = q.where(Order.status == status)
+    if fulfilment:
+        if fulfilment not in lifecycle.FULFILMENTS:
+            raise Invalid(f"fulfilment is one of {', '.join(lifecycle.FULFILMENTS)}", field="fulfilment")
+        q = q.where(Order.fulfilment == fulfilment)
+    if location:
+        q = q.where(Order.pickup_location == location)
+    if cursor:
+        try:
+            at, oid = decode_cursor(cursor)
+            at = datetime.fromisoformat(at)
+        except Exception:
+            raise bad_cursor() from None
+        q = q.where(or_(Order.placed_at < at, and_(Order.placed_at == at, Order.id < oid)))
+    rows = list(session.scalars(q))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = encode_cursor(rows[-1].placed_at.isoformat(), rows[-1].id) if more else None
+    return OrderPage(rows, nxt)
+
+
+# ---------------------------------------------------------------- the timeline
+
+def _channel(session: Session, code: str | None) -> Channel | None:
+    return session.get(Channel, code) if code else None
+
+
+def record_event(session: Session, order: Order, event: str, channel_code: str | None,
+           extra: dict[str, Any] | None = None) -> None:
+    """An order event on the customer's timeline, in the channel where it happened (Segment's order properties)."""
+    channel = _channel(session, channel_code) or _channel(session, order.channel_code)
+    lines = list(session.scalars(select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.sku)))
+    props: dict[str, Any] = {
+        "order_id": order.id, "order_number": order.number, "channel_code": order.channel_code,
+        "fulfilment": order.fulfilment, "status": order.status, "currency": order.currency,
+        "total": str(order.total), "revenue": str(order.subtotal - order.discount), "shipping": str(order.shipping),
+        "tax": str(order.tax), "discount": str(order.discount),
+        "products": [{"sku": ln.sku, "name": ln.title, "price": str(ln.unit_price), "quantity": ln.quantity}
+                     for ln in lines]}
+    if order.vouchers:
+        props["coupon"] = ",".join(order.vouchers)
+    if order.pickup_location:
+        props["pickup_location"] = order.pickup_location
+    props.update(extra or {})
+    timeline.record(session, customer_id=order.customer_id, anonymous_id=order.anonymous_id, event=event,
+                    channel=channel.type if channel else "web",
+                    store_code=channel.code if channel and channel.type == "store" else None, properties=props)
+
+
+def advance(session: Session, order: Order, to: str, channel_code: str | None, note: str | None = None,
+          extra: dict[str, Any] | None = None) -> None:
+    lifecycle.move(session, order, to, channel_code=channel_code, note=note,
+                   record=lambda event: record_event(session, order, event, channel_code, extra))
+
+
+# ---------------------------------------------------------------- placing (called by checkout)
+
+def _number(order_id: str) -> str:
+    return "O-" + order_id[-10:].upper()
+
+
+def place(session: Session, *, checkout: Checkout, cart: Cart, payment_ids: Sequence[str], pending: bool,
+          pending_ttl_s: float) -> Order:
+    """Write the order a checkout decided on (its quote, sourcing and payments), in the checkout's final
+    transaction, with the cart locked: the reservation becomes the order's, vouchers are redeemed, the cart is
+    converted (unless a profile merge folded it into another cart meanwhile: that cart keeps its lines)."""
+    plan, quote = checkout.plan, checkout.plan["quote"]
+    src, req = plan["sourcing"], plan["request"]
+    now = utcnow()
+    order_id = new_id()
+    customer_id = locks.customer(session, cart.customer_id) if cart.customer_id else None
+    total = Decimal(quote["total"])
+    order = Order(id=order_id, number=_number(order_id), customer_id=customer_id, anonymous_id=cart.anonymous_id,
+                  email=req.get("email"), channel_code=checkout.channel_code, cart_id=cart.id, status="placed",
+                  payment_status="pending" if pending else ("authorised" if payment_ids else "unpaid"),
+                  fulfilment=src["fulfilment"], pickup_location=src.get("pickup_location"),
+                  ship_to=req.get("ship_to"), currency=quote["currency"], subtotal=Decimal(quote["subtotal"]),
+                  discount=Decimal(quote["discount"]), shipping=Decimal(quote["shipping"]),
+                  tax=Decimal(quote["tax"]), total=total, refunded=Decimal("0"), vouchers=list(quote["vouchers"]),
+                  promotions=quote["promotions"],
+                  sourcing={"rule": src["rule"], "explanation": src["explanation"], "parcels": src["parcels"]},
+                  reservation_id=checkout.reservation_id, placed_at=now, updated_at=now)
+    session.add(order)
+    titles = catalog.variants_for_skus(session, [ln["sku"] for ln in quote["lines"]], checkout.channel_code)
+    session.add_all([OrderLine(order_id=order_id, sku=ln["sku"], title=titles[ln["sku"]].title if ln["sku"] in titles
+                               else None, quantity=ln["quantity"], unit_price=Decimal(ln["unit_price"]),
+                               discount=Decimal(ln["discount"]), total=Decimal(ln["total"]), returned=0)
+                     for ln in quote["lines"]])
+    session.add_all([Shipment(id=new_id(), order_id=order_id, location_code=p["location"],
+                              to_location=p["to_location"], lines=p["lines"], status="allocated", created_at=now,
+                              updated_at=now) for p in src["parcels"]])
+    session.flush()
+    lifecycle.start(session, order, channel_code=checkout.channel_code)
+    reservations.hold(session, reservation_id=checkout.reservation_id, ref=order_id,  # type: ignore[arg-type]
+                      expires_at=now + timedelta(seconds=pending_ttl_s) if pending else None)
+    for code in order.vouchers:
+        redeem_voucher(session, code=code, order_ref=order_id, customer_id=customer_id)
+    if cart.status == "active":
+        cart.status = "converted"
+        carts.touch(session, cart=cart, channel=session.get(Channel, checkout.channel_code))  # type: ignore[arg-type]
+    if payment_ids and not pending:  # a pending payment is attached once it is authorised (PAYMENT_JOB)
+        payments.attach(session, list(payment_ids), order_id)
+    record_event(session, order, "Order Placed", checkout.channel_code, {"cart_id": cart.id})
+    if not pending:
+        _secured(session, order, payment_ids, checkout.channel_code)
+    return order
+
+
+def _secured(session: Session, order: Order, payment_ids: Sequence[str], channel_code: str) -> None:
+    """The money is secured (authorised, or nothing to pay, or paid at the till later): the purchase is made, the
+    capture is enqueued, and the order goes on to allocation (a counter sale is collected at once)."""
+    if payment_ids:
+        payments.enqueue_capture(session, list(payment_ids))
+    if order.fulfilment != "reserve_in_store":
+        order.payment_status = "authorised" if payment_ids else "paid"
+        advance(session, order, "paid", channel_code)
+        record_event(session, order, "Order Completed", channel_code)  # Segment's purchase event: the conversion
+    if order.fulfilment == "in_store":
+        reservations.consume(session, reservation_id=order.reservation_id, ref=order.id)  # type: ignore[arg-type]
+        _ship_all(session, order, "collected")
+        advance(session, order, "collected", channel_code)
+        return
+    advance(session, order, "allocated", channel_code)
+
+
+def _ship_all(session: Session, order: Order, status: str, location: str | None = None) -> list[Shipment]:
+    now = utcnow()
+    changed = []
+    for sh in session.scalars(select(Shipment).where(Shipment.order_id == order.id).order_by(Shipment.id)):
+        if location is None or sh.location_code == location:
+            sh.status, sh.updated_at = status, now
+            changed.append(sh)
+    session.flush()
+    return changed
+
+
+# ---------------------------------------------------------------- changes
+
+def lock(session: Session, order_id: str) -> Order:
+    """Lock an order for a change: its person first (anonymous id, customer), then its row; read as locked."""
+    order = get(session, order_id)
+    if order.anonymous_id:
+        locks.anonymous(session, [order.anonymous_id])
+    if order.customer_id:
+        locks.customer(session, order.customer_id)
+    return locks.row(session, Order, order.id, field="order_id")
+
+
+def _active_reservation(session: Session, order: Order) -> Reservation | None:
+    if not order.reservation_id:
+        return None
+    r = session.get(Reservation, order.reservation_id)
+    return r if r is not None and r.status == "active" else None
+
+
+def _new_pickup_code(session: Session) -> str:
+    while True:
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
+        if session.scalar(select(Order.id).where(Order.pickup_code == code)) is None:
+            return code
+
+
+def transition(session: Session, *, order_id: str, to: str, channel_code: str, note: str | None = None,
+               location: str | None = None, pickup_code: str | None = None, carrier: str | None = None,
+               tracking: str | None = None) -> Order:
+    """Move an order on, by staff, a carrier or a store's till; the side effects of each state come with it:
+
+    - ``picked``: the goods are taken off the shelf; ``shipped`` (one parcel with ``location``, or all): they leave,
+      their units are sold off the ledger; the order is shipped when its last parcel left;
+    - ``ready_for_pickup``: the goods wait in the pickup store; a pickup code is issued and a job releases the order
+      back to stock if nobody collects it within ``PICKUP_DAYS``;
+    - ``collected``: at the pickup store only (``channel_code``), with the order's pickup code;
+    - ``cancelled``: see :func:`cancel`. Anything the lifecycle forbids is a 409 ``illegal_transition``.
+    """
+    get_channel_ok(session, channel_code)
+    order = lock(session, order_id)
+    if to == "cancelled":
+        return cancel(session, order_id=order.id, channel_code=channel_code, reason=note)
+    if to in ("partly_returned", "returned"):
+        raise Invalid("returns are recorded with POST /orders/{id}/returns", field="status")
+    if to == "shipped":
+        return _ship(session, order, channel_code, location, carrier, tracking, note)
+    lifecycle.check(order, to)
+    extra: dict[str, Any] = {}
+    if to == "ready_for_pickup":
+        order.pickup_code = _new_pickup_code(session)
+        order.pickup_deadline = utcnow() + timedelta(days=PICKUP_DAYS)
+        r = _active_reservation(session, order)
+        if r is not None:  # units sent from a warehouse left it; the store's own shelf stays held until collected
+            for line in reservations.lines_of(session, r.id):
+                if line.status == "active" and line.location_code != order.pickup_location:
+                    reservations.consume(session, reservation_id=r.id, location=line.location_code, ref=order.id)
+        jobs.enqueue(session, RELEASE_JOB, {"id": order.id}, at=order.pickup_deadline)
+        extra = {"pickup_deadline": order.pickup_deadline.isoformat()}
+    elif to == "collected":
+        _check_collection(session, order, channel_code, pickup_code)
+        r = _active_reservation(session, order)
+        if r is not None:
+            reservations.consume(session, reservation_id=r.id, ref=order.id)
+        _ship_all(session, order, "collected")
+    elif to == "picked":
+        _ship_all(session, order, "picked")
+    elif to == "delivered":
+        _ship_all(session, order, "delivered")
+    advance(session, order, to, channel_code, note, extra)
+    if to in ("delivered", "collected"):
+        order.pickup_code = None if to == "collected" else order.pickup_code
+    session.flush()
+    return order
+
+
+def get_channel_ok(session: Session, code: str) -> Channel:
+    channel = session.get(Channel, code)
+    if channel is None:
+        raise NotFound(f"no channel {code!r}", field="channel")
+    return channel
+
+
+def _check_collection(session: Session, order: Order, channel_code: str, pickup_code: str | None) -> None:
+    store = session.get(Location, order.pickup_location) if order.pickup_location else None
+    if store is None or store.channel_code != channel_code:
+        raise Conflict(f"order {order.number} is collected at {store.name if store else 'its store'}, not here",
+                       field="channel", code="wrong_store")
+    if order.fulfilment == "reserve_in_store" and order.payment_status != "paid":
+        raise Conflict(f"order {order.number} is paid at the till before it is handed over", field="status",
+                       code="unpaid")
+    if not pickup_code or (pickup_code.strip().upper() != (order.pickup_code or "")):
+        raise Conflict("the pickup code does not match this order", field="pickup_code", code="wrong_pickup_code")
+
+
+def _ship(session: Session, order: Order, channel_code: str, location: str | None, carrier: str | None,
+          tracking: str | None, note: str | None) -> Order:
+    if order.fulfilment != "ship" or order.status not in ("picked", "allocated"):
+        lifecycle.check(order, "shipped")
+    if order.status != "picked":
+        raise Conflict(f"order {order.number} is {order.status}: it is picked before it ships", field="status",
+                       code="illegal_transition", details={"status": order.status,
+                                                           "allowed": list(lifecycle.allowed(order.fulfilment,
+                                                                                             order.status))})
+    parcels = [sh for sh in session.scalars(select(Shipment).where(Shipment.order_id == order.id))
+               if sh.status == "picked" and (location is None or sh.location_code == location)]
+    if not parcels:
+        raise Conflict(f"order {order.number} has no parcel waiting to ship" + (f" at {location}" if location else ""),
+                       field="location", code="nothing_to_ship")
+    r = _active_reservation(session, order)
+    now = utcnow()
+    for sh in parcels:
+        if r is not None:
+            reservations.consume(session, reservation_id=r.id, location=sh.location_code, ref=order.id)
+        sh.status, sh.carrier, sh.tracking, sh.updated_at = "shipped", carrier, tracking, now
+    session.flush()
+    left = session.scalar(select(Shipment.id).where(Shipment.order_id == order.id, Shipment.status == "picked"))
+    extra = {"parcels": [sh.location_code for sh in parcels], "carrier": carrier, "tracking": tracking}
+    if left is None:
+        advance(session, order, "shipped", channel_code, note, extra)
+    else:  # one parcel of several: the order stays picked until its last one leaves
+        record_event(session, order, "Order Shipped", channel_code, {**extra, "partial": True})
+    session.flush()
+    return order
+
+
+def cancel(session: Session, *, order_id: str, channel_code: str, reason: str | None = None,
+           event_extra: dict[str, Any] | None = None) -> Order:
+    """Cancel an order before its goods left: its units go back to stock at once; its money goes back to its
+    tenders by a background job (voided if only authorised, refunded if captured), which records "Order Refunded"
+    for what it refunds."""
+    order = lock(session, order_id)
+    lifecycle.check(order, "cancelled")
+    r = _active_reservation(session, order)
+    if r is not None:
+        reservations.release(session, reservation_id=r.id)
+    _ship_all(session, order, "cancelled")
+    order.pickup_code = None
+    advance(session, order, "cancelled", channel_code, reason, {"reason": reason, **(event_extra or {})})
+    if order.payment_status in ("pending", "authorised", "paid", "partly_refunded"):
+        jobs.enqueue(session, SETTLE_JOB, {"order_id": order.id, "channel": channel_code, "reason": reason})
+    session.flush()
+    return order
+
+
+@jobs.handler(SETTLE_JOB, external=True)
+def settle_cancelled(db: Any, args: dict[str, Any]) -> None:
+    """Give a cancelled order's money back: void what is only authorised, refund what was captured (a capture that
+    ran before the cancellation included). Runs with no transaction open: it calls the providers."""
+    with db.transaction(write=False) as session:
+        ids = [p.id for p in payments.find(session, order_id=args["order_id"])]
+        checkout_ids = session.scalars(select(Checkout.id).where(Checkout.order_id == args["order_id"])).all()
+        for ref in checkout_ids:  # pending tenders were never attached: they carry the checkout's reference
+            ids += [p.id for p in payments.find(session, ref=ref) if p.id not in ids]
+    if not ids:
+        return
+    payments.void(db, ids)
+    with db.transaction(write=False) as session:
+        owed = sum((p.money(p.refundable_minor) for p in payments.find(session, order_id=args["order_id"])
+                    if p.status in ("captured", "partly_refunded")), Decimal("0"))
+    refunded = Decimal("0")
+    if owed > 0:
+        for part in payments.refund(db, amount=owed, order_id=args["order_id"], reason=args.get("reason"),
+                                    reference=f"cancel:{args['order_id']}"):
+            refunded += part.amount
+    with db.transaction() as session:
+        order = lock(session, args["order_id"])
+        held = [p for p in payments.find(session, order_id=order.id) if p.status in ("authorised", "captured")]
+        if refunded > 0:
+            order.refunded = order.refunded + refunded
+            record_event(session, order, "Order Refunded", args.get("channel"),
+                         {"refund": str(refunded), "reason": args.get("reason")})
+        order.payment_status = "refunded" if order.refunded > 0 else ("voided" if not held else order.payment_status)
+        session.flush()
+
+
+@jobs.handler(RELEASE_JOB)
+def release_uncollected(session: Session, args: dict[str, Any]) -> None:
+    """An order ready for pickup that nobody collected by its deadline goes back to stock and is refunded."""
+    order = session.get(Order, args["id"])
+    if order is None or order.status != "ready_for_pickup" or order.pickup_deadline is None \
+            or order.pickup_deadline > utcnow():
+        return
+    cancel(session, order_id=order.id, channel_code=order.channel_code, reason="not collected by the deadline")
+    record_event(session, order, "Pickup Released", order.pickup_location or order.channel_code)
+
+
+# ---------------------------------------------------------------- payments that complete later (3-D Secure)
+
+@payments.on_change
+def payment_changed(session: Session, payment: Any) -> None:
+    """A payment changed by itself (a webhook): its order is looked at by a job, which takes the order's locks in
+    the lock module's order (the webhook holds the payment's row)."""
+    order_id = payment.order_id or session.scalar(select(Checkout.order_id).where(Checkout.id == payment.ref))
+    if order_id is not None:
+        jobs.enqueue(session, PAYMENT_JOB, {"order_id": order_id}, unique_key=f"{PAYMENT_JOB}:{order_id}")
+
+
+@jobs.handler(PAYMENT_JOB)
+def follow_payment(session: Session, args: dict[str, Any]) -> None:
+    """A pending order whose payments are now all authorised goes on (attached, captured, allocated); one whose
+    payment was declined or failed is cancelled and its units go back."""
+    order = lock(session, args["order_id"])
+    if order.payment_status != "pending" or order.status != "placed":
+        return
+    ref = session.scalar(select(Checkout.id).where(Checkout.order_id == order.id))
+    tenders = payments.find(session, ref=ref) if ref else []
+    if tenders and all(p.status in ("authorised", "captured") for p in tenders):
+        r = _active_reservation(session, order)
+        if r is None or any(p.void_requested_at is not None for p in tenders):  # too late: units or money gone
+            cancel(session, order_id=order.id, channel_code=order.channel_code,
+                   reason="payment completed after the order's time ran out")
+            return
+        reservations.hold(session, reservation_id=r.id, ref=order.id, expires_at=None)
+        ids = [p.id for p in tenders]
+        payments.attach(session, ids, order.id)
+        _secured(session, order, ids, order.channel_code)
+    elif any(p.status in ("declined", "failed", "voided") for p in tenders):
+        cancel(session, order_id=order.id, channel_code=order.channel_code, reason="payment declined")
+
+
+def payments_of(session: Session, order: Order) -> list[Any]:
+    """The order's tenders: attached ones, or its checkout's while a payment is pending."""
+    found = payments.find(session, order_id=order.id)
+    if not found:
+        ref = session.scalar(select(Checkout.id).where(Checkout.order_id == order.id))
+        found = payments.find(session, ref=ref) if ref else []
+    return found
+
+
+def history(session: Session, order_id: str) -> list[OrderHistory]:
+    return list(session.scalars(select(OrderHistory).where(OrderHistory.order_id == order_id)
+                                .order_by(OrderHistory.id)))
+
+
+def shipments(session: Session, order_id: str) -> list[Shipment]:
+    return list(session.scalars(select(Shipment).where(Shipment.order_id == order_id).order_by(Shipment.created_at,
+                                                                                                  Shipment.id)))
+
+
+def returns_of(session: Session, order_id: str) -> list[Return]:
+    return list(session.scalars(select(Return).where(Return.order_id == order_id).order_by(Return.created_at)))
+
+
+def lines(session: Session, order_id: str) -> list[OrderLine]:
+    return list(session.scalars(select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.sku)))

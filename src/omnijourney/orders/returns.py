@@ -1,0 +1,157 @@
+"""Returns in any channel, whatever channel sold the goods: bought online and brought to a store, bought in a store
+and sent back by post, partly or wholly, each reason recorded.
+
+Rules: the order's goods must have reached the customer (shipped, delivered or collected); a SKU the order never had
+or units already returned are refused; the window is ``RETURN_DAYS`` after delivery or collection (shorter for
+marketplaces, a product's own ``return_days`` attribute wins, ``final_sale`` products are not returned).
+Resellable units go back on the receiving location's shelf, damaged ones into quarantine; the refund, the returned
+lines' share of what was paid, goes back to the original tenders by a background job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from omnijourney.catalog.models import Product, Variant
+from omnijourney.core.errors import Conflict, Invalid, NotFound
+from omnijourney.core.ids import new_id
+from omnijourney.core.time import utcnow
+from omnijourney.inventory import stock
+from omnijourney.inventory.models import Location
+from omnijourney.orders import lifecycle
+from omnijourney.orders import orders as order_service
+from omnijourney.orders.models import OrderHistory, OrderLine, Return
+from omnijourney.payments import service as payments
+
+RETURN_DAYS = 30
+RETURN_DAYS_BY_CHANNEL_TYPE = {"marketplace": 14}
+CONDITIONS = ("resellable", "damaged")
+CENT = Decimal("0.01")
+
+
+def _received_at(session: Session, order_id: str) -> Any:
+    """When the customer got the goods (delivered or collected; shipped if no delivery was reported)."""
+    rows = dict(session.execute(select(OrderHistory.to_status, OrderHistory.at).where(
+        OrderHistory.order_id == order_id, OrderHistory.to_status.in_(("delivered", "collected", "shipped")))).all())
+    return rows.get("delivered") or rows.get("collected") or rows.get("shipped")
+
+
+def _window_days(session: Session, sku: str, channel_type: str) -> int | None:
+    """Days a SKU may come back after it was received; ``None``: never (a final sale)."""
+    attrs = session.scalar(select(Product.attributes).join(Variant, Variant.product_id == Product.id)
+                           .where(Variant.sku == sku)) or {}
+    if attrs.get("final_sale"):
+        return None
+    if isinstance(attrs.get("return_days"), int):
+        return attrs["return_days"]
+    return RETURN_DAYS_BY_CHANNEL_TYPE.get(channel_type, RETURN_DAYS)
+
+
+def _receiving(session: Session, channel_code: str, location: str | None) -> Location:
+    if location is None:  # a store takes returns at its own counter
+        found = session.scalar(select(Location).where(Location.channel_code == channel_code))
+        if found is None:
+            raise Invalid("say where the goods are received (a store or a warehouse)", field="location")
+        return found
+    found = stock.check_location(session, location, field="location")
+    if found.type not in ("store", "warehouse"):
+        raise Invalid(f"returns are received in a store or a warehouse, not {found.type} {location}", field="location")
+    return found
+
+
+def _quarantine(session: Session) -> Location:
+    found = session.scalar(select(Location).where(Location.type == "quarantine", Location.active.is_(True))
+                           .order_by(Location.code).limit(1))
+    if found is None:
+        raise Invalid("damaged goods go to a quarantine location: create one first", field="lines")
+    return found
+
+
+def create_return(session: Session, *, order_id: str, channel_code: str, lines: Sequence[dict[str, Any]],
+                  location: str | None = None) -> Return:
+    """Take goods back for an order in ``channel_code`` at ``location``; ``lines``: sku, quantity, reason,
+    condition (resellable or damaged). Refunds the returned share to the original tenders."""
+    channel = order_service.get_channel_ok(session, channel_code)
+    order = order_service.lock(session, order_id)
+    if order.status not in lifecycle.RETURNABLE:
+        hint = "cancel it instead" if order.status in lifecycle.CANCELLABLE else "nothing can come back"
+        raise Conflict(f"order {order.number} is {order.status}: {hint}", field="order_id", code="not_returnable")
+    if not lines:
+        raise Invalid("name what comes back", field="lines")
+    place = _receiving(session, channel.code, location)
+    bought = {ln.sku: ln for ln in session.scalars(select(OrderLine).where(OrderLine.order_id == order.id))}
+    received = _received_at(session, order.id)
+    sold_in = order_service.get_channel_ok(session, order.channel_code)
+    now = utcnow()
+    wanted: dict[str, int] = {}
+    checked = []
+    for i, line in enumerate(lines):
+        sku, qty = line.get("sku"), line.get("quantity", 1)
+        reason, condition = (line.get("reason") or "").strip(), line.get("condition", "resellable")
+        if sku not in bought:
+            raise Invalid(f"{sku} was never bought in order {order.number}", field=f"lines[{i}].sku",
+                          code="not_bought")
+        stock.check_units(qty, f"lines[{i}].quantity")
+        if not reason:
+            raise Invalid("say why it comes back (too small, damaged, changed mind, ...)", field=f"lines[{i}].reason")
+        if condition not in CONDITIONS:
+            raise Invalid(f"condition is one of {', '.join(CONDITIONS)}", field=f"lines[{i}].condition")
+        wanted[sku] = wanted.get(sku, 0) + qty
+        left = bought[sku].quantity - bought[sku].returned
+        if wanted[sku] > left:
+            raise Conflict(f"{sku}: {bought[sku].quantity} bought, {bought[sku].returned} returned already; "
+                           f"{left} can come back", field=f"lines[{i}].quantity", code="already_returned")
+        days = _window_days(session, sku, sold_in.type)
+        if days is None:
+            raise Conflict(f"{sku} was a final sale: it is not taken back", field=f"lines[{i}].sku",
+                           code="final_sale")
+        if received is not None and now - received > timedelta(days=days):
+            raise Conflict(f"{sku}: the {days}-day return window closed on {(received + timedelta(days=days)).date()}",
+                           field=f"lines[{i}].sku", code="return_window_closed")
+        checked.append({"sku": sku, "quantity": qty, "reason": reason, "condition": condition})
+    refund = Decimal("0")
+    for sku, qty in wanted.items():
+        ln = bought[sku]
+        unit = (ln.total / ln.quantity).quantize(CENT, rounding=ROUND_HALF_UP)
+        # the last units returned take what is left of the line, so a line refunds exactly what it cost
+        share = ln.total - unit * ln.returned if ln.returned + qty == ln.quantity else unit * qty
+        refund += share
+        ln.returned = ln.returned + qty
+    quarantine = _quarantine(session) if any(c["condition"] == "damaged" for c in checked) else None
+    rid = new_id()
+    for c in checked:
+        where = quarantine.code if c["condition"] == "damaged" and quarantine else place.code
+        stock.return_units(session, sku=c["sku"], location=where, quantity=c["quantity"], ref=rid,
+                           reason=c["reason"], channel=channel.code)
+        c["location"] = where
+    ret = Return(id=rid, order_id=order.id, channel_code=channel.code, location_code=place.code, status="received",
+                 lines=checked, refund_amount=refund, exchange_order_id=None, created_at=now)
+    session.add(ret)
+    session.flush()
+    everything = all(ln.returned >= ln.quantity for ln in bought.values())
+    extra = {"return_id": rid, "returned_at": place.code, "items": checked, "refund": str(refund)}
+    order_service.advance(session, order, "returned" if everything else "partly_returned", channel.code,
+                        "; ".join(f"{c['sku']}: {c['reason']}" for c in checked), extra)
+    if refund > 0:
+        payments.enqueue_refund(session, amount=refund, order_id=order.id, reason=f"return {rid}",
+                                reference=f"return:{rid}")
+        order.refunded = order.refunded + refund
+        order.payment_status = "refunded" if order.refunded >= order.total else "partly_refunded"
+        ret.status = "refunded"
+        order_service.record_event(session, order, "Order Refunded", channel.code,
+                             {"refund": str(refund), "return_id": rid, "reason": "returned"})
+    session.flush()
+    return ret
+
+
+def get_return(session: Session, return_id: str) -> Return:
+    found = session.get(Return, return_id)
+    if found is None:
+        raise NotFound(f"no return {return_id!r}", field="return_id")
+    return found

@@ -1,0 +1,252 @@
+"""Checkout from any channel: one path, idempotent, the quote honoured, stock held, money authorised once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, text
+
+from omnijourney.inventory import stock
+from omnijourney.orders.models import Order
+from omnijourney.payments.models import Payment
+from tests.factories import run_jobs
+from tests.factories_inventory import network, priced, stock_up
+
+CARD = {"method": "card", "provider": "test", "payment_method": "pm_card_visa"}
+
+
+def shop(db, **levels: int) -> None:
+    network(db)
+    priced(db)
+    stock_up(db, {("TEE-M", "WH"): 10, ("TEE-S", "WH"): 10, ("JEANS-32", "WH"): 5, ("TEE-M", "S01"): 3,
+                  ("JEANS-32", "S01"): 2, ("TEE-M", "S02"): 4})
+
+
+def cart(client, headers, channel: str = "web", *lines: tuple[str, int], anonymous_id: str = "anon-1",
+         customer_id: str | None = None) -> dict[str, Any]:
+    owner = {"customer_id": customer_id} if customer_id else {"anonymous_id": anonymous_id}
+    got = client.post("/api/v1/carts", json={"channel": channel, **owner}, headers=headers)
+    assert got.status_code in (200, 201), got.text
+    cid = got.json()["id"]
+    for sku, q in lines or (("TEE-M", 2),):
+        added = client.post(f"/api/v1/carts/{cid}/lines", json={"sku": sku, "quantity": q, "channel": channel},
+                            headers=headers)
+        assert added.status_code in (200, 201), added.text
+    return client.get(f"/api/v1/carts/{cid}", headers=headers).json()
+
+
+def checkout(client, headers, cart_id: str, key: str = "key-1", **body: Any):
+    body.setdefault("channel", "web")
+    body.setdefault("payments", [CARD])
+    return client.post(f"/api/v1/carts/{cart_id}/checkout", json=body,
+                       headers={**headers, "Idempotency-Key": key})
+
+
+def events(db, name: str | None = None) -> list[str]:
+    with db.transaction() as s:
+        q = "SELECT event FROM events ORDER BY id" if name is None else \
+            f"SELECT event FROM events WHERE event = '{name}' ORDER BY id"
+        return [r[0] for r in s.execute(text(q))]
+
+
+def level(db, sku: str, location: str) -> tuple[int, int]:
+    with db.transaction() as s:
+        lv = stock.level(s, sku, location)
+        return lv.on_hand, lv.reserved
+
+
+def test_a_web_checkout_makes_one_allocated_order_and_converts_the_cart(db, client, admin_headers):
+    shop(db)
+    c = cart(client, admin_headers, "web", ("TEE-M", 2))
+    got = checkout(client, admin_headers, c["id"], expected_total=c["total"],
+                   fulfilment={"mode": "ship", "ship_to": {"city": "Berlin", "latitude": 52.5, "longitude": 13.4}})
+    assert got.status_code == 201, got.text
+    order = got.json()
+    assert order["status"] == "allocated" and order["payment_status"] == "authorised"
+    assert order["total"] == c["total"] and order["fulfilment"] == "ship"
+    assert [(ln["sku"], ln["quantity"]) for ln in order["lines"]] == [("TEE-M", 2)]
+    assert order["sourcing"]["rule"] == "one_location" and "warehouse" in order["sourcing"]["explanation"][0]
+    assert [s["location"] for s in order["shipments"]] == ["WH"]
+    assert [h["to_status"] for h in order["history"]] == ["placed", "paid", "allocated"]
+    assert order["allowed"] == ["picked", "cancelled"]
+    assert level(db, "TEE-M", "WH") == (10, 2)  # held for the order until it ships
+    assert client.get(f"/api/v1/carts/{c['id']}", headers=admin_headers).json()["status"] == "converted"
+    names = events(db)
+    for name in ("Checkout Started", "Order Placed", "Order Paid", "Order Completed", "Order Allocated"):
+        assert name in names
+    with db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(Payment)) == 1
+
+
+def test_a_retry_with_the_same_key_returns_the_same_order_and_never_charges_twice(db, client, admin_headers):
+    shop(db)
+    c = cart(client, admin_headers)
+    first = checkout(client, admin_headers, c["id"], key="dbl")
+    again = checkout(client, admin_headers, c["id"], key="dbl")
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] == again.json()["id"]
+    with db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(Order)) == 1
+        assert s.scalar(select(func.count()).select_from(Payment)) == 1
+    other = checkout(client, admin_headers, c["id"], key="dbl", channel="app")
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    later = checkout(client, admin_headers, c["id"], key="another")
+    assert later.status_code == 409 and later.json()["code"] == "cart_not_active"
+
+
+def test_the_price_the_customer_saw_or_a_refusal_with_what_changed(db, client, admin_headers):
+    shop(db)
+    c = cart(client, admin_headers)
+    got = checkout(client, admin_headers, c["id"], expected_total="1.00")
+    assert got.status_code == 409 and got.json()["code"] == "price_changed"
+    assert got.json()["details"]["quote"]["total"] == c["total"]
+    assert level(db, "TEE-M", "WH") == (10, 0)  # nothing held
+    assert "Checkout Started" not in events(db)
+
+
+def test_a_declined_card_releases_the_stock_and_leaves_the_cart(db, client, admin_headers):
+    shop(db)
+    c = cart(client, admin_headers)
+    got = checkout(client, admin_headers, c["id"],
+                   payments=[{"method": "card", "provider": "test", "payment_method": "pm_card_chargeDeclined"}])
+    assert got.status_code == 402, got.text
+    assert got.json()["code"] == "payment_declined"
+    assert level(db, "TEE-M", "WH") == (10, 0)
+    assert client.get(f"/api/v1/carts/{c['id']}", headers=admin_headers).json()["status"] == "active"
+    with db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(Order)) == 0
+    # the shopper tries another card: a new attempt (new key) goes through
+    ok = checkout(client, admin_headers, c["id"], key="key-2")
+    assert ok.status_code == 201, ok.text
+
+
+def test_bad_checkouts_are_refused_and_change_nothing(db, client, admin_headers):
+    shop(db)
+    c = cart(client, admin_headers, customer_id=None)
+    h = admin_headers
+    no_key = client.post(f"/api/v1/carts/{c['id']}/checkout", json={"channel": "web", "payments": [CARD]},
+                         headers=h)
+    assert no_key.status_code == 422 and no_key.json()["field"] == "Idempotency-Key"
+    assert checkout(client, h, "nope").status_code == 404
+    empty = client.post("/api/v1/carts", json={"channel": "web", "anonymous_id": "anon-2"}, headers=h).json()
+    got = checkout(client, h, empty["id"])
+    assert got.status_code == 422 and got.json()["code"] == "empty_cart"
+    short = checkout(client, h, c["id"], key="k3", payments=[{**CARD, "amount": "1.00"}])
+    assert short.status_code == 422 and "payments" in short.json()["field"]
+    assert level(db, "TEE-M", "WH") == (10, 0)
+
+
+def test_click_and_collect_from_the_shelf_with_a_pickup_code_at_the_right_store(db, client, admin_headers):
+    shop(db)
+    h = admin_headers
+    c = cart(client, h, "app", ("TEE-M", 1))
+    got = checkout(client, h, c["id"], channel="app", fulfilment={"mode": "pickup", "location": "S01"})
+    assert got.status_code == 201, got.text
+    order = got.json()
+    assert order["pickup_location"] == "S01" and order["shipping"] == "0.00"  # collected: no shipping fee
+    oid = order["id"]
+
+    def move(to: str, channel: str = "S01", **extra: Any):
+        return client.post(f"/api/v1/orders/{oid}/transitions", json={"to": to, "channel": channel, **extra},
+                           headers=h)
+
+    early = move("collected", pickup_code="XXXXXX")
+    assert early.status_code == 409 and early.json()["code"] == "illegal_transition"
+    assert move("picked").status_code == 200
+    ready = move("ready_for_pickup")
+    assert ready.status_code == 200
+    code = ready.json()["pickup_code"]
+    assert code and len(code) == 6
+    assert move("collected", "S02", pickup_code=code).json()["code"] == "wrong_store"
+    assert move("collected", pickup_code="ABCDEF").json()["code"] == "wrong_pickup_code"
+    done = move("collected", pickup_code=code)
+    assert done.status_code == 200 and done.json()["status"] == "collected"
+    assert level(db, "TEE-M", "S01") == (2, 0)  # sold off the shelf
+    twice = move("collected", pickup_code=code)
+    assert twice.status_code == 409
+    assert "Order Ready for Pickup" in events(db) and "Order Collected" in events(db)
+
+
+def test_an_uncollected_pickup_goes_back_to_stock_after_its_deadline(db, client, admin_headers):
+    shop(db)
+    h = admin_headers
+    c = cart(client, h, "web", ("JEANS-32", 1))
+    oid = checkout(client, h, c["id"], fulfilment={"mode": "pickup", "location": "S01"}).json()["id"]
+    for to in ("picked", "ready_for_pickup"):
+        assert client.post(f"/api/v1/orders/{oid}/transitions", json={"to": to, "channel": "S01"},
+                           headers=h).status_code == 200
+    assert level(db, "JEANS-32", "S01") == (2, 1)
+    with db.transaction() as s:
+        s.execute(text("UPDATE orders SET pickup_deadline = :t"), {"t": "2000-01-01 00:00:00"})
+        s.execute(text("UPDATE jobs SET run_at = :t WHERE kind = 'orders.release_uncollected'"),
+                  {"t": "2000-01-01 00:00:00"})
+    run_jobs(db)
+    order = client.get(f"/api/v1/orders/{oid}", headers=h).json()
+    assert order["status"] == "cancelled"
+    assert level(db, "JEANS-32", "S01") == (2, 0)
+    assert "Pickup Released" in events(db) and "Order Cancelled" in events(db)
+
+
+def test_a_till_sells_from_its_shelf_at_once(db, client, admin_headers):
+    shop(db)
+    h = admin_headers
+    c = cart(client, h, "S01", ("JEANS-32", 2))
+    got = checkout(client, h, c["id"], channel="S01", fulfilment={"mode": "in_store"},
+                   payments=[{"method": "cash"}])
+    assert got.status_code == 201, got.text
+    assert got.json()["status"] == "collected"
+    assert level(db, "JEANS-32", "S01") == (0, 0)
+    with db.transaction() as s:
+        assert stock.check(s) == []
+
+
+def test_no_single_location_has_everything_so_the_fewest_parcels(db, client, admin_headers):
+    network(db)
+    priced(db)
+    stock_up(db, {("TEE-M", "WH"): 5, ("JEANS-32", "S01"): 1})
+    h = admin_headers
+    c = cart(client, h, "web", ("TEE-M", 1), ("JEANS-32", 1))
+    order = checkout(client, h, c["id"]).json()
+    assert order["sourcing"]["rule"] == "fewest_shipments"
+    assert sorted(s["location"] for s in order["shipments"]) == ["S01", "WH"]
+    oid = order["id"]
+    assert client.post(f"/api/v1/orders/{oid}/transitions", json={"to": "picked", "channel": "web"},
+                       headers=h).status_code == 200
+    one = client.post(f"/api/v1/orders/{oid}/transitions",
+                      json={"to": "shipped", "channel": "web", "location": "WH", "tracking": "1Z1"}, headers=h)
+    assert one.status_code == 200 and one.json()["status"] == "picked"  # one parcel of two has left
+    both = client.post(f"/api/v1/orders/{oid}/transitions", json={"to": "shipped", "channel": "web"}, headers=h)
+    assert both.status_code == 200 and both.json()["status"] == "shipped"
+    assert level(db, "TEE-M", "WH") == (4, 0) and level(db, "JEANS-32", "S01") == (0, 0)
+
+
+def test_out_of_stock_at_checkout_offers_alternatives(db, client, admin_headers):
+    network(db)
+    priced(db)
+    stock_up(db, {("JEANS-32", "S02"): 1})  # only on a shelf that does not ship
+    h = admin_headers
+    c = cart(client, h, "web", ("JEANS-32", 1))
+    got = checkout(client, h, c["id"])
+    assert got.status_code == 409 and got.json()["code"] == "out_of_stock"
+    ok = checkout(client, h, c["id"], key="k2", fulfilment={"mode": "pickup", "location": "S02"})
+    assert ok.status_code == 201, ok.text
+
+
+def test_orders_are_listed_the_same_for_every_channel(db, client, admin_headers):
+    shop(db)
+    h = admin_headers
+    from tests.factories_inventory import STORES  # noqa: F401
+
+    c1 = cart(client, h, "web", ("TEE-M", 1), anonymous_id="a1")
+    o1 = checkout(client, h, c1["id"]).json()
+    c2 = cart(client, h, "S01", ("TEE-M", 1), anonymous_id="a2")
+    o2 = checkout(client, h, c2["id"], channel="S01", fulfilment={"mode": "in_store"},
+                  payments=[{"method": "cash"}]).json()
+    everything = client.get("/api/v1/orders", headers=h).json()
+    assert [o["id"] for o in everything["items"]] == [o2["id"], o1["id"]]
+    stores = client.get("/api/v1/orders", params={"channel": "S01"}, headers=h).json()
+    assert [o["id"] for o in stores["items"]] == [o2["id"]]
+    by_mode = client.get("/api/v1/orders", params={"fulfilment": "ship"}, headers=h).json()
+    assert [o["id"] for o in by_mode["items"]] == [o1["id"]]
+    by_number = client.get(f"/api/v1/orders/{o1['number']}", headers=h)
+    assert by_number.status_code == 200 and by_number.json()["id"] == o1["id"]

@@ -1,0 +1,89 @@
+"""Returns in any channel: bought online, returned in a store (and the reverse), partly, with reasons, refunded to
+the original tenders; what was never bought, or twice, is refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.factories import run_jobs
+from tests.factories_inventory import network, priced, stock_up
+from tests.orders.test_checkout import cart, checkout, events, level
+
+
+def delivered_order(db, client, h, *lines: tuple[str, int]) -> dict[str, Any]:
+    c = cart(client, h, "web", *lines)
+    order = checkout(client, h, c["id"]).json()
+    run_jobs(db)  # the capture
+    for to in ("picked", "shipped", "delivered"):
+        got = client.post(f"/api/v1/orders/{order['id']}/transitions", json={"to": to, "channel": "web"}, headers=h)
+        assert got.status_code == 200, got.text
+    return got.json()
+
+
+def give_back(client, h, order_id: str, channel: str = "S02", **body: Any):
+    body.setdefault("lines", [{"sku": "TEE-M", "quantity": 1, "reason": "too small"}])
+    return client.post(f"/api/v1/orders/{order_id}/returns", json={"channel": channel, **body}, headers=h)
+
+
+def test_bought_online_returned_in_a_store_partly_then_fully(db, client, admin_headers):
+    network(db)
+    priced(db)
+    stock_up(db, {("TEE-M", "WH"): 5})
+    h = admin_headers
+    order = delivered_order(db, client, h, ("TEE-M", 2))
+    assert level(db, "TEE-M", "WH") == (3, 0)
+    first = give_back(client, h, order["id"])
+    assert first.status_code == 201, first.text
+    assert first.json()["location"] == "S02" and first.json()["refund_amount"] == "20.00"
+    assert level(db, "TEE-M", "S02") == (1, 0)  # back on the Potsdam shelf, sellable there
+    now = client.get(f"/api/v1/orders/{order['id']}", headers=h).json()
+    assert now["status"] == "partly_returned" and now["refunded"] == "20.00"
+    assert now["lines"][0]["returned"] == 1
+    second = give_back(client, h, order["id"], lines=[{"sku": "TEE-M", "quantity": 1, "reason": "colour",
+                                                       "condition": "damaged"}])
+    assert second.status_code == 201
+    assert level(db, "TEE-M", "QUAR") == (1, 0)  # damaged: quarantine, never sold
+    done = client.get(f"/api/v1/orders/{order['id']}", headers=h).json()
+    assert done["status"] == "returned" and done["refunded"] == "40.00"  # the goods; shipping is not refunded
+    assert "Order Returned" in events(db) and "Order Refunded" in events(db)
+
+
+def test_returning_twice_or_what_was_never_bought_is_refused(db, client, admin_headers):
+    network(db)
+    priced(db)
+    stock_up(db, {("TEE-M", "WH"): 5})
+    h = admin_headers
+    order = delivered_order(db, client, h, ("TEE-M", 1))
+    assert give_back(client, h, order["id"]).status_code == 201
+    again = give_back(client, h, order["id"])
+    assert again.status_code == 409 and again.json()["code"] in ("already_returned", "not_returnable")
+    never = give_back(client, h, order["id"], lines=[{"sku": "JEANS-32", "quantity": 1, "reason": "x"}])
+    assert never.status_code in (409, 422)
+
+
+def test_a_return_before_the_goods_left_is_refused(db, client, admin_headers):
+    network(db)
+    priced(db)
+    stock_up(db, {("TEE-M", "WH"): 5})
+    h = admin_headers
+    c = cart(client, h, "web", ("TEE-M", 1))
+    order = checkout(client, h, c["id"]).json()
+    got = give_back(client, h, order["id"])
+    assert got.status_code == 409 and got.json()["code"] == "not_returnable"
+    assert "cancel it instead" in got.json()["message"]
+
+
+def test_bought_in_a_store_sent_back_to_the_warehouse(db, client, admin_headers):
+    network(db)
+    priced(db)
+    stock_up(db, {("JEANS-32", "S01"): 2})
+    h = admin_headers
+    c = cart(client, h, "S01", ("JEANS-32", 1))
+    order = checkout(client, h, c["id"], channel="S01", fulfilment={"mode": "in_store"},
+                     payments=[{"method": "cash"}]).json()
+    run_jobs(db)
+    got = give_back(client, h, order["id"], channel="web", location="WH",
+                    lines=[{"sku": "JEANS-32", "quantity": 1, "reason": "does not fit"}])
+    assert got.status_code == 201, got.text
+    assert level(db, "JEANS-32", "WH") == (1, 0)
+    assert got.json()["refund_amount"] == "80.00"
