@@ -87,7 +87,7 @@ HAVING COALESCE(SUM(CASE WHEN m.kind = 'reservation' THEN m.reserved_delta END),
     OR (rl.status <> 'consumed' AND COALESCE(SUM(CASE WHEN m.kind = 'sale' THEN m.reserved_delta END), 0) <> 0)
 ORDER BY rl.reservation_id, rl.sku, rl.location_code""")
 
-# a consumed line's sale carries the reservation's id, or the ref the consumer gave (its order)
+# a consumed line's sale carries the reservation's id, or its ref (the order that held it: reservations.hold)
 _UNSOLD = text("""
 SELECT rl.reservation_id, rl.sku, rl.location_code, rl.quantity FROM reservation_lines rl
 JOIN reservations r ON r.id = rl.reservation_id
