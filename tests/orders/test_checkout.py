@@ -250,3 +250,23 @@ def test_orders_are_listed_the_same_for_every_channel(db, client, admin_headers)
     assert [o["id"] for o in by_mode["items"]] == [o1["id"]]
     by_number = client.get(f"/api/v1/orders/{o1['number']}", headers=h)
     assert by_number.status_code == 200 and by_number.json()["id"] == o1["id"]
+
+
+def test_the_customer_360_shows_orders_from_every_channel(db, client, admin_headers):
+    from tests.carts.test_carts import customer
+
+    shop(db)
+    h = admin_headers
+    who = customer(db)
+    c1 = cart(client, h, "app", ("TEE-M", 1), customer_id=who)
+    checkout(client, h, c1["id"], channel="app", customer_id=who)
+    c2 = cart(client, h, "S01", ("JEANS-32", 1), customer_id=who)
+    checkout(client, h, c2["id"], channel="S01", fulfilment={"mode": "in_store"}, payments=[{"method": "cash"}])
+    seen = client.get(f"/api/v1/customers/{who}", headers=h).json()["orders"]
+    assert seen["count"] == 2 and seen["by_channel"] == {"app": 1, "S01": 1}
+    assert seen["spent"] == {"EUR": "104.95"}  # 20.00 + 4.95 shipping in the app, 80.00 at the till
+    assert [o["channel"] for o in seen["recent"]] == ["S01", "app"]
+    someone_else = customer(db)
+    c3 = cart(client, h, "web", ("TEE-S", 1), customer_id=who)
+    refused = checkout(client, h, c3["id"], customer_id=someone_else)
+    assert refused.status_code == 403 and refused.json()["code"] == "not_your_cart"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy.orm import Session
 
 from omnijourney.api.deps import SessionDep, SettingsDep, require
 from omnijourney.auth.service import Principal
@@ -71,6 +72,13 @@ def list_customers(request: Request, response: Response, session: SessionDep, se
     return rows
 
 
+def customer_orders(session: Session, customer_id: str) -> dict[str, Any]:
+    # the orders domain answers for its own rows; the customer 360 only shows them
+    from omnijourney.orders.orders import customer_summary
+
+    return customer_summary(session, customer_id)
+
+
 @router.get("/{customer_id}", response_model=CustomerRead)
 def get_customer(customer_id: str, session: SessionDep, _: CanRead) -> CustomerRead:
     """Customer 360: traits, identities, consent, channels seen, first and last seen, merge history."""
@@ -83,6 +91,7 @@ def get_customer(customer_id: str, session: SessionDep, _: CanRead) -> CustomerR
         channels=p.channels, first_seen=p.first_seen, last_seen=p.last_seen, events=p.events,
         merged_from=[{"merged_id": m.merged_id, "at": m.at, "message_id": m.message_id, "source_id": m.source_id,
                       "identifiers": m.identifiers, "reason": m.reason} for m in p.merged_from],
+        orders=customer_orders(session, c.id),
     )
 
 

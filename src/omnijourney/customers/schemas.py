@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class IdentityRead(BaseModel):
@@ -36,6 +36,8 @@ class CustomerRead(BaseModel):
     events: int
     created_at: datetime
     merged_from: list[MergeRead]
+    orders: dict[str, Any] = Field(default_factory=dict, description="orders from every channel: count, by_channel, "
+                                                                     "spent (net of refunds), recent")
 
 
 class CustomerSummary(BaseModel):

@@ -19,6 +19,7 @@ from omnijourney.orders.schemas import (
     OrderRead,
     ReturnCreate,
     ReturnRead,
+    TillPayment,
     TransitionCreate,
     order_read,
     return_read,
@@ -77,6 +78,17 @@ def transition(order_id: str, body: TransitionCreate, session: SessionDep, idem:
                                location=body.location, pickup_code=body.pickup_code, carrier=body.carrier,
                                tracking=body.tracking)
     return idem.done(order_read(session, order))
+
+
+@router.post("/{order_id}/payments", response_model=OrderRead)
+def pay(order_id: str, body: TillPayment, db: DatabaseDep, _: CanWrite,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> Response:
+    """Pay a reserve-in-store order at its store's till (split tender allowed); then it can be collected. 402
+    ``payment_declined`` names the tender; 409 ``paid_already``, ``wrong_store``."""
+    answer = checkout_service.pay_at_till(db, order_id=order_id, channel_code=body.channel,
+                                          tenders=[t.model_dump(exclude_none=True, mode="json") for t in body.payments],
+                                          idempotency_key=idempotency_key or "")
+    return JSONResponse(answer.body, status_code=answer.status)
 
 
 @router.post("/{order_id}/returns", response_model=ReturnRead, status_code=201)

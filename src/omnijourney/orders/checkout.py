@@ -41,6 +41,7 @@ from omnijourney.core.ids import new_id
 from omnijourney.core.time import utcnow
 from omnijourney.db import Database
 from omnijourney.inventory import reservations
+from omnijourney.inventory.models import Location
 from omnijourney.orders import orders as order_service
 from omnijourney.orders import sourcing
 from omnijourney.orders.models import Checkout
@@ -253,3 +254,51 @@ def _release_quietly(session: Session, reservation_id: str | None) -> None:
 def finish_stale(db: Database, args: dict[str, Any]) -> None:
     """The recovery job: a checkout still without an answer a minute after it began is finished now."""
     finish(db, args["id"])
+
+
+# ---------------------------------------------------------------- paying at the till (reserve online, pay in store)
+
+def pay_at_till(db: Database, *, order_id: str, channel_code: str, tenders: list[dict[str, Any]],
+                idempotency_key: str) -> Answer:
+    """A reserved order is paid at its pickup store's till, in the same three steps as a checkout: the tenders are
+    recorded with the order locked, authorised with no transaction open, then attached (the capture enqueued, the
+    purchase recorded as "Order Completed"). The same key again answers the same; 402 with the declined tender."""
+    if not idempotency_key or len(idempotency_key) > 200:
+        raise Invalid("paying needs an Idempotency-Key header (1-200 characters)", field="Idempotency-Key",
+                      code="idempotency_key_required")
+    ref = "till:" + hashlib.sha256(f"{order_id}|{idempotency_key}".encode()).hexdigest()[:40]
+    with db.transaction() as session:
+        order = order_service.lock(session, order_id)
+        earlier = payments.find(session, ref=ref)
+        if not earlier:
+            _check_till(session, order, channel_code)
+            earlier = payments.begin(session, ref=ref, currency=order.currency, total=order.total, tenders=tenders)
+        oid, ids = order.id, [p.id for p in earlier]
+    outcome = payments.authorise(db, ids)
+    with db.transaction() as session:
+        order = order_service.lock(session, oid)
+        if order.payment_status == "paid":  # done by a twin request with this key
+            return Answer(200, order_service.read(session, oid))
+        if outcome.status != "authorised":
+            d = outcome.decline
+            return Answer(402 if outcome.status == "declined" else 503, {
+                "code": "payment_declined" if outcome.status == "declined" else "payment_unavailable",
+                "field": f"payments[{d.position}]" if d else "payments",
+                "message": f"the {d.method} was declined: {d.reason or 'no reason given'}" if d else
+                           "the payment did not go through: nothing was charged; try again"})
+        order_service.paid_at_till(session, order, ids, channel_code)
+        return Answer(200, order_service.read(session, oid))
+
+
+def _check_till(session: Session, order: Any, channel_code: str) -> None:
+    if order.fulfilment != "reserve_in_store":
+        raise Conflict(f"order {order.number} was paid when it was placed", field="order_id", code="paid_already")
+    if order.payment_status == "paid":
+        raise Conflict(f"order {order.number} is paid already", field="order_id", code="paid_already")
+    if order.status not in ("allocated", "picked", "ready_for_pickup"):
+        raise Conflict(f"order {order.number} is {order.status}: nothing to pay", field="order_id",
+                       code="illegal_transition")
+    store = session.scalar(select(Location).where(Location.code == order.pickup_location))
+    if store is None or store.channel_code != channel_code:
+        raise Conflict(f"order {order.number} is paid at {store.name if store else 'its store'}'s till",
+                       field="channel", code="wrong_store")

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session
 
 from omnijourney import jobs, locks
@@ -208,6 +208,20 @@ def _secured(session: Session, order: Order, payment_ids: Sequence[str], channel
         advance(session, order, "collected", channel_code)
         return
     advance(session, order, "allocated", channel_code)
+
+
+def paid_at_till(session: Session, order: Order, payment_ids: Sequence[str], channel_code: str) -> None:
+    """A reserved order was paid at its store's till (its payments authorised): attached, captured by a job, and
+    the purchase made."""
+    payments.attach(session, list(payment_ids), order.id)
+    payments.enqueue_capture(session, list(payment_ids))
+    order.payment_status, order.updated_at = "paid", utcnow()
+    session.execute(insert(OrderHistory), [{"order_id": order.id, "from_status": order.status,
+                                            "to_status": order.status, "channel_code": channel_code,
+                                            "note": "paid at the till", "at": order.updated_at}])
+    record_event(session, order, "Order Paid", channel_code)
+    record_event(session, order, "Order Completed", channel_code)
+    session.flush()
 
 
 def _ship_all(session: Session, order: Order, status: str, location: str | None = None) -> list[Shipment]:
@@ -466,3 +480,25 @@ def returns_of(session: Session, order_id: str) -> list[Return]:
 
 def lines(session: Session, order_id: str) -> list[OrderLine]:
     return list(session.scalars(select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.sku)))
+
+
+def customer_summary(session: Session, customer_id: str, *, recent: int = 5) -> dict[str, Any]:
+    """A customer's orders for their 360 view: how many per channel, what they spent per currency (net of refunds),
+    and the latest few, whatever channel they came from (the survivor's include merged profiles' orders)."""
+    from sqlalchemy import func
+
+    rows = session.execute(select(Order.channel_code, Order.currency, func.count(), func.sum(Order.total),
+                                  func.sum(Order.refunded))
+                           .where(Order.customer_id == customer_id, Order.status != "cancelled")
+                           .group_by(Order.channel_code, Order.currency)).all()
+    by_channel: dict[str, int] = {}
+    spent: dict[str, Decimal] = {}
+    for channel, currency, n, total, refunded in rows:
+        by_channel[channel] = by_channel.get(channel, 0) + n
+        spent[currency] = spent.get(currency, Decimal("0")) + Decimal(total or 0) - Decimal(refunded or 0)
+    latest = list_orders(session, customer_id=customer_id, limit=recent).items
+    from omnijourney.orders.schemas import summary
+
+    return {"count": sum(by_channel.values()), "by_channel": by_channel,
+            "spent": {c: str(v.quantize(Decimal("0.01"))) for c, v in spent.items()},
+            "recent": [summary(o).model_dump(mode="json") for o in latest]}

@@ -41,6 +41,11 @@ class CheckoutCreate(BaseModel):
     email: str | None = Field(default=None, max_length=320)
 
 
+class TillPayment(BaseModel):
+    channel: str = Field(min_length=1, max_length=64, description="the pickup store's code")
+    payments: list[Tender] = Field(min_length=1, max_length=5)
+
+
 class OrderLineRead(BaseModel):
     sku: str
     title: str | None

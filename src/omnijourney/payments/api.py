@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from omnijourney.api.deps import DatabaseDep, SessionDep, require
+from omnijourney.api.deps import DatabaseDep, SessionDep, reject_nul, require
 from omnijourney.api.openapi import Error
 from omnijourney.auth.service import Principal
 from omnijourney.core.errors import NotFound, OmniError
@@ -61,7 +61,8 @@ async def _raw_body(request: Request) -> bytes:
 @router.post("/payments/webhooks/{provider}", response_model=WebhookAnswer,
              responses={400: {"model": Error, "description": "400 invalid_signature: the signature does not verify "
                                                              "(missing, tampered, another secret, too old)"},
-                        404: {"model": Error, "description": "No such provider"}})
+                        404: {"model": Error, "description": "No such provider"}},
+             dependencies=[Depends(reject_nul)])  # no key, so the NUL check of ``require`` is asked for here
 def webhook(provider: str, request: Request, db: DatabaseDep,
             body: Annotated[bytes, Depends(_raw_body)]) -> WebhookAnswer:
     """A provider's event (no API key: its signature authenticates it, checked on the raw body). A replay of an
