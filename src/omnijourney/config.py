@@ -76,6 +76,14 @@ class PaymentSettings(BaseModel):
     webhook_tolerance_s: int = Field(default=300, ge=1)  # signed events older than this are refused
 
 
+class OrderSettings(BaseModel):
+    """Checkout (``omnijourney.orders.checkout``), ``OMNI_ORDERS__...``: how long it holds units, when it recovers."""
+
+    reserve_ttl_s: float = Field(default=900.0, ge=1)  # a checkout's units go back if it is not done by then
+    pending_ttl_s: float = Field(default=900.0, ge=1)  # an order waiting for the shopper (3-D Secure) holds them
+    finish_after_s: float = Field(default=60.0, gt=0)  # the recovery job finishes a checkout left without an answer
+
+
 class Settings(BaseSettings):
     """Runtime settings. ``OMNI_DATABASE_URL`` picks the database (SQLite file by default)."""
 
@@ -86,6 +94,7 @@ class Settings(BaseSettings):
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     payments: PaymentSettings = Field(default_factory=PaymentSettings)
+    orders: OrderSettings = Field(default_factory=OrderSettings)
     # Backpressure: ingestion requests waiting for the database beyond this answer 429.
     ingest_max_inflight: int = 64
     ingest_retry_after_s: int = 2

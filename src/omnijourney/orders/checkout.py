@@ -36,6 +36,7 @@ from omnijourney.carts import service as carts
 from omnijourney.carts.models import Cart
 from omnijourney.carts.quote import CartQuote, quote_cart
 from omnijourney.catalog.models import Channel
+from omnijourney.config import OrderSettings
 from omnijourney.core.errors import Conflict, Forbidden, Invalid, NotFound, OmniError
 from omnijourney.core.ids import new_id
 from omnijourney.core.time import utcnow
@@ -45,12 +46,17 @@ from omnijourney.inventory.models import Location
 from omnijourney.orders import orders as order_service
 from omnijourney.orders import sourcing
 from omnijourney.orders.models import Checkout
+from omnijourney.payments import providers
 from omnijourney.payments import service as payments
 
-RESERVE_TTL_S = 15 * 60  # how long a checkout may take before its units go back
-PENDING_TTL_S = 15 * 60  # how long a payment waiting for the shopper (3-D Secure) keeps the units
-FINISH_AFTER_S = 60  # the recovery job looks at a checkout this long after it began
 FINISH_JOB = "orders.finish_checkout"
+
+
+def timing() -> OrderSettings:
+    """How long a checkout holds its units (``reserve_ttl_s``, 15 min; ``pending_ttl_s`` while the shopper confirms a
+    payment) and when the recovery job looks at it (``finish_after_s``, 1 min): ``OMNI_ORDERS__...``, read from the
+    settings the payments' own deadlines come from (``providers.settings()``)."""
+    return providers.settings().orders
 
 
 @dataclass(slots=True)
@@ -139,7 +145,7 @@ def _reserve(session: Session, req: Request, key: str, fingerprint: str) -> Chec
                            pickup_location=req.location, near=near)
     checkout_id = new_id()
     reservation = reservations.reserve(session, channel_code=channel.code, lines=plan.reservation_lines(),
-                                       ref=checkout_id, ttl_s=RESERVE_TTL_S)
+                                       ref=checkout_id, ttl_s=timing().reserve_ttl_s)
     now = utcnow()
     paid_now = req.fulfilment != "reserve_in_store" and quote.total and quote.total > 0
     rows = payments.begin(session, ref=checkout_id, currency=quote.currency, total=quote.total,
@@ -156,7 +162,7 @@ def _reserve(session: Session, req: Request, key: str, fingerprint: str) -> Chec
     except IntegrityError:  # a twin request got here first with another key
         raise Conflict(f"cart {cart.id} is being checked out", field="Idempotency-Key",
                        code="checkout_in_progress") from None
-    jobs.enqueue(session, FINISH_JOB, {"id": checkout_id}, delay_s=FINISH_AFTER_S)
+    jobs.enqueue(session, FINISH_JOB, {"id": checkout_id}, delay_s=timing().finish_after_s)
     carts.record_event(session, cart=cart, channel=channel, event="Checkout Started",
                        properties={"checkout_id": checkout_id, "currency": quote.currency, "value": str(quote.total),
                                    "revenue": str(quote.items_total), "shipping": str(quote.shipping),
@@ -227,7 +233,7 @@ def _complete(session: Session, co: Checkout, cart: Cart, outcome: Any) -> tuple
     try:
         with session.begin_nested():
             order = order_service.place(session, checkout=co, cart=cart, payment_ids=payment_ids,
-                                        pending=status == "pending", pending_ttl_s=PENDING_TTL_S)
+                                        pending=status == "pending", pending_ttl_s=timing().pending_ttl_s)
     except OmniError as exc:  # the reservation ran out, a voucher was used up meanwhile: no order, no charge
         _release_quietly(session, co.reservation_id)
         co.status = "failed"
