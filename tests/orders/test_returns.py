@@ -87,3 +87,21 @@ def test_bought_in_a_store_sent_back_to_the_warehouse(db, client, admin_headers)
     assert got.status_code == 201, got.text
     assert level(db, "JEANS-32", "WH") == (1, 0)
     assert got.json()["refund_amount"] == "80.00"
+
+
+def test_an_exchange_for_another_size_at_the_store_counter(db, client, admin_headers):
+    network(db)
+    priced(db)
+    stock_up(db, {("TEE-M", "WH"): 5, ("TEE-S", "S01"): 2})
+    h = admin_headers
+    order = delivered_order(db, client, h, ("TEE-M", 1))
+    got = give_back(client, h, order["id"], channel="S01", exchange=[{"sku": "TEE-S", "quantity": 1}])
+    assert got.status_code == 201, got.text
+    ret = got.json()
+    assert ret["refund_amount"] == "0.00" and ret["exchange_order_id"]
+    swap = client.get(f"/api/v1/orders/{ret['exchange_order_id']}", headers=h).json()
+    assert swap["status"] == "collected" and swap["fulfilment"] == "in_store"
+    assert [(ln["sku"], ln["total"]) for ln in swap["lines"]] == [("TEE-S", "20.00")]
+    assert level(db, "TEE-S", "S01") == (1, 0) and level(db, "TEE-M", "S01") == (1, 0)
+    not_a_swap = give_back(client, h, order["id"], channel="S01", exchange=[{"sku": "JEANS-32", "quantity": 1}])
+    assert not_a_swap.status_code in (409, 422)

@@ -97,5 +97,6 @@ def create_return(order_id: str, body: ReturnCreate, session: SessionDep, idem: 
     """Take goods back in any channel; refunds their share to the original tenders. 409 ``not_returnable``,
     ``already_returned``, ``return_window_closed``, ``final_sale``; 422 ``not_bought``."""
     ret = returns.create_return(session, order_id=order_id, channel_code=body.channel, location=body.location,
-                                lines=[ln.model_dump() for ln in body.lines])
+                                lines=[ln.model_dump() for ln in body.lines],
+                                exchange=[e.model_dump() for e in body.exchange])
     return idem.done(return_read(ret), 201)

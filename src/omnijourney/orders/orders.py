@@ -146,6 +146,38 @@ def _number(order_id: str) -> str:
     return "O-" + order_id[-10:].upper()
 
 
+def new_order(session: Session, *, customer_id: str | None, anonymous_id: str | None, email: str | None,
+              channel_code: str, cart_id: str | None, quote: dict[str, Any], sourcing: dict[str, Any],
+              ship_to: dict[str, Any] | None, reservation_id: str | None, payment_status: str) -> Order:
+    """Write a placed order: the row, its lines at the quoted prices, a shipment per sourced parcel, the history's
+    first row. ``quote`` and ``sourcing`` as a checkout's plan holds them."""
+    now = utcnow()
+    order_id = new_id()
+    order = Order(id=order_id, number=_number(order_id), customer_id=customer_id, anonymous_id=anonymous_id,
+                  email=email, channel_code=channel_code, cart_id=cart_id, status="placed",
+                  payment_status=payment_status, fulfilment=sourcing["fulfilment"],
+                  pickup_location=sourcing.get("pickup_location"), ship_to=ship_to, currency=quote["currency"],
+                  subtotal=Decimal(quote["subtotal"]), discount=Decimal(quote["discount"]),
+                  shipping=Decimal(quote["shipping"]), tax=Decimal(quote["tax"]), total=Decimal(quote["total"]),
+                  refunded=Decimal("0"), vouchers=list(quote.get("vouchers", [])),
+                  promotions=quote.get("promotions", []),
+                  sourcing={"rule": sourcing["rule"], "explanation": sourcing["explanation"],
+                            "parcels": sourcing["parcels"]},
+                  reservation_id=reservation_id, placed_at=now, updated_at=now)
+    session.add(order)
+    titles = catalog.variants_for_skus(session, [ln["sku"] for ln in quote["lines"]], channel_code)
+    session.add_all([OrderLine(order_id=order_id, sku=ln["sku"], title=titles[ln["sku"]].title if ln["sku"] in titles
+                               else None, quantity=ln["quantity"], unit_price=Decimal(ln["unit_price"]),
+                               discount=Decimal(ln["discount"]), total=Decimal(ln["total"]), returned=0)
+                     for ln in quote["lines"]])
+    session.add_all([Shipment(id=new_id(), order_id=order_id, location_code=p["location"],
+                              to_location=p["to_location"], lines=p["lines"], status="allocated", created_at=now,
+                              updated_at=now) for p in sourcing["parcels"]])
+    session.flush()
+    lifecycle.start(session, order, channel_code=channel_code)
+    return order
+
+
 def place(session: Session, *, checkout: Checkout, cart: Cart, payment_ids: Sequence[str], pending: bool,
           pending_ttl_s: float) -> Order:
     """Write the order a checkout decided on (its quote, sourcing and payments), in the checkout's final
@@ -153,31 +185,12 @@ def place(session: Session, *, checkout: Checkout, cart: Cart, payment_ids: Sequ
     converted (unless a profile merge folded it into another cart meanwhile: that cart keeps its lines)."""
     plan, quote = checkout.plan, checkout.plan["quote"]
     src, req = plan["sourcing"], plan["request"]
-    now = utcnow()
-    order_id = new_id()
     customer_id = locks.customer(session, cart.customer_id) if cart.customer_id else None
-    total = Decimal(quote["total"])
-    order = Order(id=order_id, number=_number(order_id), customer_id=customer_id, anonymous_id=cart.anonymous_id,
-                  email=req.get("email"), channel_code=checkout.channel_code, cart_id=cart.id, status="placed",
-                  payment_status="pending" if pending else ("authorised" if payment_ids else "unpaid"),
-                  fulfilment=src["fulfilment"], pickup_location=src.get("pickup_location"),
-                  ship_to=req.get("ship_to"), currency=quote["currency"], subtotal=Decimal(quote["subtotal"]),
-                  discount=Decimal(quote["discount"]), shipping=Decimal(quote["shipping"]),
-                  tax=Decimal(quote["tax"]), total=total, refunded=Decimal("0"), vouchers=list(quote["vouchers"]),
-                  promotions=quote["promotions"],
-                  sourcing={"rule": src["rule"], "explanation": src["explanation"], "parcels": src["parcels"]},
-                  reservation_id=checkout.reservation_id, placed_at=now, updated_at=now)
-    session.add(order)
-    titles = catalog.variants_for_skus(session, [ln["sku"] for ln in quote["lines"]], checkout.channel_code)
-    session.add_all([OrderLine(order_id=order_id, sku=ln["sku"], title=titles[ln["sku"]].title if ln["sku"] in titles
-                               else None, quantity=ln["quantity"], unit_price=Decimal(ln["unit_price"]),
-                               discount=Decimal(ln["discount"]), total=Decimal(ln["total"]), returned=0)
-                     for ln in quote["lines"]])
-    session.add_all([Shipment(id=new_id(), order_id=order_id, location_code=p["location"],
-                              to_location=p["to_location"], lines=p["lines"], status="allocated", created_at=now,
-                              updated_at=now) for p in src["parcels"]])
-    session.flush()
-    lifecycle.start(session, order, channel_code=checkout.channel_code)
+    order = new_order(session, customer_id=customer_id, anonymous_id=cart.anonymous_id, email=req.get("email"),
+                      channel_code=checkout.channel_code, cart_id=cart.id, quote=quote, sourcing=src,
+                      ship_to=req.get("ship_to"), reservation_id=checkout.reservation_id,
+                      payment_status="pending" if pending else ("authorised" if payment_ids else "unpaid"))
+    order_id, now = order.id, order.placed_at
     reservations.hold(session, reservation_id=checkout.reservation_id, ref=order_id,  # type: ignore[arg-type]
                       expires_at=now + timedelta(seconds=pending_ttl_s) if pending else None)
     for code in order.vouchers:

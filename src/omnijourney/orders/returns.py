@@ -74,9 +74,10 @@ def _quarantine(session: Session) -> Location:
 
 
 def create_return(session: Session, *, order_id: str, channel_code: str, lines: Sequence[dict[str, Any]],
-                  location: str | None = None) -> Return:
+                  location: str | None = None, exchange: Sequence[dict[str, Any]] = ()) -> Return:
     """Take goods back for an order in ``channel_code`` at ``location``; ``lines``: sku, quantity, reason,
-    condition (resellable or damaged). Refunds the returned share to the original tenders."""
+    condition (resellable or damaged). Refunds the returned share to the original tenders, less what ``exchange``
+    (sku, quantity: another size or colour of a returned product) is worth, sent as a new order."""
     channel = order_service.get_channel_ok(session, channel_code)
     order = order_service.lock(session, order_id)
     if order.status not in lifecycle.RETURNABLE:
@@ -123,6 +124,8 @@ def create_return(session: Session, *, order_id: str, channel_code: str, lines: 
         share = ln.total - unit * ln.returned if ln.returned + qty == ln.quantity else unit * qty
         refund += share
         ln.returned = ln.returned + qty
+    swap = _exchange_lines(session, exchange, bought, wanted, order.channel_code)
+    refund -= sum((v for _, _, v in swap), Decimal("0"))
     quarantine = _quarantine(session) if any(c["condition"] == "damaged" for c in checked) else None
     rid = new_id()
     for c in checked:
@@ -134,6 +137,8 @@ def create_return(session: Session, *, order_id: str, channel_code: str, lines: 
                  lines=checked, refund_amount=refund, exchange_order_id=None, created_at=now)
     session.add(ret)
     session.flush()
+    if swap:
+        ret.exchange_order_id = _send_exchange(session, order, channel, place, swap, rid).id
     everything = all(ln.returned >= ln.quantity for ln in bought.values())
     extra = {"return_id": rid, "returned_at": place.code, "items": checked, "refund": str(refund)}
     order_service.advance(session, order, "returned" if everything else "partly_returned", channel.code,
@@ -148,6 +153,72 @@ def create_return(session: Session, *, order_id: str, channel_code: str, lines: 
                              {"refund": str(refund), "return_id": rid, "reason": "returned"})
     session.flush()
     return ret
+
+
+def _exchange_lines(session: Session, exchange: Sequence[dict[str, Any]], bought: dict[str, OrderLine],
+                    returned: dict[str, int], channel_code: str) -> list[tuple[str, int, Decimal]]:
+    """(sku, quantity, value) of each exchanged SKU: another variant of a returned product, worth what the returned
+    unit cost; never more units of a product than come back."""
+    if not exchange:
+        return []
+    from omnijourney.catalog.service import variants_for_skus
+
+    wanted = {e["sku"]: e.get("quantity", 1) for e in exchange}
+    info = variants_for_skus(session, [*wanted, *returned], channel_code)
+    room: dict[str, list[tuple[str, int]]] = {}  # product -> returned (sku, units)
+    for sku, q in returned.items():
+        if sku in info:
+            room.setdefault(info[sku].product_id, []).append((sku, q))
+    out = []
+    for i, (sku, q) in enumerate(wanted.items()):
+        stock.check_units(q, f"exchange[{i}].quantity")
+        if sku not in info:
+            raise NotFound(f"unknown SKU {sku!r}", field=f"exchange[{i}].sku")
+        pool = room.get(info[sku].product_id, [])
+        if sum(n for _, n in pool) < q:
+            raise Invalid(f"{sku} is not another size or colour of what comes back (or more units than come back): "
+                          "buy it as a new order", field=f"exchange[{i}].sku", code="not_an_exchange")
+        value, left = Decimal("0"), q
+        for j, (from_sku, n) in enumerate(pool):
+            take = min(n, left)
+            ln = bought[from_sku]
+            value += (ln.total / ln.quantity).quantize(CENT, rounding=ROUND_HALF_UP) * take
+            pool[j], left = (from_sku, n - take), left - take
+        out.append((sku, q, value))
+    return out
+
+
+def _send_exchange(session: Session, original: Any, channel: Any, place: Location,
+                   swap: list[tuple[str, int, Decimal]], return_id: str) -> Any:
+    """The exchanged goods as an order paid by the returned ones: taken from the shelf at a store's counter, else
+    shipped home. Not a new purchase: no "Order Completed", so revenue is not counted twice."""
+    from omnijourney.inventory import reservations
+    from omnijourney.orders import sourcing
+
+    at_counter = place.type == "store" and place.channel_code == channel.code
+    mode = "in_store" if at_counter else "ship"
+    plan = sourcing.source(session, channel_code=channel.code, lines=[(s, q) for s, q, _ in swap], fulfilment=mode,
+                           near=None)
+    total = sum((v for _, _, v in swap), Decimal("0"))
+    quote = {"currency": original.currency, "subtotal": str(total), "discount": "0", "shipping": "0", "tax": "0",
+             "total": str(total), "lines": [{"sku": s, "quantity": q, "unit_price": str((v / q).quantize(CENT)),
+                                             "discount": "0", "total": str(v)} for s, q, v in swap]}
+    held = reservations.reserve(session, channel_code=channel.code, lines=plan.reservation_lines(), ttl_s=None,
+                                ref=return_id, field="exchange")
+    order = order_service.new_order(
+        session, customer_id=original.customer_id, anonymous_id=original.anonymous_id, email=original.email,
+        channel_code=channel.code, cart_id=None, quote=quote, sourcing=plan.to_dict(), ship_to=original.ship_to,
+        reservation_id=held.id, payment_status="paid")
+    reservations.hold(session, reservation_id=held.id, ref=order.id)
+    order_service.record_event(session, order, "Order Placed", channel.code,
+                               {"exchange_for": original.id, "return_id": return_id})
+    order_service.advance(session, order, "paid", channel.code, f"exchange for {original.number}")
+    if mode == "in_store":
+        reservations.consume(session, reservation_id=held.id, ref=order.id)
+        order_service.advance(session, order, "collected", channel.code)
+    else:
+        order_service.advance(session, order, "allocated", channel.code)
+    return order
 
 
 def get_return(session: Session, return_id: str) -> Return:

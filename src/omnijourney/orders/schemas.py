@@ -82,6 +82,7 @@ class ReturnRead(BaseModel):
     status: str
     lines: list[dict[str, Any]]
     refund_amount: Decimal
+    exchange_order_id: str | None
     created_at: datetime
 
 
@@ -153,10 +154,18 @@ class ReturnLineIn(BaseModel):
     condition: Literal["resellable", "damaged"] = "resellable"
 
 
+class ExchangeLineIn(BaseModel):
+    sku: str = Code
+    quantity: StrictInt = 1
+
+
 class ReturnCreate(BaseModel):
     channel: str = Field(min_length=1, max_length=64, description="where the goods are brought back")
     location: str | None = Field(default=None, max_length=64, description="default: that store's own location")
     lines: list[ReturnLineIn] = Field(min_length=1, max_length=100)
+    exchange: list[ExchangeLineIn] = Field(default_factory=list, max_length=100,
+                                           description="another size or colour of a returned product, sent instead "
+                                                       "of part of the refund")
 
 
 def summary(order: Order) -> OrderSummary:
@@ -168,7 +177,8 @@ def summary(order: Order) -> OrderSummary:
 
 def return_read(r: Any) -> ReturnRead:
     return ReturnRead(id=r.id, order_id=r.order_id, channel=r.channel_code, location=r.location_code,
-                      status=r.status, lines=r.lines, refund_amount=r.refund_amount, created_at=r.created_at)
+                      status=r.status, lines=r.lines, refund_amount=r.refund_amount,
+                      exchange_order_id=r.exchange_order_id, created_at=r.created_at)
 
 
 def order_read(session: Session, order: Order) -> OrderRead:
