@@ -270,3 +270,42 @@ def test_the_customer_360_shows_orders_from_every_channel(db, client, admin_head
     c3 = cart(client, h, "web", ("TEE-S", 1), customer_id=who)
     refused = checkout(client, h, c3["id"], customer_id=someone_else)
     assert refused.status_code == 403 and refused.json()["code"] == "not_your_cart"
+
+
+def test_a_voucher_is_redeemed_once_and_a_second_cart_is_told_what_changed(db, client, admin_headers):
+    from omnijourney.pricing import offers
+    from omnijourney.pricing.models import Voucher
+
+    shop(db)
+    h = admin_headers
+    with db.transaction() as s:
+        offers.create_promotion(s, code="five", name="5 off", rule={"type": "amount_off", "amount": 5},
+                                currency="EUR", needs_voucher=True)
+        offers.create_voucher(s, code="ONCE", promotion="five", max_uses=1)
+    carts = []
+    for anon in ("v1", "v2"):
+        c = cart(client, h, "web", ("TEE-M", 1), anonymous_id=anon)
+        got = client.post(f"/api/v1/carts/{c['id']}/vouchers", json={"code": "ONCE", "channel": "web"}, headers=h)
+        assert got.status_code == 200, got.text
+        carts.append(got.json())
+    first = checkout(client, h, carts[0]["id"], key="a", expected_total=carts[0]["total"])
+    assert first.status_code == 201 and first.json()["vouchers"] == ["ONCE"]
+    assert checkout(client, h, carts[0]["id"], key="a", expected_total=carts[0]["total"]).status_code == 201
+    with db.transaction() as s:
+        assert s.get(Voucher, "ONCE").used == 1  # the retry redeemed nothing
+    second = checkout(client, h, carts[1]["id"], key="b", expected_total=carts[1]["total"])
+    assert second.status_code == 409 and second.json()["code"] == "price_changed"
+    assert second.json()["details"]["quote"]["total"] != carts[1]["total"]
+
+
+def test_order_in_store_deliver_home(db, client, admin_headers):
+    """The endless aisle: a store's till sells what its shelf lacks, shipped home from the warehouse."""
+    shop(db)
+    h = admin_headers
+    c = cart(client, h, "S02", ("TEE-S", 1))  # S02 has no TEE-S on its shelf
+    got = checkout(client, h, c["id"], channel="S02", fulfilment={"mode": "ship", "ship_to": {"city": "Potsdam"}},
+                   payments=[{"method": "cash"}])
+    assert got.status_code == 201, got.text
+    order = got.json()
+    assert order["channel"] == "S02" and [s["location"] for s in order["shipments"]] == ["WH"]
+    assert order["shipping"] == "4.95" and order["status"] == "allocated"
