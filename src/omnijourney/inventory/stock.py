@@ -48,6 +48,7 @@ class Change:
     channel: str | None = None
     counted: int | None = None
     field: str | None = None  # the input this change came from, named in its error
+    at: datetime | None = None  # when it happened, for history written later (apply_many's ledger row); else now
 
 
 class OutOfStock(Conflict):
@@ -142,7 +143,8 @@ def apply_many(session: Session, changes: Sequence[Change], *, now: datetime | N
     The guard holds for each level's summed change (the largest ``keep_free`` of its changes, safety stock if any
     asks for it): meant for movements that cannot fail alone (receipts; counts whose rows the caller locked and
     checked). If a guard fails all the same, it raises what :func:`apply` would for that level's first change; the
-    caller's transaction must then roll back."""
+    caller's transaction must then roll back. A change's ``at`` dates its ledger row (history backfilled in bulk,
+    e.g. the demo's months of orders); the counters' ``updated_at`` is ``now``."""
     if not changes:
         return 0
     now = now or utcnow()
@@ -151,7 +153,7 @@ def apply_many(session: Session, changes: Sequence[Change], *, now: datetime | N
     insert_encoded(session, encode(StockMovement.__table__, [
         {"sku": c.sku, "location_code": c.location, "kind": c.kind, "on_hand_delta": c.on_hand,
          "reserved_delta": c.reserved, "counted": c.counted, "reason": c.reason, "ref": c.ref,
-         "channel_code": c.channel, "created_at": now} for c in changes], session.get_bind().dialect.name))
+         "channel_code": c.channel, "created_at": c.at or now} for c in changes], session.get_bind().dialect.name))
     summed: dict[tuple[str, str], dict[str, Any]] = {}
     for c in changes:
         p = summed.get((c.sku, c.location))
