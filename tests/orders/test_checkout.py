@@ -309,3 +309,31 @@ def test_order_in_store_deliver_home(db, client, admin_headers):
     order = got.json()
     assert order["channel"] == "S02" and [s["location"] for s in order["shipments"]] == ["WH"]
     assert order["shipping"] == "4.95" and order["status"] == "allocated"
+
+
+def test_a_double_click_makes_one_order_and_both_clicks_get_it(db, client, admin_headers):
+    """Two requests with one key at the same moment (PostgreSQL: truly at once): one order, one charge."""
+    import threading
+
+    from omnijourney.orders import checkout as service
+
+    shop(db)
+    c = cart(client, admin_headers, "web", ("TEE-M", 1))
+    req = service.Request(cart_id=c["id"], channel_code="web", tenders=[CARD])
+    answers: list[service.Answer] = []
+    barrier = threading.Barrier(2)
+
+    def click() -> None:
+        barrier.wait()
+        answers.append(service.checkout(db, req, idempotency_key="click"))
+
+    threads = [threading.Thread(target=click) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [a.status for a in answers] == [201, 201], [a.body for a in answers]
+    assert answers[0].body["id"] == answers[1].body["id"]
+    with db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(Order)) == 1
+        assert s.scalar(select(func.count()).select_from(Payment)) == 1

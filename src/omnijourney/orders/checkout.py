@@ -41,8 +41,9 @@ from omnijourney.core.errors import Conflict, Forbidden, Invalid, NotFound, Omni
 from omnijourney.core.ids import new_id
 from omnijourney.core.time import utcnow
 from omnijourney.db import Database
-from omnijourney.inventory import reservations
+from omnijourney.inventory import availability, reservations
 from omnijourney.inventory.models import Location
+from omnijourney.inventory.stock import OutOfStock
 from omnijourney.orders import orders as order_service
 from omnijourney.orders import sourcing
 from omnijourney.orders.models import Checkout
@@ -50,6 +51,7 @@ from omnijourney.payments import providers
 from omnijourney.payments import service as payments
 
 FINISH_JOB = "orders.finish_checkout"
+SOURCING_ROUNDS = 3  # a checkout that loses the units it planned on to another is sourced again, this many times
 
 
 def timing() -> OrderSettings:
@@ -111,15 +113,26 @@ def _quote_dict(q: CartQuote) -> dict[str, Any]:
                        "discount": str(ql.discount), "total": str(ql.total)} for ql in q.lines]}
 
 
+def _earlier(session: Session, req: Request, key: str, fingerprint: str) -> Checkout | Answer | None:
+    found = session.scalar(select(Checkout).where(Checkout.cart_id == req.cart_id, Checkout.idempotency_key == key)
+                           .execution_options(populate_existing=True))
+    if found is None:
+        return None
+    if found.request_hash != fingerprint:
+        raise Invalid("this Idempotency-Key was used for a different checkout request", field="Idempotency-Key",
+                      code="idempotency_key_reused")
+    return Answer(found.answer_status, found.answer) if found.answer is not None else found  # type: ignore[arg-type]
+
+
 def _reserve(session: Session, req: Request, key: str, fingerprint: str) -> Checkout | Answer:
     """Step 1; returns the checkout to pay, or the stored answer of an earlier request with this key."""
-    earlier = session.scalar(select(Checkout).where(Checkout.cart_id == req.cart_id,
-                                                    Checkout.idempotency_key == key))
+    earlier = _earlier(session, req, key, fingerprint)
     if earlier is not None:
-        if earlier.request_hash != fingerprint:
-            raise Invalid("this Idempotency-Key was used for a different checkout request", field="Idempotency-Key",
-                          code="idempotency_key_reused")
-        return Answer(earlier.answer_status, earlier.answer) if earlier.answer is not None else earlier
+        return earlier
+    cart = carts.lock(session, req.cart_id)
+    # a twin with this key (a double click) may have committed while we waited for the cart: resume it instead
+    if (earlier := _earlier(session, req, key, fingerprint)) is not None:
+        return earlier
     cart, channel = carts.lock_for_change(session, cart_id=req.cart_id, channel_code=req.channel_code)
     if req.customer_id is not None and cart.customer_id is not None:
         owner = locks.customer(session, cart.customer_id)
@@ -141,11 +154,14 @@ def _reserve(session: Session, req: Request, key: str, fingerprint: str) -> Chec
     near = None
     if req.ship_to and req.ship_to.get("latitude") is not None and req.ship_to.get("longitude") is not None:
         near = (float(req.ship_to["latitude"]), float(req.ship_to["longitude"]))
-    plan = sourcing.source(session, channel_code=channel.code, lines=lines, fulfilment=req.fulfilment,
-                           pickup_location=req.location, near=near)
-    checkout_id = new_id()
-    reservation = reservations.reserve(session, channel_code=channel.code, lines=plan.reservation_lines(),
-                                       ref=checkout_id, ttl_s=timing().reserve_ttl_s)
+    plan, checkout_id = None, new_id()
+    try:
+        plan = sourcing.source(session, channel_code=channel.code, lines=lines, fulfilment=req.fulfilment,
+                               pickup_location=req.location, near=near)
+        reservation = reservations.reserve(session, channel_code=channel.code, lines=plan.reservation_lines(),
+                                           ref=checkout_id, ttl_s=timing().reserve_ttl_s)
+    except OutOfStock as exc:  # after a plan: sourcing read the stock unlocked and another checkout took it first
+        raise _Short(exc, lines, raced=plan is not None) from None
     now = utcnow()
     paid_now = req.fulfilment != "reserve_in_store" and quote.total and quote.total > 0
     rows = payments.begin(session, ref=checkout_id, currency=quote.currency, total=quote.total,
@@ -174,17 +190,48 @@ def checkout(db: Database, req: Request, *, idempotency_key: str) -> Answer:
     """Turn the cart into an order (the three steps above); returns the HTTP status and body to answer with.
 
     201 with the order; 202 with the order and ``next_action_url`` when a payment waits for the shopper; 402
-    ``payment_declined`` naming the tender; the cart's and the stock's own errors as raised."""
+    ``payment_declined`` naming the tender; 409 ``out_of_stock`` with ``details.alternatives`` (other locations and
+    fulfilment modes) when the units cannot be had, after sourcing again a plan that another checkout beat to its
+    units; the cart's own errors as raised."""
     if not idempotency_key or len(idempotency_key) > 200:
         raise Invalid("checkout needs an Idempotency-Key header (1-200 characters): a retry with the same key never "
                       "makes a second order or charge", field="Idempotency-Key", code="idempotency_key_required")
     fingerprint = req.fingerprint()
-    with db.transaction() as session:
-        step = _reserve(session, req, idempotency_key, fingerprint)
-        if isinstance(step, Answer):
-            return step
-        checkout_id, payment_ids = step.id, list(step.plan["payments"])
+    for attempt in range(1, SOURCING_ROUNDS + 1):
+        try:
+            with db.transaction() as session:
+                step = _reserve(session, req, idempotency_key, fingerprint)
+                if isinstance(step, Answer):
+                    return step
+                checkout_id, payment_ids = step.id, list(step.plan["payments"])
+            break
+        except _Short as short:  # a lost race is sourced again from what is left; else the shopper is told
+            if not short.raced or attempt == SOURCING_ROUNDS:
+                raise _with_alternatives(db, short, req.channel_code) from None
     return finish(db, checkout_id, payment_ids)
+
+
+class _Short(Exception):
+    """Step 1 could not have the units (``error``, the 409 to answer); ``raced`` when the plan was made on stock
+    another checkout took before this one reserved it."""
+
+    def __init__(self, error: OutOfStock, lines: list[tuple[str, int]], *, raced: bool) -> None:
+        super().__init__(error.message)
+        self.error, self.lines, self.raced = error, lines, raced
+
+
+def _with_alternatives(db: Database, short: _Short, channel_code: str) -> OutOfStock:
+    """The out-of-stock answer with what the shopper can have instead (other locations, other fulfilment modes, as
+    the inventory's own answer offers), read after the refused attempt rolled back."""
+    exc = short.error
+    sku = exc.details.get("sku") if isinstance(exc.details, dict) else None
+    if sku:
+        wanted = sum(q for s, q in short.lines if s == sku) or 1
+        with db.transaction(write=False) as session:
+            exc.details["alternatives"] = availability.alternatives(
+                session, sku=sku, channel_code=channel_code, quantity=wanted,
+                instead_of=exc.details.get("location") or None)
+    return exc
 
 
 def finish(db: Database, checkout_id: str, payment_ids: list[str] | None = None) -> Answer:
