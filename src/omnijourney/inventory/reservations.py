@@ -53,17 +53,19 @@ def check_feeds(session: Session, channel_code: str, location_codes: Sequence[st
 
 
 def _wants(session: Session, channel_code: str, lines: Sequence[tuple[str, str, int]],
-           field: str) -> list[tuple[str, str, int]]:
+           field: str) -> tuple[list[tuple[str, str, int]], dict[str, Location]]:
     if not lines:
         raise Invalid("nothing to reserve", field=field)
     merged: dict[tuple[str, str], int] = {}
+    # the checked locations are kept: the session holds objects weakly, and each later get would read them again
+    places: dict[str, Location] = {}
     for i, (sku, location, quantity) in enumerate(lines):
         check_units(quantity, f"{field}[{i}].quantity")
-        check_location(session, location, field=f"{field}[{i}].location", sells=True)
+        places[location] = check_location(session, location, field=f"{field}[{i}].location", sells=True)
         merged[(sku, location)] = merged.get((sku, location), 0) + quantity
     check_skus(session, [sku for sku, _, _ in lines], field=field)
     check_feeds(session, channel_code, [loc for _, loc, _ in lines], field)
-    return [(sku, loc, q) for (sku, loc), q in merged.items()]
+    return [(sku, loc, q) for (sku, loc), q in merged.items()], places
 
 
 def reserve(session: Session, *, channel_code: str, lines: Sequence[tuple[str, str, int]], ref: str | None = None,
@@ -74,7 +76,7 @@ def reserve(session: Session, *, channel_code: str, lines: Sequence[tuple[str, s
     get_channel(session, code=channel_code, field="channel")
     if ttl_s is not None and not 1 <= ttl_s <= MAX_TTL_S:
         raise Invalid(f"ttl_s must be between 1 and {MAX_TTL_S}", field="ttl_s")
-    wants = _wants(session, channel_code, lines, field)
+    wants, places = _wants(session, channel_code, lines, field)
     now = utcnow()
     expires = now + timedelta(seconds=ttl_s) if ttl_s is not None else None
     rid = new_id()
@@ -87,7 +89,7 @@ def reserve(session: Session, *, channel_code: str, lines: Sequence[tuple[str, s
     index = {(s, loc): i for i, (s, loc, _) in enumerate(lines)}
     changes = []
     for sku, loc, q in wants:
-        keep, safety = rules(session.get(Location, loc), channel_code)  # type: ignore[arg-type]
+        keep, safety = rules(places[loc], channel_code)
         changes.append(Change(sku, loc, "reservation", reserved=q, keep_free=keep, use_safety=safety, ref=rid,
                               channel=channel_code, field=f"{field}[{index[(sku, loc)]}].quantity"))
     apply(session, changes, now=now)  # the guarded updates last: a hot row is held for the update and the commit
@@ -98,10 +100,10 @@ def sell(session: Session, *, channel_code: str, lines: Sequence[tuple[str, str,
          field: str = "lines") -> None:
     """Units leave at once without a reservation first (a till's counter sale), under a reservation's rules."""
     get_channel(session, code=channel_code, field="channel")
-    wants = _wants(session, channel_code, lines, field)
+    wants, places = _wants(session, channel_code, lines, field)
     changes = []
     for i, (sku, loc, q) in enumerate(wants):
-        keep, safety = rules(session.get(Location, loc), channel_code)  # type: ignore[arg-type]
+        keep, safety = rules(places[loc], channel_code)
         changes.append(Change(sku, loc, "sale", on_hand=-q, keep_free=keep, use_safety=safety, ref=ref,
                               channel=channel_code, field=f"{field}[{i}].quantity"))
     apply(session, changes)
