@@ -79,3 +79,4 @@ def test_an_impossible_level_is_named(db):
             s.execute(text("UPDATE stock_levels SET reserved = 1 WHERE sku = 'TEE-S'"))
             s.execute(text("ALTER TABLE stock_levels ADD CONSTRAINT ck_stock_levels_reserved "
                            "CHECK (reserved >= 0 AND reserved <= on_hand)"))
+

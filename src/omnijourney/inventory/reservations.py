@@ -101,11 +101,12 @@ def sell(session: Session, *, channel_code: str, lines: Sequence[tuple[str, str,
     """Units leave at once without a reservation first (a till's counter sale), under a reservation's rules."""
     get_channel(session, code=channel_code, field="channel")
     wants, places = _wants(session, channel_code, lines, field)
+    index = {(s, loc): i for i, (s, loc, _) in enumerate(lines)}  # the refusal names the caller's line, not ours
     changes = []
-    for i, (sku, loc, q) in enumerate(wants):
+    for sku, loc, q in wants:
         keep, safety = rules(places[loc], channel_code)
         changes.append(Change(sku, loc, "sale", on_hand=-q, keep_free=keep, use_safety=safety, ref=ref,
-                              channel=channel_code, field=f"{field}[{i}].quantity"))
+                              channel=channel_code, field=f"{field}[{index[(sku, loc)]}].quantity"))
     apply(session, changes)
 
 
