@@ -84,6 +84,15 @@ class OrderSettings(BaseModel):
     finish_after_s: float = Field(default=60.0, gt=0)  # the recovery job finishes a checkout left without an answer
 
 
+class StaffSettings(BaseModel):
+    """Staff logins (``omnijourney.auth.sessions``), ``OMNI_STAFF__...``: how long a session lasts, lockouts."""
+
+    session_ttl_s: float = Field(default=12 * 3600.0, gt=0)  # a session ends this long after the login, whatever
+    idle_timeout_s: float = Field(default=1800.0, gt=0)  # ... or after this long without a request
+    max_failed_logins: int = Field(default=5, ge=1)  # wrong passwords in a row that lock the account ...
+    lockout_s: float = Field(default=900.0, gt=0)  # ... for this long
+
+
 class Settings(BaseSettings):
     """Runtime settings. ``OMNI_DATABASE_URL`` picks the database (SQLite file by default)."""
 
@@ -95,6 +104,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = Field(default_factory=JobSettings)
     payments: PaymentSettings = Field(default_factory=PaymentSettings)
     orders: OrderSettings = Field(default_factory=OrderSettings)
+    staff: StaffSettings = Field(default_factory=StaffSettings)
     # Backpressure: ingestion requests waiting for the database beyond this answer 429.
     ingest_max_inflight: int = 64
     ingest_retry_after_s: int = 2
