@@ -7,6 +7,8 @@ from functools import lru_cache
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from omnijourney.analytics.settings import AnalyticsSettings
+
 
 class IdentityRule(BaseModel):
     """Guard rail for one identifier type: at most ``limit`` values on a profile.
@@ -104,6 +106,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = Field(default_factory=JobSettings)
     payments: PaymentSettings = Field(default_factory=PaymentSettings)
     orders: OrderSettings = Field(default_factory=OrderSettings)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)  # OMNI_ANALYTICS__...
     staff: StaffSettings = Field(default_factory=StaffSettings)
     # Backpressure: ingestion requests waiting for the database beyond this answer 429.
     ingest_max_inflight: int = 64
