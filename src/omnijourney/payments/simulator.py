@@ -238,6 +238,11 @@ class TestProvider:
         """The PaymentIntent as the provider's API would show it (the bank page, tests)."""
         return self._operation(None, None, lambda c: self._shape(self._intent(c, ref)))
 
+    def intents(self) -> list[dict[str, Any]]:
+        """Every PaymentIntent it holds, oldest first, as the provider's API would list them (audits, tests)."""
+        return self._operation(None, None, lambda c: {"data": [self._shape(r) for r in c.execute(
+            "SELECT * FROM intents ORDER BY rowid")]})["data"]
+
     def complete(self, ref: str, *, success: bool) -> SignedEvent:
         """The shopper finished the bank page: authenticated (authorised) or failed (declined). Returns the event
         for our webhook endpoint, kept in the outbox until :meth:`deliver` hands it over. ``ProviderError`` when
