@@ -48,7 +48,7 @@ def test_markov_bryl_example():
 
 
 def test_markov_puzyrov_example():
-    # S. Puzyrov, "Markov Chain Attribution – Simple Explanation Of Removal Effect", 2019: google ads (2 conv),
+    # S. Puzyrov, "Markov Chain Attribution - Simple Explanation Of Removal Effect", 2019: google ads (2 conv),
     # mailing (1), google ads > mailing (1), google ads (1 null). By hand: P(conv) = 0.8*(0.5 + 0.25) + 0.2 = 0.8;
     # without google ads 0.2 (removal effect 0.75), without mailing 0.4 (0.5); 4 conversions split 2.4 / 1.6.
     j = Journeys.from_paths(["google ads", "mailing", "google ads > mailing", "google ads"], [2, 1, 1, 0],
