@@ -75,6 +75,7 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
         )
 
     from omnijourney.auth.api import router as keys_router
+    from omnijourney.auth.session_api import router as session_router
     from omnijourney.carts.api import router as carts_router
     from omnijourney.carts.handoff_pages import router as handoff_pages_router
     from omnijourney.catalog.api import router as catalog_router
@@ -95,6 +96,7 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
                    feed_router, locations_router, inventory_router, checkout_router, orders_router,
                    payments_router):
         app.include_router(router, prefix="/api/v1")
+    app.include_router(session_router, prefix="/api/v1")  # staff login: a session cookie with a CSRF token
     app.include_router(handoff_pages_router)  # /handoff/{code}: the page a phone opens after scanning a QR code
     app.include_router(test_provider_router)  # /payments/test-provider/...: the test provider's bank page
 

@@ -1,8 +1,8 @@
 """Creating and checking server API keys.
 
 Keys are 32 random bytes, so a SHA-256 hash is enough to store them (no slow KDF needed: nobody
-can guess a 256-bit secret). A principal is what every permission check looks at; staff logins
-will produce principals too.
+can guess a 256-bit secret). A principal is what every permission check looks at: a key's, or a
+staff member's from a login session (``auth.sessions``), with the scopes of their role (``auth.roles``).
 """
 
 from __future__ import annotations
@@ -30,12 +30,15 @@ KEY_PREFIX = "omk_"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a server key today, a staff member later."""
+    """Who is calling: a server API key (``kind="key"``) or a logged-in staff member (``kind="staff"``, with the
+    ``role`` whose scopes it carries). ``stores``: the store channel codes it may act in, None for every store."""
 
     kind: str
     id: str
     name: str
     scopes: frozenset[str]
+    stores: frozenset[str] | None = None
+    role: str | None = None
 
     def allows(self, scope: str) -> bool:
         """``admin`` grants all; ``area:write`` implies ``area:read``."""
@@ -43,6 +46,19 @@ class Principal:
             return True
         area, _, level = scope.partition(":")
         return level == "read" and f"{area}:write" in self.scopes
+
+    def works_in(self, store: str | None) -> bool:
+        """Whether it may act in the store channel ``store`` (a principal of every store may act anywhere)."""
+        return self.stores is None or (store is not None and store in self.stores)
+
+    def check_store(self, store: str | None, *, field: str) -> None:
+        """403 ``store_not_allowed`` naming ``field`` when ``store`` (a channel or store code from the request, None
+        for a place that belongs to no store, e.g. a warehouse) is not one of its stores."""
+        if not self.works_in(store):
+            assert self.stores is not None
+            where = ", ".join(sorted(self.stores)) or "no store"
+            raise Forbidden(f"{field}: {self.name} works in {where}, not in {store or 'that place'!r}", field=field,
+                            code="store_not_allowed")
 
 
 def validate_scope(scope: str) -> str:
@@ -87,8 +103,10 @@ def authenticate(session: Session, key: str | None) -> Principal:
 
 
 def check(principal: Principal, scope: str) -> None:
+    """403 ``missing_scope`` unless ``principal`` has ``scope``."""
     if not principal.allows(scope):
-        raise Forbidden(f"this key lacks the scope {scope!r}", code="missing_scope")
+        who = f"the role {principal.role!r}" if principal.role else "this key"
+        raise Forbidden(f"{who} lacks the scope {scope!r}", code="missing_scope")
 
 
 def revoke_key(session: Session, *, key_id: str) -> None:
