@@ -25,6 +25,8 @@ from omnijourney.core.time import clock
 from omnijourney.db import Database
 from omnijourney.demo.carts import build_carts, carts_size
 from omnijourney.demo.catalog import build_catalog, catalog_size, demo_clock
+from omnijourney.demo.commerce import build_commerce, commerce_size
+from omnijourney.demo.orders import QuoteTerms, quote_terms
 from omnijourney.demo.people import Channels, fictional_phone, journeys
 from omnijourney.pricing.models import PriceList, Promotion
 from omnijourney.pricing.quoting import Quoter
@@ -120,8 +122,11 @@ def _events(ctx: DemoContext, advance: Advance) -> None:
 
 
 def order_channel(m: Message) -> str:
-    """The catalog channel an order was placed in: the store's code at a till, else web or app."""
-    return m.store_code if m.channel == "store" and m.store_code else m.channel
+    """The catalog channel an order was placed in: the store's code at a till, else web, app, call-center (the
+    catalog's code of the call center) or marketplace."""
+    if m.channel == "store" and m.store_code:
+        return m.store_code
+    return "call-center" if m.channel == "call_center" else m.channel
 
 
 def price_orders(ctx: DemoContext, messages: list[Message]) -> None:
@@ -129,9 +134,13 @@ def price_orders(ctx: DemoContext, messages: list[Message]) -> None:
     ``pricing.quoting.Quoter``: the engine and inputs of ``quote()``, every channel's pricing, read once per channel;
     stores charge no shipping), with each product's price, tax,
     discount and shipping, as Segment's ecommerce spec names them. Baskets are quoted without the customer:
-    VIP prices begin later in the demo's story, when carts tag some customers."""
+    VIP prices begin later in the demo's story, when carts tag some customers. The whole quote of each order (its
+    lines' discounts and totals, the promotions applied) is kept in ``ctx.extra["order_quotes"]`` by message id, for
+    the step that turns these events into orders."""
     orders = [m for m in messages if m.event == "Order Completed"]
     cache: dict[tuple[object, ...], dict[str, object]] = {}
+    terms: dict[tuple[object, ...], QuoteTerms] = {}
+    kept: dict[str, QuoteTerms] = ctx.extra.setdefault("order_quotes", {})
     quoters: dict[str, Quoter] = {}  # quote() for many baskets: what a channel's prices need is read once
     with ctx.db.transaction(write=False) as s:
         # prices and promotions change only at these moments: a basket quoted once per stretch between them
@@ -155,7 +164,9 @@ def price_orders(ctx: DemoContext, messages: list[Message]) -> None:
                     "discount": float(q.discount_total), "shipping": float(q.shipping), "currency": q.currency,
                     "products": [{"sku": line.sku, "quantity": line.quantity, "price": float(line.unit_price)}
                                  for line in q.lines]}
+                terms[key] = quote_terms(q)
             m.properties.update(cache[key])
+            kept[m.message_id] = terms[key]
 
 
 def _background(ctx: DemoContext, advance: Advance) -> None:
@@ -177,6 +188,7 @@ STEPS: list[Step] = [(name, size, reproducible(name, run)) for name, size, run i
     ("catalog and prices", catalog_size, build_catalog),
     ("customer journeys", _events_size, _events),
     ("carts across channels", carts_size, build_carts),
+    ("stock, orders and returns", commerce_size, build_commerce),
     ("background work", lambda _ctx: 1, _background),
 )]
 
