@@ -97,6 +97,22 @@ def read_keys_file(path: Path) -> DemoKeys | None:
     return DemoKeys(seed=number("OMNI_DEMO_SEED"), people=number("OMNI_DEMO_PEOPLE"), admin_key=values["API_KEY"])
 
 
+def _provider_state(path: Path) -> Path | None:
+    """The file where the built-in test payment provider keeps its state for the demo database at ``path`` (it sits
+    beside it, named after it), or None when it is kept elsewhere (``OMNI_PAYMENTS__TEST_PROVIDER_PATH``: shared by
+    every database, nothing to move)."""
+    from omnijourney.payments import providers
+
+    conf = providers.settings()
+    if conf.payments.test_provider_path or not conf.payments.test_provider:
+        return None
+    db = Database(sqlite_url(path))
+    try:
+        return Path(providers.simulator_path(conf, db))
+    finally:
+        db.dispose()
+
+
 def _remove(path: Path) -> None:
     for suffix in _SUFFIXES:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -112,6 +128,9 @@ def build(path: Path, *, seed: int, people: int, progress: Progress) -> DemoKeys
 
     building = Path(f"{path}.building")
     _remove(building)
+    built_state, state = _provider_state(building), _provider_state(path)
+    if built_state is not None:
+        _remove(built_state)  # an interrupted build's charges
     db = Database(sqlite_url(building))
     try:
         upgrade(db.engine)
@@ -125,6 +144,11 @@ def build(path: Path, *, seed: int, people: int, progress: Progress) -> DemoKeys
     for suffix in _SUFFIXES:  # normally the file alone
         if Path(f"{building}{suffix}").exists():
             os.replace(f"{building}{suffix}", f"{path}{suffix}")
+    if built_state is not None and state is not None:  # the test provider's book of the demo's card payments
+        _remove(state)
+        for suffix in _SUFFIXES:
+            if Path(f"{built_state}{suffix}").exists():
+                os.replace(f"{built_state}{suffix}", f"{state}{suffix}")
     keys = DemoKeys(seed=seed, people=people, admin_key=ctx.admin_key, write_keys=dict(ctx.write_keys))
     write_keys_file(path, keys)
     return keys
