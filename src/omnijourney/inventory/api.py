@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from omnijourney.api.deps import SessionDep, require
 from omnijourney.api.idempotency import IdempotencyDep
 from omnijourney.auth.service import Principal
+from omnijourney.auth.stores import check_location
 from omnijourney.core.errors import Invalid, NotFound
 from omnijourney.inventory import availability as avail
 from omnijourney.inventory import locations, reservations, stock
@@ -77,8 +78,9 @@ def _reservation(session: SessionDep, r: Reservation) -> ReservationRead:
 # ---------------------------------------------------------------- locations
 
 @locations_router.post("", response_model=LocationRead, status_code=201)
-def create_location(body: LocationCreate, session: SessionDep, idem: IdempotencyDep, _: CanWrite) -> LocationRead:
+def create_location(body: LocationCreate, session: SessionDep, idem: IdempotencyDep, who: CanWrite) -> LocationRead:
     """Register a warehouse, store, transit or quarantine location. 409 when the code exists."""
+    who.check_store(body.channel_code, field="channel_code")
     loc = locations.create_location(session, **body.model_dump(exclude_none=True))
     return idem.done(_location(session, loc), 201)
 
@@ -95,8 +97,9 @@ def get_location(code: str, session: SessionDep, _: CanRead) -> LocationRead:
 
 
 @locations_router.patch("/{code}", response_model=LocationRead)
-def update_location(code: str, body: LocationUpdate, session: SessionDep, _: CanWrite) -> LocationRead:
+def update_location(code: str, body: LocationUpdate, session: SessionDep, who: CanWrite) -> LocationRead:
     """Change a location's settings; ``feeds`` replaces the channels it sells to. 404 when unknown."""
+    check_location(session, who, code, field="code")
     loc = locations.update_location(session, code=code, changes=body.model_dump(exclude_unset=True))
     return _location(session, loc)
 
@@ -142,40 +145,47 @@ def list_movements(session: SessionDep, _: CanRead, sku: str | None = None, loca
 # ---------------------------------------------------------------- movements
 
 @router.post("/receipts", response_model=LevelRead, status_code=201)
-def receive(body: Receipt, session: SessionDep, idem: IdempotencyDep, _: CanWrite) -> LevelRead:
+def receive(body: Receipt, session: SessionDep, idem: IdempotencyDep, who: CanWrite) -> LevelRead:
     """Goods arrived. 404 for an unknown SKU or location."""
+    check_location(session, who, body.location, field="location")
     return idem.done(_level(stock.receive(session, **body.model_dump())), 201)
 
 
 @router.post("/adjustments", response_model=LevelRead, status_code=201)
-def adjust(body: Adjustment, session: SessionDep, idem: IdempotencyDep, _: CanWrite) -> LevelRead:
+def adjust(body: Adjustment, session: SessionDep, idem: IdempotencyDep, who: CanWrite) -> LevelRead:
     """Correct on hand with a reason. 409 ``negative_stock`` when it would fall below zero or what is reserved."""
+    check_location(session, who, body.location, field="location")
     return idem.done(_level(stock.adjust(session, **body.model_dump())), 201)
 
 
 @router.post("/counts", response_model=LevelRead, status_code=201)
-def count(body: Count, session: SessionDep, idem: IdempotencyDep, _: CanWrite) -> LevelRead:
+def count(body: Count, session: SessionDep, idem: IdempotencyDep, who: CanWrite) -> LevelRead:
     """A cycle count: on hand becomes the counted figure. 409 ``count_below_reserved``."""
+    check_location(session, who, body.location, field="location")
     return idem.done(_level(stock.count(session, **body.model_dump())), 201)
 
 
 @router.put("/safety-stock", response_model=LevelRead)
-def safety_stock(body: SafetyStock, session: SessionDep, _: CanWrite) -> LevelRead:
+def safety_stock(body: SafetyStock, session: SessionDep, who: CanWrite) -> LevelRead:
     """Units of a SKU kept back from every promise at a location."""
+    check_location(session, who, body.location, field="location")
     return _level(stock.set_safety_stock(session, **body.model_dump()))
 
 
 @router.post("/transfers", response_model=TransferRead, status_code=201)
-def transfer(body: TransferCreate, session: SessionDep, idem: IdempotencyDep, _: CanWrite) -> TransferRead:
+def transfer(body: TransferCreate, session: SessionDep, idem: IdempotencyDep, who: CanWrite) -> TransferRead:
     """Send units to another location (in transit until received). 409 ``negative_stock`` when they are not free."""
+    check_location(session, who, body.from_location, field="from")
     moved = stock.transfer(session, sku=body.sku, from_location=body.from_location, to_location=body.to_location,
                            quantity=body.quantity)
     return idem.done(_transfer(moved), 201)
 
 
 @router.post("/transfers/{transfer_id}/receive", response_model=TransferRead)
-def receive_transfer(transfer_id: str, session: SessionDep, _: CanWrite) -> TransferRead:
+def receive_transfer(transfer_id: str, session: SessionDep, who: CanWrite) -> TransferRead:
     """The transfer arrived. 404 when unknown, 409 ``transfer_received`` the second time."""
+    if who.stores is not None and (sent := session.get(Transfer, transfer_id)) is not None:
+        check_location(session, who, sent.to_code, field="transfer_id")  # received at one of their stores
     return _transfer(stock.receive_transfer(session, transfer_id=transfer_id))
 
 
@@ -189,9 +199,12 @@ def _explained(session: SessionDep, exc: stock.OutOfStock, channel: str, quantit
 
 
 @router.post("/reservations", response_model=ReservationRead, status_code=201)
-def reserve(body: ReservationCreate, session: SessionDep, idem: IdempotencyDep, _: CanWrite) -> ReservationRead:
+def reserve(body: ReservationCreate, session: SessionDep, idem: IdempotencyDep, who: CanWrite) -> ReservationRead:
     """Hold units for a checkout, all lines or none; they come back by themselves after ``ttl_s``. 409
     ``out_of_stock`` names the line and lists alternatives (other locations, other fulfilment modes)."""
+    who.check_store(body.channel, field="channel")
+    for i, ln in enumerate(body.lines):
+        check_location(session, who, ln.location, field=f"lines.{i}.location")
     lines = [(ln.sku, ln.location, ln.quantity) for ln in body.lines]
     try:
         r = reservations.reserve(session, channel_code=body.channel, lines=lines, ref=body.ref, ttl_s=body.ttl_s)
@@ -210,15 +223,20 @@ def get_reservation(reservation_id: str, session: SessionDep, _: CanRead) -> Res
 
 
 @router.post("/reservations/{reservation_id}/release", response_model=ReservationRead)
-def release(reservation_id: str, session: SessionDep, _: CanWrite,
+def release(reservation_id: str, session: SessionDep, who: CanWrite,
             location: str | None = None) -> ReservationRead:
     """Give the units back (all, or those at ``location``). 409 ``reservation_settled`` when nothing is held."""
+    if who.stores is not None and (held := session.get(Reservation, reservation_id)) is not None:
+        who.check_store(held.channel_code, field="reservation_id")  # made in one of their stores' channels
     return _reservation(session, reservations.release(session, reservation_id=reservation_id, location=location))
 
 
 @router.post("/sales", response_model=SaleRead, status_code=201)
-def sell(body: Sale, session: SessionDep, idem: IdempotencyDep, _: CanWrite) -> SaleRead:
+def sell(body: Sale, session: SessionDep, idem: IdempotencyDep, who: CanWrite) -> SaleRead:
     """Units sold at once without a reservation (a till's counter sale). 409 ``out_of_stock`` with alternatives."""
+    who.check_store(body.channel, field="channel")
+    for i, ln in enumerate(body.lines):
+        check_location(session, who, ln.location, field=f"lines.{i}.location")
     lines = [(ln.sku, ln.location, ln.quantity) for ln in body.lines]
     try:
         reservations.sell(session, channel_code=body.channel, lines=lines, ref=body.ref)

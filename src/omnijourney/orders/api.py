@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from omnijourney.api.deps import DatabaseDep, SessionDep, require
 from omnijourney.api.idempotency import IdempotencyDep
 from omnijourney.auth.service import Principal
+from omnijourney.auth.stores import check_location
 from omnijourney.orders import checkout as checkout_service
 from omnijourney.orders import orders as service
 from omnijourney.orders import returns
@@ -36,12 +37,13 @@ CanWrite = Annotated[Principal, Depends(require("orders:write"))]
                       responses={202: {"description": "the order waits for the shopper to confirm a payment "
                                                       "(next_action_url)"},
                                  402: {"description": "a payment was declined (which tender, and why)"}})
-def checkout(cart_id: str, body: CheckoutCreate, db: DatabaseDep, _: CanWrite,
+def checkout(cart_id: str, body: CheckoutCreate, db: DatabaseDep, who: CanWrite,
              idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> Response:
     """Turn the cart into an order: quote, reservation, payment, order. Needs an ``Idempotency-Key``: a retry with
     the same key returns the first answer and never charges twice. 404 for an unknown cart, 409
     ``cart_not_active`` (converted already), ``checkout_in_progress``, ``price_changed`` (with the new quote) or
     ``out_of_stock`` (with alternatives), 403 ``not_your_cart``, 422 ``empty_cart`` or a bad tender."""
+    who.check_store(body.channel, field="channel")
     req = checkout_service.Request(
         cart_id=cart_id, channel_code=body.channel, fulfilment=body.fulfilment.mode,
         location=body.fulfilment.location, ship_to=body.fulfilment.ship_to,
@@ -70,10 +72,13 @@ def list_orders(session: SessionDep, _: CanRead, customer_id: str | None = None,
 
 @router.post("/{order_id}/transitions", response_model=OrderRead)
 def transition(order_id: str, body: TransitionCreate, session: SessionDep, idem: IdempotencyDep,
-               _: CanWrite) -> OrderRead:
+               who: CanWrite) -> OrderRead:
     """Move the order on (picked, shipped, delivered, ready_for_pickup, collected, cancelled). 409
     ``illegal_transition`` names the allowed moves; collecting needs the pickup code at the pickup store (409
     ``wrong_pickup_code``, ``wrong_store``)."""
+    who.check_store(body.channel, field="channel")
+    if body.location is not None:
+        check_location(session, who, body.location, field="location")
     order = service.transition(session, order_id=order_id, to=body.to, channel_code=body.channel, note=body.note,
                                location=body.location, pickup_code=body.pickup_code, carrier=body.carrier,
                                tracking=body.tracking)
@@ -81,10 +86,11 @@ def transition(order_id: str, body: TransitionCreate, session: SessionDep, idem:
 
 
 @router.post("/{order_id}/payments", response_model=OrderRead)
-def pay(order_id: str, body: TillPayment, db: DatabaseDep, _: CanWrite,
+def pay(order_id: str, body: TillPayment, db: DatabaseDep, who: CanWrite,
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> Response:
     """Pay a reserve-in-store order at its store's till (split tender allowed); then it can be collected. 402
     ``payment_declined`` names the tender; 409 ``paid_already``, ``wrong_store``."""
+    who.check_store(body.channel, field="channel")
     answer = checkout_service.pay_at_till(db, order_id=order_id, channel_code=body.channel,
                                           tenders=[t.model_dump(exclude_none=True, mode="json") for t in body.payments],
                                           idempotency_key=idempotency_key or "")
@@ -93,9 +99,12 @@ def pay(order_id: str, body: TillPayment, db: DatabaseDep, _: CanWrite,
 
 @router.post("/{order_id}/returns", response_model=ReturnRead, status_code=201)
 def create_return(order_id: str, body: ReturnCreate, session: SessionDep, idem: IdempotencyDep,
-                  _: CanWrite) -> ReturnRead:
+                  who: CanWrite) -> ReturnRead:
     """Take goods back in any channel; refunds their share to the original tenders. 409 ``not_returnable``,
     ``already_returned``, ``return_window_closed``, ``final_sale``; 422 ``not_bought``."""
+    who.check_store(body.channel, field="channel")
+    if body.location is not None:
+        check_location(session, who, body.location, field="location")
     ret = returns.create_return(session, order_id=order_id, channel_code=body.channel, location=body.location,
                                 lines=[ln.model_dump() for ln in body.lines],
                                 exchange=[e.model_dump() for e in body.exchange])
