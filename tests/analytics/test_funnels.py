@@ -1,0 +1,125 @@
+"""Funnels on both backends, with answers known by construction (tests/analytics/data.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from omnijourney.analytics import funnels
+from omnijourney.analytics.schemas import FunnelQuery
+from omnijourney.core.errors import Invalid
+from tests.analytics.conftest import AnalyticsDB
+from tests.analytics.data import funnel_shop
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def q(*steps: Any, **kw: Any) -> FunnelQuery:
+    return FunnelQuery(steps=[s if isinstance(s, dict) else {"event": s} for s in steps], **kw)
+
+
+def counts(df: Any, breakdown: str = "all") -> list[int]:
+    return df[df.breakdown == breakdown].sort_values("step")["people"].tolist()
+
+
+VIEW, ADD, BUY = "Product Viewed", "Product Added", "Order Completed"
+
+
+def test_three_of_five_convert_in_a_day_and_a_merged_person_counts_once(adb: AnalyticsDB) -> None:
+    funnel_shop(adb.db)
+    with adb.tables() as t:
+        day = funnels.funnel(t, q(VIEW, ADD, BUY, window=1, window_unit="day"))
+        week = funnels.funnel(t, q(VIEW, ADD, BUY, window=7, window_unit="day"))
+        hour = funnels.funnel(t, q(VIEW, ADD, BUY, window=1, window_unit="hour"))
+    assert counts(day) == [6, 5, 4]  # u1, u2, u3 and the merged u6 (u4 bought after two days)
+    assert counts(week) == [6, 5, 5]
+    assert counts(hour) == [6, 5, 3]  # the window is inclusive: u3's add at 60 min counts; u3 bought at 3 h
+    row = day[day.step == 2].iloc[0]
+    assert row.conversion == pytest.approx(4 / 6)
+    assert row.dropped == 1
+
+
+def test_breakdowns_first_touch_last_touch_step_and_channel_mix(adb: AnalyticsDB) -> None:
+    funnel_shop(adb.db)
+    with adb.tables() as t:
+        first = funnels.funnel(t, q(VIEW, ADD, BUY, window=1, breakdown="channel"))
+        last = funnels.funnel(t, q(VIEW, ADD, BUY, window=1, breakdown="channel", attribution="last_touch"))
+        step1 = funnels.funnel(t, q(VIEW, ADD, BUY, window=1, breakdown="channel", attribution="step",
+                                    attribution_step=1))
+        mix = funnels.funnel(t, q(VIEW, ADD, BUY, window=1, breakdown="channel_mix"))
+        sku = funnels.funnel(t, q(VIEW, ADD, BUY, window=1, breakdown="property:sku"))
+    assert counts(first, "web") == [6, 5, 4]
+    assert counts(last, "web") == [4, 3, 2] and counts(last, "store") == [2, 2, 2]  # u3 and u6 ended in the store
+    assert counts(step1, "app") == [1, 1, 1] and counts(step1, "store") == [1, 1, 1]
+    assert counts(mix, "web only") == [3, 2, 1]  # u1 converted; u4 (late) and u5 did not
+    assert counts(mix, "web > app > web") == [1, 1, 1]
+    assert counts(mix, "web > store") == [2, 2, 2]  # u3 bought in the store, u6 added and bought there
+    assert counts(sku, "TEE") == [4, 3, 2] and counts(sku, "BAG") == [1, 1, 1]
+
+
+def test_strict_unordered_optional_and_previous_step_reference(adb: AnalyticsDB) -> None:
+    funnel_shop(adb.db)
+    with adb.tables() as t:
+        strict = funnels.funnel(t, q(VIEW, BUY, window=1, order="strict"))
+        ordered = funnels.funnel(t, q(VIEW, BUY, window=1))
+        unordered = funnels.funnel(t, q(BUY, VIEW, window=1, order="unordered"))
+        optional = funnels.funnel(t, q(VIEW, {"event": ADD, "channels": ["app"], "optional": True}, BUY, window=1))
+        previous = funnels.funnel(t, q(VIEW, ADD, BUY, window=1, reference="previous"))
+    assert counts(strict) == [6, 0]  # an add always comes between the view and the order
+    assert counts(ordered) == [6, 4]
+    assert counts(unordered) == [6, 4]  # everyone did one of them; four did both within a day
+    assert counts(optional) == [6, 1, 4]  # only u2 added in the app; skipping it still converts
+    assert previous[previous.step == 2].iloc[0].conversion == pytest.approx(4 / 5)
+
+
+def test_property_filters_and_channels_on_steps(adb: AnalyticsDB) -> None:
+    funnel_shop(adb.db)
+    with adb.tables() as t:
+        tee = funnels.funnel(t, q({"event": VIEW, "filters": [{"key": "sku", "value": "TEE"}]}, BUY, window=7))
+        big = funnels.funnel(t, q(VIEW, {"event": BUY, "filters": [{"key": "total", "op": "gte", "value": 60}]},
+                                  window=7))
+        store = funnels.funnel(t, q(VIEW, {"event": BUY, "channels": ["store"]}, window=1))
+    assert counts(tee) == [4, 3]  # u1, u2, u4 (within a week); u5 never bought
+    assert counts(big) == [6, 3]  # o3 (60), o4 (80), o6 (100)
+    assert counts(store) == [6, 2]
+
+
+def test_exclusions_drop_the_person_from_the_whole_funnel(adb: AnalyticsDB) -> None:
+    funnel_shop(adb.db)
+    with adb.tables() as t:
+        df = funnels.funnel(t, q(VIEW, BUY, window=1, exclusions=[{"event": ADD, "filters": [
+            {"key": "channel", "value": "app"}]}]))
+    assert counts(df) == [5, 3]  # u2 added in the app between the view and the order
+
+
+def test_time_to_convert_and_the_people_who_dropped_off(adb: AnalyticsDB) -> None:
+    funnel_shop(adb.db)
+    with adb.tables() as t:
+        hist = funnels.time_to_convert(t, q(VIEW, ADD, BUY, window=1), bins=3)
+        dropped = funnels.people(t, q(VIEW, ADD, BUY, window=1), step=1)
+        at_start = funnels.people(t, q(VIEW, ADD, BUY, window=1), step=0)
+    # conversions took 10 min (u1), 60 min (u2), 180 min (u3), 30 min (u6): bins of (180-10)/3 min
+    assert hist["people"].tolist() == [3, 0, 1]
+    assert hist["from_seconds"].iloc[0] == 600
+    assert len(dropped) == 1  # u4 added but bought too late
+    assert len(at_start) == 1  # u5 only viewed
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"steps": [{"event": VIEW}]}, "steps"),
+    ({"steps": [{"event": VIEW}, {"event": "Prodcut Added"}]}, "steps[1].event"),
+    ({"steps": [{"event": VIEW}, {"event": BUY}], "window": 0}, "window"),
+    ({"steps": [{"event": VIEW}, {"event": BUY}], "since": "2026-03-02T00:00:00Z",
+      "until": "2026-03-01T00:00:00Z"}, "until"),
+    ({"steps": [{"event": VIEW}, {"event": BUY}], "since": "2025-01-01T00:00:00Z",
+      "until": "2025-02-01T00:00:00Z"}, "since"),
+    ({"steps": [{"event": VIEW, "optional": True}, {"event": BUY}]}, "steps[0].optional"),
+    ({"steps": [{"event": VIEW}, {"event": BUY}], "breakdown": "colour"}, "breakdown"),
+    ({"steps": [{"event": VIEW}, {"event": BUY}], "attribution": "step"}, "attribution_step"),
+])
+def test_bad_questions_name_the_field(adb: AnalyticsDB, body: dict[str, Any], field: str) -> None:
+    funnel_shop(adb.db)
+    with adb.tables() as t, pytest.raises(Invalid) as err:
+        funnels.funnel(t, FunnelQuery(**body))
+    assert err.value.field == field
