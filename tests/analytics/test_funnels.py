@@ -1,4 +1,4 @@
-"""Funnels on both backends, with answers known by construction (tests/analytics/data.py)."""
+"""Funnels on both backends, with answers known by construction (tests/analytics/shop.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from omnijourney.analytics import funnels
 from omnijourney.analytics.schemas import FunnelQuery
 from omnijourney.core.errors import Invalid
 from tests.analytics.conftest import AnalyticsDB
-from tests.analytics.data import funnel_shop
+from tests.analytics.shop import funnel_shop
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
