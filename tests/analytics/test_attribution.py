@@ -206,9 +206,10 @@ def test_lookback_drops_old_touches_and_reports_journeys_left_without_any():
     out = attribute_all(j, lookback_days=30)
     assert out["unattributed"]["conversions"] == 1
     assert out["attributed"] == {"journeys": 2, "conversions": 1.0, "value": 50.0, "nulls": 1.0}
-    assert out["models"]["first_touch"] == {"b": {"conversions": 1.0, "value": 50.0},  # touched: listed, even at 0
-                                            "c": {"conversions": 0.0, "value": 0.0},
-                                            "f": {"conversions": 0.0, "value": 0.0}}
+    # every channel touched is listed, even with nothing credited
+    assert out["models"]["first_touch"]["channels"] == {"b": {"conversions": 1.0, "value": 50.0},
+                                                        "c": {"conversions": 0.0, "value": 0.0},
+                                                        "f": {"conversions": 0.0, "value": 0.0}}
     with pytest.raises(Invalid):
         Journeys.from_paths(["a"], [1]).lookback(30)  # no touch times
 
@@ -220,7 +221,7 @@ def test_attribute_all_lists_every_model():
     assert "skipped" in out["models"]["time_decay"]  # no touch times in an aggregated file
     assert out["models"]["markov"]["order"] == 2
     for name in ("first_touch", "linear"):
-        assert sum(v["conversions"] for v in out["models"][name].values()) == pytest.approx(793)
+        assert sum(v["conversions"] for v in out["models"][name]["channels"].values()) == pytest.approx(793)
 
 
 def test_bad_parameters_are_refused():

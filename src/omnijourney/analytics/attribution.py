@@ -512,7 +512,8 @@ def _totals(j: Journeys) -> dict[str, float]:
 
 def attribute_all(j: Journeys, *, lookback_days: float | None = None, order: int = 1,
                   half_life_days: float = 7.0, position: tuple[float, float] = (0.4, 0.4)) -> dict[str, Any]:
-    """Every model on the same journeys, as a JSON-ready dict.
+    """Every model on the same journeys, as a JSON-ready dict: ``models.<name>.channels.<channel>`` holds
+    ``conversions`` and ``value``, beside the model's parameters (and the Markov chain's removal effects).
 
     Time decay is skipped (with the reason) when the journeys carry no touch times.
     """
@@ -523,9 +524,9 @@ def attribute_all(j: Journeys, *, lookback_days: float | None = None, order: int
         out["unattributed"] = _totals(dropped) | {"reason": "no touch within the lookback window"}
     out["attributed"] = _totals(j)
     models: dict[str, Any] = {
-        "first_touch": first_touch(j).as_dict(),
-        "last_touch": last_touch(j).as_dict(),
-        "linear": linear(j).as_dict(),
+        "first_touch": {"channels": first_touch(j).as_dict()},
+        "last_touch": {"channels": last_touch(j).as_dict()},
+        "linear": {"channels": linear(j).as_dict()},
     }
     if j.ages is not None:
         models["time_decay"] = {"half_life_days": half_life_days, "channels": time_decay(j, half_life_days).as_dict()}

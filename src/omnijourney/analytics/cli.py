@@ -265,6 +265,9 @@ def clv_command(
         report = model.report(horizon=horizon_units, annual_discount_rate=discount_rate)
     except OmniError as exc:
         _fail(exc.message)
+    if any(not 1e-5 < v < 1e5 for v in model.bgnbd.params().values()):
+        warnings.append("the purchase model's parameters ran to the edge (too few customers or repeat purchases): "
+                        "its predictions are not to be trusted")
     if model.gamma_gamma is None:
         warnings.append("too few customers with repeat purchases of a positive amount to fit the spend model")
     info = summary.info

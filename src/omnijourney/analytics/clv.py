@@ -243,7 +243,7 @@ class BGNBD:
         """E[Y(t) | x, t_x, T]: expected purchases in the next ``t`` units (FHL 2005, eq. 10)."""
         x, t_x, T = (np.asarray(v, dtype=np.float64) for v in (x, t_x, T))
         t = np.asarray(t, dtype=np.float64)
-        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        r, alpha, a, b = self.r, self.alpha, _off_one(self.a), self.b
         z = t / (alpha + T + t)
         log_pow = (r + x) * (np.log(alpha + T) - np.log(alpha + T + t))
         hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
@@ -253,9 +253,14 @@ class BGNBD:
     def expected_purchases_new(self, t: float | np.ndarray) -> np.ndarray:
         """E[X(t)]: expected repeat purchases of a new customer within ``t`` units of the first (eq. 9)."""
         t = np.asarray(t, dtype=np.float64)
-        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        r, alpha, a, b = self.r, self.alpha, _off_one(self.a), self.b
         hyp = special.hyp2f1(r, b, a + b - 1, t / (alpha + t))
         return (a + b - 1) / (a - 1) * -np.expm1(r * (np.log(alpha) - np.log(alpha + t)) + np.log(hyp))
+
+
+def _off_one(a: float) -> float:
+    # eqs. 9-10 divide by a - 1; their limit at a = 1 is continuous, so a fit that lands on 1 moves off it a hair
+    return a if abs(a - 1.0) > 1e-7 else 1.0 + math.copysign(1e-7, a - 1.0)
 
 
 def _minimise(fun, x0: np.ndarray) -> optimize.OptimizeResult:
@@ -271,6 +276,9 @@ def fit_bgnbd(frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> BGNB
     """Maximum-likelihood BG/NBD parameters for customers with x repeat purchases, the last at t_x, observed T."""
     x, t_x, T = (np.asarray(v, dtype=np.float64) for v in (frequency, recency, T))
     _check(x, t_x, T)
+    if not (x > 0).any():
+        raise Invalid("no customer made a repeat purchase in the calibration period: the purchase model cannot "
+                      "be fitted (a later calibration end, or more customers)", field="orders")
     (ux, ut, uT), w = _weighted_unique(x, t_x, T)
     # fitted on times scaled to about 10 units (alpha scales with them; the other parameters do not)
     scale = max(float(uT.max()), 1e-9) / 10.0
@@ -474,7 +482,6 @@ class Fit:
                 # the model assumes spend independent of frequency: show how far the data is from that
                 out["gamma_gamma"]["frequency_spend_correlation"] = round(
                     float(np.corrcoef(s.frequency[rep], s.monetary[rep])[0, 1]), 4)
-        out["log_likelihood"] = round(bg.log_likelihood + (gg.log_likelihood if gg else 0.0), 4)
         if s.holdout is not None:
             out["holdout"] = holdout_check(bg, s)
         if horizon is not None:
