@@ -166,7 +166,7 @@ def audit(session: Session, *, acknowledged: Mapping[str, Mapping[str, Any]] | N
         "WHERE o.status <> 'cancelled'")) or 0
 
     unpaid = [(oid, total, cur, n, held, bad) for oid, total, cur, n, held, bad in session.execute(_PAID)
-              if n == 0 or bad or held != to_minor(Decimal(total), cur)]
+              if n == 0 or bad or held != to_minor(Decimal(str(total)), cur)]
     _report(out, "order without its payment", unpaid,
             lambda oid, total, cur, n, held, bad: f"{oid} ({total} {cur}): {n} tender(s) attached, {bad} not "
                                                   f"holding money, {held} minor units held")

@@ -29,7 +29,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -87,6 +87,19 @@ class SignedEvent:
     id: str
     body: bytes
     headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class PastCharge:
+    """A card charge made before, captured and perhaps partly refunded, for :meth:`TestProvider.import_charges`."""
+
+    ref: str  # the PaymentIntent's id, as our payment keeps it (provider_ref)
+    payment_method: str  # one of CARDS
+    amount_minor: int
+    currency: str
+    created: int  # Unix time
+    metadata: Mapping[str, str]
+    refunds: tuple[tuple[str, int, int], ...] = ()  # (refund id, minor units, Unix time)
 
 
 class TestProvider:
@@ -238,6 +251,38 @@ class TestProvider:
         """The PaymentIntent as the provider's API would show it (the bank page, tests)."""
         return self._operation(None, None, lambda c: self._shape(self._intent(c, ref)))
 
+    def import_charges(self, charges: Iterable[PastCharge]) -> int:
+        """Charges made before, written as if each had been authorised, captured and refunded here, in one
+        transaction: a demo's months of orders (or history from another system) that a refund later finds like any
+        other charge. A charge already held under its reference is replaced. Returns how many were written."""
+        intents, refunds = [], []
+        for ch in charges:
+            if ch.payment_method not in CARDS:
+                raise ProviderError("resource_missing", f"No such PaymentMethod: '{ch.payment_method}'")
+            refunded = sum(minor for _, minor, _ in ch.refunds)
+            if ch.amount_minor <= 0 or refunded > ch.amount_minor:
+                raise ProviderError("amount_too_large", f"{ch.ref}: refunds ({refunded}) above the charge")
+            intents.append((ch.ref, ch.amount_minor, ch.currency.lower(), ch.payment_method, "succeeded", 0,
+                            ch.amount_minor, refunded, None, None, orjson.dumps(dict(ch.metadata)).decode(),
+                            ch.created))
+            refunds += [(rid, ch.ref, minor, at) for rid, minor, at in ch.refunds]
+
+        def run(c: sqlite3.Connection) -> dict[str, Any]:
+            c.executemany("INSERT OR REPLACE INTO intents (id, amount, currency, payment_method, status, "
+                          "amount_capturable, amount_received, amount_refunded, decline_code, decline_message, "
+                          "metadata, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", intents)
+            c.executemany("INSERT OR REPLACE INTO refunds (id, payment_intent, amount, created) VALUES (?, ?, ?, ?)",
+                          refunds)
+            return {}
+
+        self._operation(None, None, run)
+        return len(intents)
+
+    def close(self) -> None:
+        """Close its state file (a process done with it, e.g. before the file is moved)."""
+        with self._lock:
+            self._conn.close()
+
     def intents(self) -> list[dict[str, Any]]:
         """Every PaymentIntent it holds, oldest first, as the provider's API would list them (audits, tests)."""
         return self._operation(None, None, lambda c: {"data": [self._shape(r) for r in c.execute(
@@ -326,6 +371,9 @@ class TestProvider:
                       "redirect_to_url": {"url": self.authenticate_url(row["id"]), "return_url": None}}
         return {"id": row["id"], "object": "payment_intent", "amount": row["amount"],
                 "amount_capturable": row["amount_capturable"], "amount_received": row["amount_received"],
+                # refunded so far (Stripe keeps it on the intent's charge): what a captured intent still holds is
+                # amount_received - amount_refunded, as orders.audit reads it
+                "amount_refunded": row["amount_refunded"],
                 "currency": row["currency"], "status": status, "capture_method": "manual",
                 "last_payment_error": error, "next_action": action, "metadata": orjson.loads(row["metadata"]),
                 "payment_method": {"id": row["payment_method"], "object": "payment_method", "type": "card",
