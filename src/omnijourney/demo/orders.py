@@ -24,16 +24,13 @@ the test provider about its charges so that a refund of a demo order later is an
 from __future__ import annotations
 
 import random
-import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
@@ -150,9 +147,6 @@ class Tender:
     def refunded(self) -> Decimal:
         return sum((r["amount"] for r in self.refunds), Decimal("0"))
 
-    @property
-    def currency_code(self) -> str:
-        return "eur"  # as the provider writes it (Stripe's lower case)
 
 
 @dataclass(slots=True)
@@ -1038,31 +1032,22 @@ def _gift_card_moves(t: Tender, clock: DemoClock) -> list[dict[str, Any]]:
 def tell_the_test_provider(db: Database, h: History) -> None:
     """The card charges, captured and partly refunded, in the test provider's own book (it keeps its state apart
     from ours, as a real processor does): a refund of a demo order later is answered like any other. Written after
-    our transaction, as a provider is called: one transaction in its file, each charge under its reference."""
+    our transaction, as a provider is called."""
     from omnijourney.payments import providers
-    from omnijourney.payments.simulator import TestProvider
+    from omnijourney.payments.simulator import PastCharge, TestProvider
 
     conf = providers.settings()
-    charges = [(t, o) for o in h.orders for t in o.tenders if t.method == "card" and t.provider == "test"]
+    charges = [PastCharge(t.provider_ref, t.instrument or "", int(t.amount * 100), "EUR", int(t.at.timestamp()),
+                          {"payment_id": t.id, "ref": t.ref},
+                          tuple((r["refund_ref"], int(r["amount"] * 100), int(r["at"].timestamp())) for r in t.refunds))
+               for o in h.orders for t in o.tenders if t.method == "card" and t.provider == "test"]
     if not conf.payments.test_provider or not charges:
         return
     path = providers.simulator_path(conf, db)
     if path == ":memory:":
         return
-    TestProvider(path, webhook_secret=conf.payments.test_webhook_secret)  # its tables, as it makes them
-    intents, refunds = [], []
-    for t, _ in charges:
-        minor = int(t.amount * 100)
-        intents.append((t.provider_ref, minor, t.currency_code, t.instrument, "succeeded", 0, minor,
-                        int(t.refunded * 100), None, None, orjson.dumps({"payment_id": t.id, "ref": t.ref}).decode(),
-                        int(t.at.timestamp())))
-        refunds += [(r["refund_ref"], t.provider_ref, int(r["amount"] * 100), int(r["at"].timestamp()))
-                    for r in t.refunds]
-    with closing(sqlite3.connect(path, isolation_level=None, timeout=30)) as c:
-        c.execute("BEGIN IMMEDIATE")
-        c.executemany("INSERT OR REPLACE INTO intents (id, amount, currency, payment_method, status, "
-                      "amount_capturable, amount_received, amount_refunded, decline_code, decline_message, metadata, "
-                      "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", intents)
-        c.executemany("INSERT OR REPLACE INTO refunds (id, payment_intent, amount, created) VALUES (?, ?, ?, ?)",
-                      refunds)
-        c.execute("COMMIT")
+    provider = TestProvider(path, webhook_secret=conf.payments.test_webhook_secret)
+    try:
+        provider.import_charges(charges)
+    finally:
+        provider.close()  # the demo moves the file once built
