@@ -52,6 +52,9 @@ def test_a_second_demo_serves_the_first_with_working_keys(tmp_path: Path, monkey
     assert "export WRITE_KEY=wk_" in keys.read_text()  # the web shop's, for the README's curl
     assert "other omni commands run in this directory use this database" in first.output
     assert not list(tmp_path.glob("*.building*"))
+    # the test payment provider's book of the demo's card payments sits beside it, under its name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["omni-demo.db", "omni-demo.keys",
+                                                          "omni-demo.test-provider.db"]
     with closing(sqlite3.connect(path)) as con, con:  # what a user did with the demo: kept on a restart
         con.execute("UPDATE sources SET name = 'Renamed shop' WHERE name = 'Web shop'")
 
