@@ -15,8 +15,12 @@ _CHEAP = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1
 _DUMMY = _CHEAP.hash("dummy")
 
 
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def use_cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(passwords, "_hasher", lambda: _CHEAP)
     monkeypatch.setattr(passwords, "_dummy_hash", lambda: _DUMMY)
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    use_cheap_hashes(monkeypatch)
     yield

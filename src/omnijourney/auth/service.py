@@ -51,13 +51,14 @@ class Principal:
         """Whether it may act in the store channel ``store`` (a principal of every store may act anywhere)."""
         return self.stores is None or (store is not None and store in self.stores)
 
-    def check_store(self, store: str | None, *, field: str) -> None:
+    def check_store(self, store: str | None, *, field: str, place: str | None = None) -> None:
         """403 ``store_not_allowed`` naming ``field`` when ``store`` (a channel or store code from the request, None
-        for a place that belongs to no store, e.g. a warehouse) is not one of its stores."""
+        for a place that belongs to no store, e.g. a warehouse) is not one of its stores. ``place``: what the
+        request named, when that is not the store itself (a location's code)."""
         if not self.works_in(store):
             assert self.stores is not None
             where = ", ".join(sorted(self.stores)) or "no store"
-            raise Forbidden(f"{field}: {self.name} works in {where}, not in {store or 'that place'!r}", field=field,
+            raise Forbidden(f"{field}: {self.name} works in {where} only, not at {place or store!r}", field=field,
                             code="store_not_allowed")
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from omnijourney.api.deps import CallerDep, DatabaseDep, SettingsDep, _bearer, reject_nul, submitted_csrf
+from omnijourney.api.deps import Caller, CallerDep, DatabaseDep, SettingsDep, _bearer, reject_nul, submitted_csrf
 from omnijourney.api.openapi import Error
 from omnijourney.auth import sessions, staff
 from omnijourney.auth.schemas import LoginCreate, PasswordChange, SessionRead
@@ -67,13 +67,20 @@ def whoami(caller: CallerDep, settings: SettingsDep) -> SessionRead:
     return _answer(caller.principal, settings, staff_row=caller.staff, session_row=caller.session, token=caller.token)
 
 
+def staff_caller(caller: CallerDep) -> Caller:
+    """The caller if it is a person logged in with the session cookie; 403 ``not_staff`` for an API key."""
+    if caller.staff is None or caller.session is None:
+        raise Forbidden("an API key has no password: log in as a person to change one", code="not_staff")
+    return caller
+
+
 @router.post("/password", response_model=SessionRead, responses={**_401, **_403})
-def change_password(body: PasswordChange, caller: CallerDep, db: DatabaseDep, settings: SettingsDep) -> SessionRead:
+def change_password(body: PasswordChange, caller: Annotated[Caller, Depends(staff_caller)], db: DatabaseDep,
+                    settings: SettingsDep) -> SessionRead:
     """Change the logged-in staff member's password (the one-time password first of all); the account's other
     sessions end. 422 ``wrong_password`` on ``current_password`` (counted as a failed login), ``weak_password`` on
     ``new_password`` (at least 12 characters, not the email, not the current one); 403 ``not_staff`` with a key."""
-    if caller.staff is None or caller.session is None:
-        raise Forbidden("an API key has no password: log in as a person to change one", code="not_staff")
+    assert caller.staff is not None and caller.session is not None
     try:
         with db.transaction() as session:
             row = staff.change_password(session, staff_id=caller.staff.id, current=body.current_password,

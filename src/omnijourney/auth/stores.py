@@ -25,4 +25,4 @@ def check_location(session: Session, principal: Principal, code: str | None, *, 
     """403 ``store_not_allowed`` on ``field`` unless the location ``code`` is in one of the principal's stores (a
     principal of every store passes without a look-up)."""
     if principal.stores is not None:
-        principal.check_store(store_of_location(session, code), field=field)
+        principal.check_store(store_of_location(session, code), field=field, place=code)
