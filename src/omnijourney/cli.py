@@ -20,6 +20,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from omnijourney.analytics.cli import app as analytics_app
+from omnijourney.auth.cli import staff_app
 from omnijourney.inventory.cli import inventory_app
 from omnijourney.jobs.cli import jobs_app, worker
 from omnijourney.pricing.cli import check_app
@@ -102,6 +103,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(check_app, name="check")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(inventory_app, name="inventory")
+app.add_typer(staff_app, name="staff")
 app.add_typer(analytics_app, name="analytics")
 app.command("worker")(worker)
 
