@@ -1,5 +1,5 @@
 """Cheap argon2 parameters for these tests: still argon2id through pwdlib, but a login costs a millisecond instead
-of a tenth of a second (the production parameters are the library's, exercised by the demo and CLI tests)."""
+of a tenth of a second (the production parameters, the library's, are checked in test_sessions.py)."""
 
 from __future__ import annotations
 

@@ -262,3 +262,14 @@ def test_passwords_and_session_tokens_are_never_kept_or_logged_in_clear(
         assert secret not in caplog.text
     with db.transaction(write=False) as s:
         assert s.scalar(select(StaffMember.password_hash)).startswith("$argon2id$")
+
+
+def test_real_hashes_use_argon2id_with_the_library_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.undo()  # the other tests here use cheap parameters (tests/auth/conftest.py)
+    hashed = passwords.hash_password("correct horse battery")
+    params = dict(p.split("=") for p in hashed.split("$")[3].split(","))  # $argon2id$v=19$m=...,t=...,p=...$
+    assert hashed.startswith("$argon2id$") and int(params["m"]) >= 19456 and int(params["t"]) >= 2  # OWASP's floor
+    assert passwords.verify("correct horse battery", hashed) == (True, None)
+    assert passwords.verify("correct horse battery!", hashed)[0] is False
+    assert passwords.hash_password("correct horse battery") != hashed  # salted
+    assert passwords.verify("x", "not a hash") == (False, None)
