@@ -283,6 +283,24 @@ def position_based(j: Journeys, first: float = 0.4, last: float = 0.4) -> Attrib
 # -- Markov chain ----------------------------------------------------------------------------------------------
 
 
+_DENSE_KEYS = 50_000_000  # below this many possible keys, compact them with a lookup table instead of sorting
+
+
+def _compact(key: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct keys in order, index of each key among them), like np.unique(return_inverse=True).
+
+    Keys lie in [0, bound); for a small bound a lookup table does it in linear time (np.unique sorts: 2.8 s of a
+    million journeys' 3.3 million touches).
+    """
+    if bound <= _DENSE_KEYS:  # a table of one byte per possible key
+        seen = np.zeros(bound, dtype=bool)
+        seen[key] = True
+        uniq = np.flatnonzero(seen)
+        return uniq, np.searchsorted(uniq, key)
+    uniq, inverse = np.unique(key, return_inverse=True)
+    return uniq, inverse.reshape(-1)
+
+
 def _states(j: Journeys, order: int) -> tuple[np.ndarray, np.ndarray]:
     """(state of each touch, channel tuples of the states as an (S, order) array, -1 padded)."""
     pos = j.position_of_touch()
@@ -295,19 +313,19 @@ def _states(j: Journeys, order: int) -> tuple[np.ndarray, np.ndarray]:
         prev[idx] = j.touches[idx - m]
         cols.append(prev)
     if order == 1:
-        uniq, inverse = np.unique(cols[0], return_inverse=True)
-        return inverse.reshape(-1), uniq.reshape(-1, 1)
-    if (c + 1) ** order < 2**62:  # one integer key per tuple: np.unique on a 1-D array is much faster
+        uniq, inverse = _compact(cols[0], c)
+        return inverse, uniq.reshape(-1, 1)
+    if (c + 1) ** order < 2**62:  # one integer key per tuple: far faster than unique rows
         key = np.zeros(len(j.touches), dtype=np.int64)
         for col in cols:
             key = key * (c + 1) + (col + 1)
-        uniq, inverse = np.unique(key, return_inverse=True)
+        uniq, inverse = _compact(key, (c + 1) ** order)
         tuples = np.empty((len(uniq), order), dtype=np.int64)
         rest = uniq.copy()
         for m in range(order - 1, -1, -1):
             tuples[:, m] = rest % (c + 1) - 1
             rest //= c + 1
-        return inverse.reshape(-1), tuples
+        return inverse, tuples
     stacked = np.stack(cols, axis=1)
     uniq, inverse = np.unique(stacked, axis=0, return_inverse=True)
     return inverse.reshape(-1), uniq
@@ -372,8 +390,8 @@ def markov(j: Journeys, order: int = 1) -> Attribution:
     cols = np.concatenate([state[nxt + 1], state[first_idx]])
     w = np.concatenate([weight[jid[nxt]], weight])
     key = rows * (s + 1) + cols
-    ukey, inv = np.unique(key, return_inverse=True)
-    q_w = np.bincount(inv.reshape(-1), weights=w)
+    ukey, inv = _compact(key, (s + 1) ** 2)
+    q_w = np.bincount(inv, weights=w)
     q_rows, q_cols = ukey // (s + 1), ukey % (s + 1)
     last_state = state[last_idx]
     to_conv = np.bincount(last_state, weights=j.conversions, minlength=s + 1)
@@ -416,7 +434,7 @@ def markov(j: Journeys, order: int = 1) -> Attribution:
 def _distinct_touches(j: Journeys) -> tuple[np.ndarray, np.ndarray]:
     """(journey, channel) pairs with each channel once per journey."""
     c = max(len(j.channels), 1)
-    pairs = np.unique(j.journey_of_touch() * c + j.touches)
+    pairs, _ = _compact(j.journey_of_touch() * c + j.touches, len(j) * c)
     return pairs // c, pairs % c
 
 
