@@ -278,6 +278,8 @@ def demo(path: Annotated[str, typer.Option(help="the demo's SQLite file")] = DEM
     console.print(f"admin API key: [bold]{keys.admin_key}[/bold]")
     for name, key in keys.write_keys.items():
         console.print(f"  write key {name:<28} {key}")
+    for role, (email, password) in keys.logins.items():  # POST /api/v1/session (the console's login)
+        console.print(f"  login {role:<16} {email:<27} {password or '(changed: omni staff reset ' + email + ')'}")
     keys_file = local.keys_path(file)
     console.print(f"keys saved in {keys_file} (only you can read it); `. ./{keys_file.name}` sets $API_KEY, "
                   "$WRITE_KEY and OMNI_DATABASE_URL in your shell", soft_wrap=True, highlight=False)

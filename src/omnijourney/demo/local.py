@@ -23,6 +23,7 @@ from pathlib import Path
 from omnijourney.auth.service import authenticate, create_key
 from omnijourney.core.errors import OmniError
 from omnijourney.db import Database
+from omnijourney.demo import staff as demo_staff
 
 DEFAULT_PATH = "omni-demo.db"
 DEFAULT_SEED = 42
@@ -40,6 +41,7 @@ class DemoKeys:
     people: int | None
     admin_key: str
     write_keys: dict[str, str] = field(default_factory=dict)  # source name -> write key
+    logins: dict[str, tuple[str, str]] = field(default_factory=dict)  # role -> (email, password): demo.staff
 
 
 def sqlite_url(path: Path) -> str:
@@ -69,6 +71,10 @@ def write_keys_file(path: Path, keys: DemoKeys) -> Path:
     for name, key in keys.write_keys.items():
         lines.append(f"# source {name!r}")
         lines.append(f"export {_variable(name)}={shlex.quote(key)}")
+    for role, (email, password) in keys.logins.items():  # staff logins: POST /api/v1/session
+        lines.append(f"# staff login, role {role}" + ("" if password else " (password changed by its owner)"))
+        lines.append(f"export STAFF_{role.upper()}_EMAIL={shlex.quote(email)}")
+        lines.append(f"export STAFF_{role.upper()}_PASSWORD={shlex.quote(password)}")
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)  # the file may have existed with wider permissions
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -94,7 +100,10 @@ def read_keys_file(path: Path) -> DemoKeys | None:
 
     if not values.get("API_KEY"):
         return None
-    return DemoKeys(seed=number("OMNI_DEMO_SEED"), people=number("OMNI_DEMO_PEOPLE"), admin_key=values["API_KEY"])
+    logins = {name[6:-6].lower(): (email, values.get(f"{name[:-6]}_PASSWORD", "")) for name, email in values.items()
+              if name.startswith("STAFF_") and name.endswith("_EMAIL")}
+    return DemoKeys(seed=number("OMNI_DEMO_SEED"), people=number("OMNI_DEMO_PEOPLE"), admin_key=values["API_KEY"],
+                    logins=logins)
 
 
 def _provider_state(path: Path) -> Path | None:
@@ -137,6 +146,7 @@ def build(path: Path, *, seed: int, people: int, progress: Progress) -> DemoKeys
         ctx = DemoContext(db=db, seed=seed, people=people, now=default_now(), rng=random.Random(seed))
         for name, size, run in STEPS:
             run(ctx, progress(name, size(ctx)))
+        logins = demo_staff.create(db)  # one account per role, with the store channels made
     finally:
         db.dispose()  # closes the last connection: SQLite folds its -wal file into the database
     _remove(path)
@@ -149,7 +159,8 @@ def build(path: Path, *, seed: int, people: int, progress: Progress) -> DemoKeys
         for suffix in _SUFFIXES:
             if Path(f"{built_state}{suffix}").exists():
                 os.replace(f"{built_state}{suffix}", f"{state}{suffix}")
-    keys = DemoKeys(seed=seed, people=people, admin_key=ctx.admin_key, write_keys=dict(ctx.write_keys))
+    keys = DemoKeys(seed=seed, people=people, admin_key=ctx.admin_key, write_keys=dict(ctx.write_keys),
+                    logins=logins)
     write_keys_file(path, keys)
     return keys
 
@@ -172,9 +183,10 @@ def reopen(path: Path) -> tuple[DemoKeys, bool]:
                 _, admin_key = create_key(session, name="demo admin", scopes=["admin"])
                 reissued = True
             write_keys = {s.name: s.write_key for s in list_sources(session) if s.enabled}
+        logins = demo_staff.ensure(db, saved.logins if saved else {})
     finally:
         db.dispose()
     keys = DemoKeys(seed=saved.seed if saved else None, people=saved.people if saved else None,
-                    admin_key=admin_key, write_keys=write_keys)
+                    admin_key=admin_key, write_keys=write_keys, logins=logins)
     write_keys_file(path, keys)
     return keys, reissued
