@@ -234,3 +234,20 @@ def test_bad_parameters_are_refused():
         position_based(j, first=0.7, last=0.5)
     with pytest.raises(Invalid):
         Journeys.from_paths(["a"], [-1])
+
+
+def test_journeys_from_touches_in_long_form():
+    # rows as a query over the timeline returns them: any order, times as datetimes
+    t = np.array(["2024-03-01T10:00", "2024-02-20T09:00", "2024-03-02T12:00", "2024-03-05T08:00",
+                  "2024-02-01T00:00"], dtype="datetime64[ms]")
+    j = Journeys.from_touches(["j1", "j1", "j2", "j1", "j2"], ["app", "web", "store", "email", "web"], t,
+                              journeys=["j1", "j2", "j3"], conversions=[1, 0, 1], value=[80, 0, 5],
+                              end=np.array(["2024-03-05T08:00", "2024-03-03T00:00", "2024-03-01T00:00"],
+                                           dtype="datetime64[ms]"))
+    assert [j.path(i) for i in range(3)] == [("web", "app", "email"), ("web", "store"), ()]
+    np.testing.assert_allclose(j.ages[:3], [13 + 23 / 24, 3 + 22 / 24, 0])  # 2024 is a leap year
+    assert list(j.nulls) == [0, 1, 0]
+    kept, dropped = j.lookback(10)
+    assert kept.path(0) == ("app", "email") and dropped.conversions.sum() == 1  # j3 had no touch at all
+    with pytest.raises(Invalid):
+        Journeys.from_touches(["j9"], ["web"], [1.0], journeys=["j1"], conversions=[1])

@@ -127,6 +127,38 @@ class Journeys:
             age = np.fromiter((x for a in age_list for x in a), dtype=np.float64, count=len(flat))
         return cls.from_codes(tuple(codes), lengths, flat, conv, val, nul, age)
 
+    @classmethod
+    def from_touches(cls, journey: Sequence[Any] | np.ndarray, channel: Sequence[str] | np.ndarray,
+                     time: Sequence[Any] | np.ndarray, *, journeys: Sequence[Any] | np.ndarray,
+                     conversions: Sequence[float] | np.ndarray, value: Sequence[float] | np.ndarray | None = None,
+                     end: Sequence[Any] | np.ndarray | None = None) -> Journeys:
+        """Journeys from touches in long form (one row per touch, in any order), as a query returns them.
+
+        ``journey``/``channel``/``time`` are per touch; ``journeys`` lists each journey's id once, with its
+        ``conversions`` (0 for a journey that did not convert: it then counts as one null), ``value`` and
+        ``end`` (the conversion's time, or the end of observation; default: the journey's last touch). Times are
+        ``datetime64`` (or numbers of days). Touches of unknown journeys are refused.
+        """
+        ids = np.asarray(journeys)
+        jid_sorted = np.argsort(ids, kind="stable")
+        touch_j = np.asarray(journey)
+        pos = np.searchsorted(ids[jid_sorted], touch_j)
+        pos = np.minimum(pos, len(ids) - 1) if len(ids) else pos
+        if len(touch_j) and (len(ids) == 0 or not np.array_equal(ids[jid_sorted][pos], touch_j)):
+            raise Invalid("a touch belongs to no listed journey", field="journey")
+        jidx = jid_sorted[pos] if len(touch_j) else np.zeros(0, dtype=np.int64)
+        t = _as_days(time)
+        order = np.lexsort((t, jidx))
+        names, codes = np.unique(np.asarray(channel, dtype=object).astype(str), return_inverse=True)
+        conv = np.asarray(conversions, dtype=np.float64)
+        end_days = _as_days(end) if end is not None else None
+        if end_days is None:
+            end_days = np.full(len(ids), -np.inf)
+            np.maximum.at(end_days, jidx, t)
+        ages = np.maximum(end_days[jidx[order]] - t[order], 0.0)
+        return cls.from_codes(tuple(str(n) for n in names), np.bincount(jidx, minlength=len(ids)),
+                              codes.reshape(-1)[order], conv, value, (conv == 0).astype(np.float64), ages)
+
     # -- views --------------------------------------------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -187,6 +219,16 @@ class Journeys:
         return Journeys.from_codes(self.channels, new_lengths, uniq[uniq > 0].astype(np.int64) - 1,
                                    np.bincount(inverse, self.conversions, m), np.bincount(inverse, self.value, m),
                                    np.bincount(inverse, self.nulls, m))
+
+
+def _as_days(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Times as float days: datetime64 values (any unit) or plain numbers taken as days."""
+    arr = np.asarray(values)
+    if np.issubdtype(arr.dtype, np.datetime64):
+        return arr.astype("datetime64[ms]").astype(np.int64) / 86_400_000.0
+    if arr.dtype == object:
+        return np.asarray(arr.astype("datetime64[ms]").astype(np.int64) / 86_400_000.0)
+    return arr.astype(np.float64)
 
 
 @dataclass
