@@ -37,6 +37,21 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
+def _print_json(result: dict) -> None:
+    """JSON on stdout; a figure no float can be (NaN, infinity, from a degenerate fit) is printed as null."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    print(json.dumps(clean(result), indent=2))
+
+
 def _number(text: str, where: str, *, empty_is_zero: bool = False) -> float:
     text = text.strip()
     if not text and empty_is_zero:
@@ -142,7 +157,7 @@ def attribution_command(
                                position=(first_last[0], first_last[1]))
     except OmniError as exc:
         _fail(exc.message)
-    print(json.dumps(result, indent=2))
+    _print_json(result)
 
 
 def read_paths(path: Path):
@@ -287,7 +302,7 @@ def clv_command(
     if out is not None:
         _write_predictions(out, model, horizon_units, discount_rate)
         result["predictions_file"] = str(out)
-    print(json.dumps(result, indent=2))
+    _print_json(result)
 
 
 def _iso(day: int) -> str:
