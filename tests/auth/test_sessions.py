@@ -273,3 +273,25 @@ def test_real_hashes_use_argon2id_with_the_library_parameters(monkeypatch: pytes
     assert passwords.verify("correct horse battery!", hashed)[0] is False
     assert passwords.hash_password("correct horse battery") != hashed  # salted
     assert passwords.verify("x", "not a hash") == (False, None)
+
+
+def test_ended_sessions_are_pruned_by_a_job(client: TestClient, db: Database) -> None:
+    from tests.factories import run_jobs
+
+    account = staff(db, "analyst")
+    login(client, account)
+    live = login(client, account)
+    with db.transaction() as s:  # the first one ended an hour ago; the prune job is due
+        s.execute(update(StaffSession).where(StaffSession.token_hash != _hash(live.token))
+                  .values(expires_at=utcnow() - timedelta(hours=1)))
+        s.execute(text("UPDATE jobs SET run_at = :t WHERE kind = 'auth.prune_sessions'"),
+                  {"t": utcnow() - timedelta(seconds=1)})
+    assert run_jobs(db) == 1
+    assert [r.token_hash for r in _session_rows(db)] == [_hash(live.token)]
+    assert client.get("/api/v1/session", headers=live.cookie_only).status_code == 200
+
+
+def _hash(token: str) -> str:
+    from omnijourney.auth.sessions import hash_token
+
+    return hash_token(token)
