@@ -75,8 +75,21 @@ class Tables:
             people = c.filter(c.merged_into.notnull()).select(merged_id=c.id, survivor_id=c.merged_into)
         j = e.left_join(people, e.customer_id == people.merged_id)
         person = ibis.coalesce(j.survivor_id, j.customer_id, "anon:" + j.anonymous_id)
-        return j.select(id=j.id, person=person, customer_id=j.customer_id, name=j.name, channel=j.channel,
-                        store_code=j.store_code, ts=j.ts, t=j.ts.epoch_seconds(), properties=j.properties)
+        return self.opaque(j.select(id=j.id, person=person, customer_id=j.customer_id, name=j.name,
+                                    channel=j.channel, store_code=j.store_code, ts=j.ts, t=j.ts.epoch_seconds(),
+                                    properties=j.properties))
+
+    def opaque(self, expr: ir.Table) -> ir.Table:
+        """``expr`` as a relation of its own SQL: Ibis (12) flattens a join onto a projection of another join and
+        can then bind a predicate to the wrong side (``fp = fp``); a relation of SQL text is never flattened. The
+        engines inline it as any subquery."""
+        sql = self.con.compile(expr)
+        schema = expr.schema()
+        if self.backend == "postgresql" and any(t.is_json() for t in schema.values()):
+            # Ibis hands JSON columns out as text: made JSON again for the expressions above
+            cols = ", ".join(f'CAST("{n}" AS json) AS "{n}"' if t.is_json() else f'"{n}"' for n, t in schema.items())
+            sql = f"SELECT {cols} FROM ({sql}) AS _opaque"
+        return self.con.sql(sql, schema=schema)
 
     def orders(self, events: ir.Table | None = None) -> ir.Table:
         """One row per order completed in any channel, from its "Order Completed" event (the first one, if a channel
@@ -90,7 +103,8 @@ class Tables:
                      revenue=ibis.coalesce(json_number(p["revenue"]), json_number(p["total"]), 0.0))
         first = ibis.row_number().over(group_by=o.order_id, order_by=[o.t, o.id])
         o = o.mutate(_n=first).filter(lambda t: t._n == 0)
-        return o.select("order_id", "person", "channel", "store_code", "ts", "t", "total", "revenue", "id")
+        return self.opaque(o.select("order_id", "person", "channel", "store_code", "ts", "t", "total", "revenue",
+                                    "id"))
 
     def returns(self, events: ir.Table | None = None) -> ir.Table:
         """Goods that came back, one row per "Order Returned" event: ``order_id, person, channel, ts, t, refund``
@@ -105,8 +119,8 @@ class Tables:
         refunds = refunds.filter(refunds.return_id.notnull()).group_by("return_id").aggregate(
             refund=lambda t: t.refund.sum())
         j = r.left_join(refunds, r.return_id == refunds.return_id)
-        return j.select("order_id", j.return_id, "person", "channel", "ts", "t",
-                        refund=ibis.coalesce(j.refund, 0.0))
+        return self.opaque(j.select("order_id", j.return_id, "person", "channel", "ts", "t",
+                                    refund=ibis.coalesce(j.refund, 0.0)))
 
     def has_table(self, name: str) -> bool:
         return name in self.con.list_tables()
