@@ -1,6 +1,7 @@
 """Imports every domain's tables so ``Base.metadata`` is complete (Alembic, tests), and the services that
 follow profile merges (``customers.hooks``), so a merge reaches them whatever entry point ingested it."""
 
+from omnijourney.analytics import jobs as _analytics_jobs  # noqa: F401  (the analytics sync job)
 from omnijourney.api import models as api_models  # noqa: F401
 from omnijourney.auth import models as auth_models  # noqa: F401
 from omnijourney.carts import models as cart_models  # noqa: F401
