@@ -120,3 +120,23 @@ def test_bad_questions_name_the_field(adb: AnalyticsDB, call, field: str) -> Non
     with adb.tables() as t, pytest.raises(Invalid) as err:
         call(t)
     assert err.value.field == field
+
+
+def test_journeys_for_attribution_and_orders_for_clv(adb: AnalyticsDB) -> None:
+    from omnijourney.analytics import journeys
+
+    richer_shop(adb)
+    with adb.tables() as t:
+        touches = journeys.touches(t, MARCH)
+        paths = journeys.paths_table(touches).set_index("path")
+        result = journeys.attribution(t, MARCH, lookback_days=30)
+        orders = journeys.orders(t, MARCH)
+    # converted: u1 web (o1); u2 web > app > web (o2); u3 web > store; u4 web; u6 web > store; u1 again: email > web
+    assert paths.loc["web > store", "conversions"] == 2 and paths.loc["web > app > web", "value"] == 40
+    assert paths.loc["email > web", "conversions"] == 1
+    # not (yet) converted: u5 viewed; u2's return and survey (store > email); u3's and u4's surveys
+    assert paths["nulls"].sum() == 4 and paths.loc["web", "nulls"] == 1
+    assert result["attributed"]["conversions"] == 6 and result["attributed"]["value"] == 330
+    assert result["models"]["last_touch"]["channels"]["store"]["conversions"] == 2
+    assert len(orders) == 6 and orders["amount"].sum() == 330
+    assert set(orders["channel"]) == {"web", "store"}
