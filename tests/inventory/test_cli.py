@@ -203,3 +203,30 @@ def test_apply_many_sums_per_level_and_refuses_all_when_a_guard_fails(db):
     with db.transaction(write=False) as s:
         assert (stock.level(s, "TEE-M", "WH").on_hand, stock.level(s, "TEE-S", "S01").on_hand) == (1, 6)
         assert stock.check(s) == []
+
+
+def test_an_import_never_deadlocks_with_a_checkout_holding_two_of_its_levels(db):
+    """A checkout holds TEE-M (it updates its lines in key order) and is about to take TEE-S; an import chunk receives
+    TEE-M and counts TEE-S. The import must wait for TEE-M before it holds TEE-S, or each would wait on the other."""
+    import threading
+
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite serialises writers: nothing to interleave")
+    network(db)
+    stock_up(db, {("TEE-M", "WH"): 5, ("TEE-S", "WH"): 5})
+    rows, _ = importing.read_csv_text("sku,location,quantity,kind\nTEE-M,WH,2,receipt\nTEE-S,WH,9,count\n")
+    checkout = db.begin()
+    stock.apply(checkout, [stock.Change("TEE-M", "WH", "reservation", reserved=1, ref="c-1")])  # holds TEE-M
+    done: list[object] = []
+    importer = threading.Thread(target=lambda: done.append(importing.write(db, rows, ref="import-x")), daemon=True)
+    importer.start()
+    importer.join(0.5)
+    assert importer.is_alive()  # waiting for TEE-M, holding nothing
+    stock.apply(checkout, [stock.Change("TEE-S", "WH", "reservation", reserved=1, ref="c-1")])  # not blocked
+    checkout.commit()
+    checkout.close()
+    importer.join(10)
+    assert done and not importer.is_alive()
+    with db.transaction(write=False) as s:
+        assert (stock.level(s, "TEE-M", "WH").on_hand, stock.level(s, "TEE-S", "WH").on_hand) == (7, 9)
+        assert stock.check(s) == []

@@ -204,8 +204,16 @@ def write_chunk(session: Session, rows: Sequence[Row], *, ref: str, outcome: Out
     not applied and goes to ``outcome.late``."""
     now = now or utcnow()
     counted = {(r.sku, r.location) for r in rows if r.kind == "count"}
-    ensure_levels(session, counted, now)  # a count's level must exist to be locked; receipts' are made by apply_many
-    locked = locks.rows(session, StockLevel, counted)
+    # Every transaction takes its row locks in (SKU, location) order, so that none waits on another in a circle. A
+    # chunk with counts locks all its levels at once, in that order, before anything else (a count needs the figure
+    # it replaces; locking only the counted levels first would let a receipt's update lock a lower key after a
+    # higher one, and deadlock with a multi-line checkout holding the lower). A chunk of receipts alone takes its
+    # locks through its updates, which run in key order. (SQLite has no row locks: its writer holds the database,
+    # and only the counted levels are read.)
+    pg = session.get_bind().dialect.name == "postgresql"
+    keys = {(r.sku, r.location) for r in rows} if counted and pg else counted
+    ensure_levels(session, keys, now)  # a level must exist to be locked; apply_many makes the others
+    locked = locks.rows(session, StockLevel, keys)
     # on hand as this chunk leaves it, for the levels it counts: a count's delta is the figure minus that
     on_hand = {k: lv.on_hand for k, lv in locked.items()}
     changes = []
@@ -229,7 +237,7 @@ def write_chunk(session: Session, rows: Sequence[Row], *, ref: str, outcome: Out
         outcome.counts += 1
         outcome.counted_up += max(delta, 0)
         outcome.counted_down += max(-delta, 0)
-    outcome.levels += apply_many(session, changes, now=now)
+    outcome.levels += apply_many(session, changes, now=now, locked=pg and bool(counted))
     outcome.rows += len(changes)
 
 

@@ -135,7 +135,16 @@ def apply(session: Session, changes: Sequence[Change], *, now: datetime | None =
             raise _refusal(session, c)
 
 
-def apply_many(session: Session, changes: Sequence[Change], *, now: datetime | None = None) -> int:
+_GUARDED_SET_PG = text(
+    "UPDATE stock_levels t SET on_hand = t.on_hand + d.oh, reserved = t.reserved + d.rv, updated_at = :now "
+    "FROM unnest(cast(:skus AS text[]), cast(:locs AS text[]), cast(:ohs AS int[]), cast(:rvs AS int[]), "
+    "cast(:keeps AS int[]), cast(:safeties AS boolean[])) AS d(sku, loc, oh, rv, keep, use_safety) "
+    "WHERE t.sku = d.sku AND t.location_code = d.loc AND t.reserved + d.rv >= 0 "
+    "AND t.on_hand + d.oh - t.reserved - d.rv >= d.keep + CASE WHEN d.use_safety THEN t.safety_stock ELSE 0 END")
+
+
+def apply_many(session: Session, changes: Sequence[Change], *, now: datetime | None = None,
+               locked: bool = False) -> int:
     """:func:`apply` for thousands of changes at once (an import's chunk): the ledger rows in one write (COPY),
     then one guarded ``UPDATE`` per (SKU, location) with the level's deltas summed, in key order (so it never waits
     in a circle with a reservation or another import), also one ``executemany``. Returns the levels changed.
@@ -144,7 +153,8 @@ def apply_many(session: Session, changes: Sequence[Change], *, now: datetime | N
     asks for it): meant for movements that cannot fail alone (receipts; counts whose rows the caller locked and
     checked). If a guard fails all the same, it raises what :func:`apply` would for that level's first change; the
     caller's transaction must then roll back. A change's ``at`` dates its ledger row (history backfilled in bulk,
-    e.g. the demo's months of orders); the counters' ``updated_at`` is ``now``."""
+    e.g. the demo's months of orders); the counters' ``updated_at`` is ``now``. ``locked``: the caller holds every
+    level's row lock (``locks.rows``), so on PostgreSQL the updates are one statement."""
     if not changes:
         return 0
     now = now or utcnow()
@@ -168,7 +178,14 @@ def apply_many(session: Session, changes: Sequence[Change], *, now: datetime | N
     params = [summed[k] for k in sorted(summed) if summed[k]["oh"] or summed[k]["rv"]]
     if not params:
         return 0
-    done = session.execute(_GUARDED, params)
+    if locked and session.get_bind().dialect.name == "postgresql":
+        # the caller holds every level's row lock already (taken in key order): one statement, in any order
+        done = session.execute(_GUARDED_SET_PG, {
+            "now": now, "skus": [p["sku"] for p in params], "locs": [p["loc"] for p in params],
+            "ohs": [p["oh"] for p in params], "rvs": [p["rv"] for p in params],
+            "keeps": [p["keep"] for p in params], "safeties": [p["use_safety"] for p in params]})
+    else:
+        done = session.execute(_GUARDED, params)
     if done.rowcount != len(params):
         # which one: the levels whose update went through carry this call's time; the first other one failed
         for p in params:
