@@ -147,10 +147,13 @@ def _carry(network: Network, facts: CatalogFacts, rng: random.Random) -> None:
         network.carry[code] = shelf
 
 
+_SHELF = (0,) * 12 + (1,) * 20 + (2,) * 24 + (3,) * 18 + (4,) * 12 + (5,) * 8 + (6,) * 6  # units per size on a shelf
+
+
 def _left(rng: random.Random, kind: str) -> int:
     """Units left now of a SKU a location carries (before returns and open orders)."""
     if kind == "store":
-        return rng.choices((0, 1, 2, 3, 4, 5, 6), (12, 20, 24, 18, 12, 8, 6))[0]
+        return _SHELF[int(rng.random() * len(_SHELF))]  # rng.choices, at a fifth of its cost
     if rng.random() < 0.05:
         return 0  # sold out, a delivery is on its way
     return max(1, int(rng.gauss(16 if kind == "WH-ERF" else 9, 6)))
