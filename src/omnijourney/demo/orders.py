@@ -331,6 +331,9 @@ def _basket(rng: random.Random, skus: Sequence[str]) -> list[tuple[str, int]]:
 # ---------------------------------------------------------------- planning
 
 class Planner:
+    """Decides each order's fulfilment, sourcing and timing, purchase by purchase in time order, keeping the
+    network's record of what each location carries and what ran out."""
+
     def __init__(self, ctx: DemoContext, network: Network, rng: random.Random, clock: DemoClock,
                  customers: dict[str, dict[str, Any]]) -> None:
         self.ctx, self.net, self.rng, self.clock, self.customers = ctx, network, rng, clock, customers
@@ -371,6 +374,7 @@ class Planner:
     # ------------------------------------------------ fulfilment and sourcing
 
     def fulfil(self, p: Purchase) -> Plan:
+        """The order of a purchase: its fulfilment and the locations that fill it, with the sourcing's reasons."""
         oid = self.ids(p.at)[0]
         email = self.customers.get(p.customer_id or "", {}).get("email")
         o = Plan(p, oid, "O-" + oid[-10:].upper(), email)
