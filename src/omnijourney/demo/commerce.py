@@ -189,6 +189,8 @@ def _deliveries(network: Network, moves: list[Change], rng: random.Random, now: 
         left = 0 if (sku, loc) in network.sold_out else _left(rng, "store" if loc in network.stores else loc)
         if sku in best_sellers and left:
             left = rng.choice((0, 1, 1, 2))  # nearly gone
+        if not left and not out.get((sku, loc)):
+            left = 1  # sold out means sold: a level nothing left received its last units
         need = out.get((sku, loc), 0) + left
         before = early.get((sku, loc), 0)
         if need <= 0:
