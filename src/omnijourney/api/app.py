@@ -29,6 +29,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     from omnijourney.jobs.worker import embedded
 
     worker = embedded(app.state.db, app.state.settings.jobs)  # background work, nothing else to start
+    from omnijourney.analytics.jobs import schedule as schedule_analytics
+    schedule_analytics(app.state.db, app.state.settings)  # the analytics store follows the timeline (a job chain)
     try:
         yield
     finally:
@@ -97,6 +99,8 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
                    payments_router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(session_router, prefix="/api/v1")  # staff login: a session cookie with a CSRF token
+    from omnijourney.analytics.api import router as analytics_router
+    app.include_router(analytics_router, prefix="/api/v1")  # /api/v1/analytics
     app.include_router(handoff_pages_router)  # /handoff/{code}: the page a phone opens after scanning a QR code
     app.include_router(test_provider_router)  # /payments/test-provider/...: the test provider's bank page
 

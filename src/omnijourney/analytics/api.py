@@ -1,0 +1,214 @@
+"""``/api/v1/analytics``: what an analyst can ask (scope ``analytics:read``; forcing a sync ``analytics:write``).
+
+A thin router: each route opens the configured backend (``analytics.tables.open_tables``) and returns the table of
+the function it calls as a list of rows. A bad question is a 422 naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+
+from omnijourney.analytics.schemas import FunnelQuery, Period
+from omnijourney.api.deps import require
+from omnijourney.auth.service import Principal
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+router = APIRouter(prefix="/analytics", tags=["analytics"])
+Reader = Annotated[Principal, Depends(require("analytics:read"))]
+Since = Annotated[datetime | None, Query(description="inclusive; ISO 8601")]
+Until = Annotated[datetime | None, Query(description="exclusive; ISO 8601")]
+
+
+class Table(BaseModel):
+    """Rows of a result table (column names as keys)."""
+
+    rows: list[dict[str, Any]]
+
+
+class JourneyMap(BaseModel):
+    stages: list[dict[str, Any]]
+    touchpoints: list[dict[str, Any]]
+
+
+def rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """A DataFrame as JSON-ready rows (NaN as null, times in ISO 8601)."""
+    return json.loads(df.to_json(orient="records", date_format="iso"))
+
+
+@contextmanager
+def _tables(request: Request) -> Iterator[Any]:
+    from omnijourney.analytics.tables import open_tables
+
+    state = request.app.state
+    with open_tables(state.db, state.settings.analytics) as tables:
+        yield tables
+
+
+@router.post("/funnels", response_model=Table)
+def funnel(request: Request, _: Reader, body: FunnelQuery) -> Table:
+    """A funnel: people, conversion and time per step and breakdown value (see docs/analytics.md)."""
+    from omnijourney.analytics import funnels
+
+    with _tables(request) as t:
+        return Table(rows=rows(funnels.funnel(t, body)))
+
+
+@router.post("/funnels/time-to-convert", response_model=Table)
+def time_to_convert(request: Request, _: Reader, body: FunnelQuery, from_step: int = 0, to_step: int | None = None,
+                    bins: Annotated[int, Query(ge=1, le=200)] = 10) -> Table:
+    """The time-to-convert histogram between two steps of a funnel."""
+    from omnijourney.analytics import funnels
+
+    with _tables(request) as t:
+        return Table(rows=rows(funnels.time_to_convert(t, body, from_step=from_step, to_step=to_step, bins=bins)))
+
+
+@router.post("/funnels/people", response_model=Table)
+def funnel_people(request: Request, _: Reader, body: FunnelQuery, step: int,
+                  dropped: bool = True, limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> Table:
+    """The people who reached ``step`` and dropped off there (or, ``dropped=false``, all who reached it)."""
+    from omnijourney.analytics import funnels
+
+    with _tables(request) as t:
+        return Table(rows=rows(funnels.people(t, body, step=step, dropped=dropped, limit=limit)))
+
+
+@router.get("/journey-map", response_model=JourneyMap)
+def journey_map(request: Request, _: Reader, since: Since = None, until: Until = None,
+                channel: str | None = None) -> JourneyMap:
+    """Touchpoints before, during and after the purchase: volumes, channels, conversion to the next stage."""
+    from omnijourney.analytics import queries
+
+    with _tables(request) as t:
+        stages, touch = queries.journey_map(t, Period(since=since, until=until), channel=channel)
+    return JourneyMap(stages=rows(stages), touchpoints=rows(touch))
+
+
+@router.get("/lifecycle", response_model=Table)
+def lifecycle(request: Request, _: Reader, since: Since = None, until: Until = None,
+              interval: Literal["day", "week", "month"] = "week", channel: str | None = None) -> Table:
+    """New, returning, resurrecting and dormant people per interval (optionally in one channel)."""
+    from omnijourney.analytics import queries
+
+    with _tables(request) as t:
+        return Table(rows=rows(queries.lifecycle(t, Period(since=since, until=until), interval=interval,
+                                                 channel=channel)))
+
+
+@router.get("/stickiness", response_model=Table)
+def stickiness(request: Request, _: Reader, since: Since = None, until: Until = None,
+               interval: Literal["day", "week", "month"] = "day") -> Table:
+    """Per channel: people by the number of intervals they were active in."""
+    from omnijourney.analytics import queries
+
+    with _tables(request) as t:
+        return Table(rows=rows(queries.stickiness(t, Period(since=since, until=until), interval=interval)))
+
+
+@router.get("/paths", response_model=Table)
+def paths(request: Request, _: Reader, since: Since = None, until: Until = None,
+          kind: Literal["channel", "event"] = "channel", start: str | None = None, end: str | None = None,
+          max_steps: Annotated[int, Query(ge=1, le=20)] = 5) -> Table:
+    """Channel-to-channel or step-to-step transitions (a Sankey's links), from or to a chosen event."""
+    from omnijourney.analytics import queries
+
+    with _tables(request) as t:
+        return Table(rows=rows(queries.paths(t, Period(since=since, until=until), kind=kind, start=start, end=end,
+                                             max_steps=max_steps)))
+
+
+@router.get("/retention", response_model=Table)
+def retention(request: Request, _: Reader, since: Since = None, until: Until = None,
+              cohort: Literal["week", "month"] = "month", periods: Annotated[int, Query(ge=1, le=60)] = 6,
+              channel: str | None = None) -> Table:
+    """Cohorts by first purchase (week or month, optionally of one channel) and the share buying again."""
+    from omnijourney.analytics import queries
+
+    with _tables(request) as t:
+        return Table(rows=rows(queries.retention(t, Period(since=since, until=until), cohort=cohort,
+                                                 periods=periods, channel=channel)))
+
+
+@router.get("/repeat-purchase", response_model=Table)
+def repeat_purchase(request: Request, _: Reader, since: Since = None, until: Until = None) -> Table:
+    """The share of buyers in the period who bought more than once, overall and per channel."""
+    from omnijourney.analytics import queries
+
+    with _tables(request) as t:
+        return Table(rows=rows(queries.repeat_purchase(t, Period(since=since, until=until))))
+
+
+@router.get("/kpis", response_model=Table)
+def kpis(request: Request, _: Reader, since: Since = None, until: Until = None,
+         kpi: Annotated[list[str] | None, Query(description="repeat for several; default all")] = None,
+         interval: Literal["day", "week", "month", "period"] = "period", by_channel: bool = False,
+         lookback_days: float = 30.0) -> Table:
+    """KPIs per bucket and channel; a KPI without data says why (``status``, ``reason``)."""
+    from omnijourney.analytics import kpis as k
+
+    with _tables(request) as t:
+        return Table(rows=rows(k.kpis(t, Period(since=since, until=until), names=kpi, interval=interval,
+                                      by_channel=by_channel, lookback_days=lookback_days)))
+
+
+@router.get("/attribution")
+def attribution(request: Request, _: Reader, since: Since = None, until: Until = None,
+                lookback_days: Annotated[float, Query(gt=0, le=365)] = 30.0,
+                order: Annotated[int, Query(ge=1, le=4)] = 1) -> dict[str, Any]:
+    """Every attribution model on the platform's journeys (conversions and revenue per channel)."""
+    from omnijourney.analytics import journeys
+
+    with _tables(request) as t:
+        return journeys.attribution(t, Period(since=since, until=until), lookback_days=lookback_days, order=order)
+
+
+@router.get("/clv")
+def clv(request: Request, _: Reader, calibration_end: date, holdout_end: date | None = None,
+        since: Since = None, until: Until = None, unit: Literal["days", "weeks"] = "weeks") -> dict[str, Any]:
+    """BG/NBD and Gamma-Gamma on the orders of every channel, with a calibration/holdout check."""
+    from omnijourney.analytics import journeys
+
+    with _tables(request) as t:
+        return journeys.clv(t, Period(since=since, until=until), calibration_end=calibration_end,
+                            holdout_end=holdout_end, unit=unit)
+
+
+@router.get("/sync")
+def sync_status(request: Request, _: Reader) -> dict[str, Any]:
+    """Where the DuckDB store is: events held, feed position, last sync, backlog."""
+    return _sync(request, run=False)
+
+
+@router.post("/sync")
+def sync_now(request: Request, _: Annotated[Principal, Depends(require("analytics:write"))]) -> dict[str, Any]:
+    """Copy what the feed has now (the background job does it every few seconds anyway)."""
+    return _sync(request, run=True)
+
+
+def _sync(request: Request, *, run: bool) -> dict[str, Any]:
+    from omnijourney.analytics import sync
+    from omnijourney.analytics.store import default_path, open_store
+    from omnijourney.core.errors import Invalid
+
+    state = request.app.state
+    settings = state.settings.analytics
+    if settings.backend != "duckdb":
+        raise Invalid("analytics run on the application database: there is no store to sync",
+                      field="analytics.backend")
+    store = open_store(default_path(state.db.url, settings))
+    out: dict[str, Any] = {}
+    if run:
+        result = sync.sync(state.db, store, batch_pages=settings.batch_pages)
+        out["copied"] = {"events": result.events, "merges": result.merges}
+    status = sync.status(store)
+    status["backlog"] = sync.backlog(state.db, store)
+    return json.loads(json.dumps(out | status, default=str))
