@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from omnijourney.api.app import create_app
 from omnijourney.auth.service import create_key
+from omnijourney.catalog.models import Variant
 from omnijourney.config import JobSettings, Settings
 from omnijourney.core.time import clock
 from omnijourney.db import Database
@@ -134,6 +135,8 @@ def test_stock_in_every_location_and_the_ledger_agrees(demo: Database) -> None:
                               .group_by(StockLevel.location_code)).all())
         assert all(held.get(code, 0) > 100 for code, kind in places.items() if kind in ("warehouse", "store"))
         assert held.get("QUARANTINE", 0) > 0 or not s.scalar(select(func.count()).select_from(Return))
+        received = s.scalar(select(func.count(StockMovement.sku.distinct())).where(StockMovement.kind == "receipt"))
+        assert received == s.scalar(select(func.count()).select_from(Variant))  # every SKU was stocked somewhere
         sold_out = s.scalar(select(func.count()).select_from(StockLevel).where(
             StockLevel.on_hand == 0, StockLevel.location_code.like("S0%")))
         assert sold_out and sold_out > 5  # some sizes sold out on the shelves
