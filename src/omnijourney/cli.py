@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from omnijourney.analytics import commands as _analytics_commands  # noqa: F401  (sync, funnel, kpis, ...)
 from omnijourney.analytics.cli import app as analytics_app
 from omnijourney.auth.cli import staff_app
 from omnijourney.inventory.cli import inventory_app

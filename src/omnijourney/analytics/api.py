@@ -196,12 +196,13 @@ def sync_now(request: Request, _: Annotated[Principal, Depends(require("analytic
 
 def _sync(request: Request, *, run: bool) -> dict[str, Any]:
     from omnijourney.analytics import sync
+    from omnijourney.analytics.settings import effective_backend
     from omnijourney.analytics.store import default_path, open_store
     from omnijourney.core.errors import Invalid
 
     state = request.app.state
     settings = state.settings.analytics
-    if settings.backend != "duckdb":
+    if effective_backend(settings, state.db.dialect) != "duckdb":
         raise Invalid("analytics run on the application database: there is no store to sync",
                       field="analytics.backend")
     store = open_store(default_path(state.db.url, settings))

@@ -30,10 +30,11 @@ def _enqueue(db: Database, args: dict[str, Any], key: str, delay_s: float) -> No
 def schedule(db: Database, settings: Any) -> None:
     """Start the sync chain for the app's settings (idempotent); nothing unless the DuckDB store is the backend, the
     sync is on and this process runs the embedded worker (the only process that may hold the DuckDB file)."""
+    from omnijourney.analytics.settings import effective_backend
     from omnijourney.analytics.store import default_path
 
     analytics = settings.analytics
-    if analytics.backend != "duckdb" or not analytics.sync or not settings.jobs.embedded:
+    if effective_backend(analytics, db.dialect) != "duckdb" or not analytics.sync or not settings.jobs.embedded:
         return
     path = default_path(db.url, analytics)
     _enqueue(db, {"path": path, "interval_s": analytics.sync_interval_s, "budget_s": analytics.sync_budget_s,

@@ -26,7 +26,7 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from omnijourney.analytics.settings import AnalyticsSettings
+from omnijourney.analytics.settings import AnalyticsSettings, effective_backend
 from omnijourney.analytics.store import default_path, open_store
 from omnijourney.db import Database
 from omnijourney.tracking.spec import _BY_FOLDED  # folded spelling -> canonical name (the spec's own table)
@@ -128,9 +128,9 @@ class Tables:
 
 @contextmanager
 def open_tables(db: Database, settings: AnalyticsSettings, *, database_url: str | None = None) -> Iterator[Tables]:
-    """The tables on the configured backend: the DuckDB store (default), or the application database directly
-    (``OMNI_ANALYTICS__BACKEND=app``; PostgreSQL only)."""
-    if settings.backend == "app":
+    """The tables on the configured backend: the DuckDB store, or the application database directly
+    (``OMNI_ANALYTICS__BACKEND=app``; PostgreSQL only); ``auto`` picks by the application database."""
+    if effective_backend(settings, db.dialect) == "app":
         with app_tables(db) as tables:
             yield tables
         return
