@@ -13,8 +13,9 @@ beforehand). Times, in one process:
 - with ``--csv``: the same journeys written as a CSV of path strings, then ``omni analytics attribution`` run on
   it as a subprocess (parsing, merging identical paths, every model, JSON out).
 
-Peak memory is the process's maximum resident set (and the subprocess's, for the CLI). Prints the machine and
-the load average; the machine is shared, so run it when the load is low and repeat.
+Peak memory: what each step allocates at its peak (tracemalloc, on one more untimed run; numpy reports its
+buffers to it), the process's maximum resident set (the drawn journeys included), and the CLI's own maximum.
+Prints the machine and the load average; the machine is shared, so run it when the load is low and repeat.
 
     .venv/bin/python bench/attribution.py
     .venv/bin/python bench/attribution.py --journeys 1000000 --csv
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +83,12 @@ def timed(label: str, fn, repeat: int):
         result = fn()
         times.append(time.perf_counter() - t)
     best, med = min(times), sorted(times)[len(times) // 2]
+    tracemalloc.start()  # once more, untimed: the memory this step itself allocates at its peak
+    fn()
+    own = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
     print(f"{label:<52} best {best:7.2f} s  median {med:7.2f} s  ({', '.join(f'{x:.2f}' for x in times)})"
-          f"  peak RSS {peak_mib():,.0f} MiB", flush=True)
+          f"  its peak {own:,.0f} MiB, process peak RSS {peak_mib():,.0f} MiB", flush=True)
     return result
 
 
