@@ -83,3 +83,11 @@ def test_bad_questions_are_422_naming_the_field(api: tuple[TestClient, dict[str,
     r = client.request(method.upper(), f"/api/v1/analytics{path}", headers=headers, json=body)
     assert r.status_code == 422, r.text
     assert r.json()["field"] == field
+
+
+def test_no_store_to_sync_on_the_application_database(api: tuple[TestClient, dict[str, str]], adb: AnalyticsDB) -> None:
+    if adb.backend == "duckdb":
+        pytest.skip("the DuckDB store is there to sync")
+    client, headers = api
+    r = client.get("/api/v1/analytics/sync", headers=headers)
+    assert (r.status_code, r.json()["code"]) == (409, "no_analytics_store")

@@ -184,13 +184,15 @@ def clv(request: Request, _: Reader, calibration_end: date, holdout_end: date | 
 
 @router.get("/sync")
 def sync_status(request: Request, _: Reader) -> dict[str, Any]:
-    """Where the DuckDB store is: events held, feed position, last sync, backlog."""
+    """Where the DuckDB store is: events held, feed position, last sync, backlog. 409 no_analytics_store when
+    analytics run on the application database (PostgreSQL)."""
     return _sync(request, run=False)
 
 
 @router.post("/sync")
 def sync_now(request: Request, _: Annotated[Principal, Depends(require("analytics:write"))]) -> dict[str, Any]:
-    """Copy what the feed has now (the background job does it every few seconds anyway)."""
+    """Copy what the feed has now (the background job does it every few seconds anyway). 409 no_analytics_store
+    when analytics run on the application database (PostgreSQL)."""
     return _sync(request, run=True)
 
 
@@ -198,13 +200,13 @@ def _sync(request: Request, *, run: bool) -> dict[str, Any]:
     from omnijourney.analytics import sync
     from omnijourney.analytics.settings import effective_backend
     from omnijourney.analytics.store import default_path, open_store
-    from omnijourney.core.errors import Invalid
+    from omnijourney.core.errors import Conflict
 
     state = request.app.state
     settings = state.settings.analytics
     if effective_backend(settings, state.db.dialect) != "duckdb":
-        raise Invalid("analytics run on the application database: there is no store to sync",
-                      field="analytics.backend")
+        raise Conflict("analytics run on the application database: there is no store to sync",
+                       field="analytics.backend", code="no_analytics_store")
     store = open_store(default_path(state.db.url, settings))
     out: dict[str, Any] = {}
     if run:
