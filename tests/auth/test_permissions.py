@@ -3,14 +3,16 @@
 The table is written by hand, route by route, apart from ``auth/roles.py``: changing what a role may do, or adding
 a route, fails here until the table says so too. Allowed means "not 401/403" (the made-up ids and empty bodies
 sent here may still be 404 or 422, never 500); denied means 403 ``missing_scope`` (``not_staff`` where a person is
-needed). Nobody (no key, no cookie) gets 401 on every route that is not public. Store scoping (which store's code
-a store associate may name) has its own tests: tests/auth/test_store_scope.py.
+needed). Nobody (no key, no cookie) gets 401 on every route that is not public (a console page: a redirect to the
+login page). Store scoping (which store's code a store associate may name) has its own tests:
+tests/auth/test_store_scope.py.
 
 One app and one SQLite database for the module: about 800 requests in a few seconds.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,8 +163,31 @@ RULES: dict[str, str] = {
     "POST /payments/test-provider/authenticate/{ref}": PUBLIC,
     "POST /payments/test-provider/api/authenticate/{ref}": PUBLIC,
     "GET /health": PUBLIC,
+    # the staff console: each page asks for the scope of the API routes it shows (pages answer a denial with a 403
+    # page, and nobody with a redirect to the login page); logging in and out, and Plotly's bundle, are public
+    "GET /console/login": PUBLIC,
+    "POST /console/login": PUBLIC,
+    "POST /console/logout": PUBLIC,
+    "GET /console/assets/plotly.min.js": PUBLIC,
+    "GET /console": ALL,
+    "GET /console/password": "AMNGS",
+    "POST /console/password": "AMNGS",
+    "GET /console/customers": ALL,
+    "GET /console/customers/{customer_id}": ALL,
+    "GET /console/catalog/products": CATALOG_READ,
+    "GET /console/catalog/products/{product_id}": CATALOG_READ,
+    "GET /console/pricing/quote": ALL,
+    "GET /console/pricing/consistency": ALL,
+    "GET /console/inventory/availability": STOCK_READ,
+    "GET /console/inventory/movements": STOCK_READ,
+    "GET /console/orders": ORDERS_READ,
+    "GET /console/orders/{order_id}": ORDERS_READ,
+    "POST /console/orders/{order_id}/transitions": ORDERS_WRITE,
+    "GET /console/pickups": ORDERS_READ,
+    "POST /console/pickups/collect": ORDERS_WRITE,
 }
-DENIED_CODE = {("POST /api/v1/session/password", "K"): "not_staff"}
+DENIED_CODE = {("POST /api/v1/session/password", "K"): "not_staff", ("GET /console/password", "K"): "not_staff",
+               ("POST /console/password", "K"): "not_staff"}
 ALLOWED = {route: rule for route, rule in RULES.items() if rule != PUBLIC}
 
 
@@ -200,7 +225,19 @@ def _call(world: dict[str, Any], route: str, who: str) -> Any:
     # route answers as it would in their store
     url = path.replace("{code}", "S01").replace("{", "").replace("}", "")
     body = {} if method in ("POST", "PUT", "PATCH") else None
-    return world["client"].request(method, url, json=body, headers=world["headers"][who])
+    return world["client"].request(method, url, json=body, headers=world["headers"][who], follow_redirects=False)
+
+
+def _console(route: str) -> bool:
+    return route.split(" ", 1)[1].startswith("/console")
+
+
+def _code(r: Any) -> str | None:
+    """The error code of an answer: the JSON's, or the one a console page carries (``data-error-code``)."""
+    if r.headers.get("content-type", "").startswith("text/html"):
+        found = re.search(r'data-error-code="([a-z_0-9]+)"', r.text)
+        return found.group(1) if found else None
+    return r.json().get("code")
 
 
 def test_every_route_has_a_rule_and_every_rule_a_route(world: dict[str, Any]) -> None:
@@ -222,10 +259,13 @@ def test_route_by_role(world: dict[str, Any], route: str, who: str) -> None:
         assert r.status_code not in (401, 403), (route, who, r.text)
     else:
         code = DENIED_CODE.get((route, who), "missing_scope")
-        assert (r.status_code, r.json().get("code")) == (403, code), (route, who, r.text)
+        assert (r.status_code, _code(r)) == (403, code), (route, who, r.text)
 
 
 @pytest.mark.parametrize("route", sorted(ALLOWED))
 def test_nobody_gets_401(world: dict[str, Any], route: str) -> None:
     r = _call(world, route, "")
-    assert r.status_code == 401, (route, r.text)
+    if _console(route):  # a page sends the browser to the login page, and back after it
+        assert r.status_code == 303 and r.headers["location"].startswith("/console/login"), (route, r.text)
+    else:
+        assert r.status_code == 401, (route, r.text)

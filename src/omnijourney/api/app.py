@@ -104,6 +104,8 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     app.include_router(handoff_pages_router)  # /handoff/{code}: the page a phone opens after scanning a QR code
     app.include_router(test_provider_router)  # /payments/test-provider/...: the test provider's bank page
 
+    from omnijourney.console import install as install_console
+    install_console(app)  # /console: the staff console's pages (errors there answered as pages)
     install_openapi(app)  # key schemes and error answers of every route, for /docs
 
     @app.get("/health", include_in_schema=False)
