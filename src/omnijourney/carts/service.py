@@ -86,13 +86,13 @@ def cart_view(session: Session, *, cart_id: str, channel_code: str | None = None
     return _view(session, cart, channel_code or cart.channel_code)
 
 
-def _view(session: Session, cart: Cart, channel_code: str) -> CartView:
+def _view(session: Session, cart: Cart, channel_code: str, fulfilment: str | None = None) -> CartView:
     lines = list(session.scalars(select(CartLine).where(CartLine.cart_id == cart.id)
                                  .order_by(CartLine.added_at, CartLine.sku)))
     items = catalog.variants_for_skus(session, [ln.sku for ln in lines], channel_code)
     quote = quote_cart(session, currency=cart.currency, channel_code=channel_code, customer_id=cart.customer_id,
                        lines=[(ln.sku, ln.quantity) for ln in lines], items=items,
-                       voucher_codes=cart.voucher_codes)
+                       voucher_codes=cart.voucher_codes, fulfilment=fulfilment)
     return CartView(cart, lines, items, quote)
 
 
@@ -444,8 +444,10 @@ def record_event(session: Session, *, cart: Cart, channel: Channel, event: str, 
     _record(session, cart, channel, event, properties)
 
 
-def view_of(session: Session, *, cart: Cart, channel_code: str) -> CartView:
-    return _view(session, cart, channel_code)
+def view_of(session: Session, *, cart: Cart, channel_code: str, fulfilment: str | None = None) -> CartView:
+    """The cart quoted in ``channel_code``; ``fulfilment`` (pricing's ``delivery`` or ``in_store``) quotes it for that
+    mode instead of the channel's rule (checkout)."""
+    return _view(session, cart, channel_code, fulfilment)
 
 
 # ---------------------------------------------------------------- when identity resolution merges two profiles

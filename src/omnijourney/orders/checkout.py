@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from omnijourney import jobs, locks
 from omnijourney.carts import service as carts
 from omnijourney.carts.models import Cart
-from omnijourney.carts.quote import CartQuote, quote_cart
+from omnijourney.carts.quote import CartQuote
 from omnijourney.catalog.models import Channel
 from omnijourney.config import OrderSettings
 from omnijourney.core.errors import Conflict, Forbidden, Invalid, NotFound, OmniError
@@ -91,13 +91,12 @@ def _pricing_fulfilment(mode: str) -> str:
 
 
 def _quote(session: Session, cart: Cart, channel: Channel, mode: str) -> tuple[CartQuote, list[tuple[str, int]]]:
-    view = carts.view_of(session, cart=cart, channel_code=channel.code)
+    # one quote, for the fulfilment chosen (the cart's own view would quote it once more for the channel's rule)
+    view = carts.view_of(session, cart=cart, channel_code=channel.code, fulfilment=_pricing_fulfilment(mode))
     lines = [(ln.sku, ln.quantity) for ln in view.lines]
     if not lines:
         raise Invalid(f"cart {cart.id} is empty", field="cart_id", code="empty_cart")
-    quote = quote_cart(session, currency=cart.currency, channel_code=channel.code, customer_id=cart.customer_id,
-                       lines=lines, items=view.items, voucher_codes=cart.voucher_codes,
-                       fulfilment=_pricing_fulfilment(mode))
+    quote = view.quote
     unpriced = [ql for ql in quote.lines if ql.total is None]
     if not quote.priced or unpriced:
         raise Invalid("the cart has lines that cannot be sold here: " + "; ".join(quote.problems),
