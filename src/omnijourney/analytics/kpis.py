@@ -38,8 +38,8 @@ class KPI:
 
 KPIS: dict[str, KPI] = {k.name: k for k in [
     KPI("conversion_rate", "ratio", "people who completed an order / people with any touchpoint"),
-    KPI("cart_abandonment", "ratio", "1 - completed orders / carts created (a cart is created by its first "
-                                     "Product Added)"),
+    KPI("cart_abandonment", "ratio", "1 - completed orders / carts created: carts (cart_id, else a person's adds "
+                                     "of one day) whose person did not complete an order within the lookback"),
     KPI("orders", "count", "orders completed (Order Completed, one per order id)"),
     KPI("revenue", "money", "sum of the orders' revenue (subtotal less discounts)"),
     KPI("aov", "money", "revenue / orders"),
@@ -104,16 +104,22 @@ def conversion_rate(c: _Ctx) -> ir.Table:
 
 def cart_abandonment(c: _Ctx) -> ir.Table:
     adds = c.events.filter(c.events.name == CART_EVENT)
-    cart = ibis.coalesce(json_text(adds.properties["cart_id"]), "person:" + adds.person)
+    # a cart is its cart_id (the platform's carts); a channel that sends none: the person's adds of one day
+    cart = ibis.coalesce(json_text(adds.properties["cart_id"]),
+                         "person:" + adds.person + ":" + adds.ts.truncate("D").cast("string"))
     adds = adds.mutate(cart=cart)
     w = ibis.window(group_by=adds.cart, order_by=[adds.t, adds.id])
     created = adds.mutate(_n=ibis.row_number().over(w)).filter(lambda t: t._n == 0)
     created = c.bucket(common.in_period(created, c.since, c.until))
+    # completed: the cart's person completed an order after it was created, within the lookback (a till's sale
+    # without a cart completes none)
+    o = c.tables.orders(c.events)
+    # (joined on the column as it is named: Ibis 12 compiled the equality with a renamed copy of it to FALSE)
+    done = created.join(o, [created.person == o.person, o.t >= created.t, o.t <= created.t + c.lookback_s])
+    completed = _count(done, lambda t: t.cart.nunique())
     carts = _count(created, lambda t: t.cart.nunique())
-    orders = _count(_orders(c), lambda t: t.order_id.nunique())
-    r = _ratio(orders, carts)
-    # 1 - orders/carts: the numerator is abandoned carts (never negative: more orders than carts abandon none)
-    return r.mutate(numerator=ibis.greatest(r.denominator - r.numerator, 0.0))
+    r = _ratio(completed, carts)
+    return r.mutate(numerator=r.denominator - r.numerator)  # abandoned carts
 
 
 def orders(c: _Ctx) -> ir.Table:
@@ -148,7 +154,8 @@ def cross_channel_share(c: _Ctx) -> ir.Table:
     p = c.bucket(c.period)
     # the channels a person used in the bucket, whatever the channel breakdown
     b = p.group_by(["bucket", "person"]).aggregate(channels=p.channel.nunique())
-    multi = b.filter(b.channels >= 2).select(mb="bucket", mp="person")
+    multi = b.filter(b.channels >= 2)
+    multi = multi.select(mb=multi.bucket, mp=multi.person)
     who = p.select("bucket", "kchannel", "person").distinct()
     j = who.left_join(multi, [who.bucket == multi.mb, who.person == multi.mp])
     num = j.filter(j.mp.notnull()).group_by(["bucket", "kchannel"]).aggregate(value=lambda t: t.person.nunique())
@@ -157,7 +164,8 @@ def cross_channel_share(c: _Ctx) -> ir.Table:
 
 def return_rate(c: _Ctx) -> ir.Table:
     o = _orders(c)
-    r = c.tables.returns(c.events).select(rid="order_id").distinct()
+    r = c.tables.returns(c.events)
+    r = r.select(rid=r.order_id).distinct()
     j = o.left_join(r, o.order_id == r.rid)
     num = j.filter(j.rid.notnull()).group_by(["bucket", "kchannel"]).aggregate(value=lambda t: t.order_id.nunique())
     return _ratio(num, _count(o, lambda t: t.order_id.nunique()))
@@ -185,7 +193,7 @@ def _conversations(c: _Ctx, end_event: str, first: bool) -> ir.Table:
     starts = e.filter((e.name == CONVERSATION_STARTED) & e.conv.notnull())
     starts = c.bucket(common.in_period(starts, c.since, c.until))
     ends = e.filter((e.name == end_event) & e.conv.notnull())
-    ends = ends.group_by(ec="conv").aggregate(et=ends.t.min() if first else ends.t.max())
+    ends = ends.group_by(ec=ends.conv).aggregate(et=ends.t.min() if first else ends.t.max())
     j = starts.join(ends, starts.conv == ends.ec).mutate(d=lambda t: (t.et - t.t).cast("float64"))
     return _ratio(_count(j, lambda t: t.d.sum()), _count(j, lambda t: t.count()))
 
