@@ -337,3 +337,27 @@ def test_a_double_click_makes_one_order_and_both_clicks_get_it(db, client, admin
     with db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Order)) == 1
         assert s.scalar(select(func.count()).select_from(Payment)) == 1
+
+
+def test_goods_sent_to_the_pickup_store_stay_there_if_nobody_collects_them(db, client, admin_headers):
+    shop(db)
+    h = admin_headers
+    c = cart(client, h, "web", ("TEE-S", 1))  # no TEE-S on S02's shelf: the warehouse sends it
+    order = checkout(client, h, c["id"], fulfilment={"mode": "pickup", "location": "S02"}).json()
+    assert order["sourcing"]["rule"] == "transfer_to_store"
+    run_jobs(db)  # captured
+    assert client.get(f"/api/v1/orders/{order['id']}", headers=h).json()["payment_status"] == "paid"
+    for to in ("picked", "ready_for_pickup"):
+        assert client.post(f"/api/v1/orders/{order['id']}/transitions", json={"to": to, "channel": "S02"},
+                           headers=h).status_code == 200
+    assert level(db, "TEE-S", "WH") == (9, 0) and level(db, "TEE-S", "S02") == (1, 1)  # on the store's shelf, held
+    with db.transaction() as s:
+        s.execute(text("UPDATE orders SET pickup_deadline = :t"), {"t": "2000-01-01 00:00:00"})
+        s.execute(text("UPDATE jobs SET run_at = :t WHERE kind = 'orders.release_uncollected'"),
+                  {"t": "2000-01-01 00:00:00"})
+    run_jobs(db)
+    assert level(db, "TEE-S", "S02") == (1, 0)  # released: the unit is S02's to sell now
+    from omnijourney.inventory import stock as stock_service
+
+    with db.transaction() as s:
+        assert stock_service.check(s) == []

@@ -79,7 +79,7 @@ def test_a_payment_waiting_for_3ds_completes_the_order_by_webhook(db, client, ad
     assert client.post(WEBHOOK, content=hook["body"], headers=hook["headers"]).status_code == 200
     run_jobs(db)
     now = client.get(f"/api/v1/orders/{order['id']}", headers=h).json()
-    assert now["status"] == "allocated" and now["payment_status"] == "authorised"
+    assert now["status"] == "allocated" and now["payment_status"] == "paid"  # authorised, then captured by the job
     assert "Order Completed" in events(db)
 
 

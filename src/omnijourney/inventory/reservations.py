@@ -167,6 +167,43 @@ def consume(session: Session, *, reservation_id: str, location: str | None = Non
     return _settle(session, reservation, lines, kind="sale", location=location, ref=ref)
 
 
+def move(session: Session, *, reservation_id: str, from_location: str, to_location: str,
+         ref: str | None = None) -> list[ReservationLine]:
+    """The held units travel (a warehouse sends an order's goods to its pickup store): out of ``from_location``
+    and into ``to_location`` on the ledger (a transfer), still held there for the same reservation, so they are
+    sold there when collected or come back to that shelf if nobody collects them."""
+    reservation, lines = _locked(session, reservation_id)
+    if reservation.status != "active":
+        raise Conflict(f"reservation {reservation_id} is {reservation.status}", field="reservation_id",
+                       code="reservation_settled")
+    check_location(session, to_location, field="to_location", sells=True)
+    moving = [ln for ln in lines if ln.status == "active" and ln.location_code == from_location]
+    if not moving:
+        raise Conflict(f"reservation {reservation_id} holds nothing at {from_location}", field="from_location",
+                       code="reservation_settled")
+    tag = ref or reservation.id
+    changes = []
+    for ln in moving:
+        changes += [Change(ln.sku, from_location, "transfer_out", on_hand=-ln.quantity, reserved=-ln.quantity,
+                           ref=tag, channel=reservation.channel_code),
+                    Change(ln.sku, to_location, "transfer_in", on_hand=ln.quantity, ref=tag,
+                           channel=reservation.channel_code),
+                    Change(ln.sku, to_location, "reservation", reserved=ln.quantity, ref=reservation.id,
+                           channel=reservation.channel_code)]
+    apply(session, changes)
+    here = {ln.sku: ln for ln in lines if ln.status == "active" and ln.location_code == to_location}
+    for ln in moving:
+        ln.status = "moved"
+        if ln.sku in here:
+            here[ln.sku].quantity = here[ln.sku].quantity + ln.quantity
+        else:
+            session.add(ReservationLine(reservation_id=reservation.id, sku=ln.sku, location_code=to_location,
+                                        quantity=ln.quantity, status="active"))
+    reservation.updated_at = utcnow()
+    session.flush()
+    return moving
+
+
 def hold(session: Session, *, reservation_id: str, ref: str | None = None,
          expires_at: datetime | None = None) -> Reservation:
     """Keep an active reservation for an order: a new ``ref`` and a new expiry (``None``: until settled)."""

@@ -300,10 +300,11 @@ def transition(session: Session, *, order_id: str, to: str, channel_code: str, n
         order.pickup_code = _new_pickup_code(session)
         order.pickup_deadline = utcnow() + timedelta(days=PICKUP_DAYS)
         r = _active_reservation(session, order)
-        if r is not None:  # units sent from a warehouse left it; the store's own shelf stays held until collected
-            for line in reservations.lines_of(session, r.id):
-                if line.status == "active" and line.location_code != order.pickup_location:
-                    reservations.consume(session, reservation_id=r.id, location=line.location_code, ref=order.id)
+        if r is not None:  # units sent from a warehouse are now on the pickup store's shelf, held there
+            for place in sorted({ln.location_code for ln in reservations.lines_of(session, r.id)
+                                 if ln.status == "active" and ln.location_code != order.pickup_location}):
+                reservations.move(session, reservation_id=r.id, from_location=place,
+                                  to_location=order.pickup_location, ref=order.id)  # type: ignore[arg-type]
         jobs.enqueue(session, RELEASE_JOB, {"id": order.id}, at=order.pickup_deadline)
         extra = {"pickup_deadline": order.pickup_deadline.isoformat()}
     elif to == "collected":
@@ -441,15 +442,21 @@ def payment_changed(session: Session, payment: Any) -> None:
     """A payment changed by itself (a webhook): its order is looked at by a job, which takes the order's locks in
     the lock module's order (the webhook holds the payment's row)."""
     order_id = payment.order_id or session.scalar(select(Checkout.order_id).where(Checkout.id == payment.ref))
-    if order_id is not None:
-        jobs.enqueue(session, PAYMENT_JOB, {"order_id": order_id}, unique_key=f"{PAYMENT_JOB}:{order_id}")
+    if order_id is not None and session.get(Order, order_id) is not None:
+        jobs.enqueue(session, PAYMENT_JOB, {"order_id": order_id})  # no unique key: each change is looked at
 
 
 @jobs.handler(PAYMENT_JOB)
 def follow_payment(session: Session, args: dict[str, Any]) -> None:
     """A pending order whose payments are now all authorised goes on (attached, captured, allocated); one whose
-    payment was declined or failed is cancelled and its units go back."""
+    payment was declined or failed is cancelled and its units go back; an authorised order whose tenders are all
+    captured is paid."""
     order = lock(session, args["order_id"])
+    if order.payment_status == "authorised":  # the capture jobs ran: paid once every tender is captured
+        taken = payments.find(session, order_id=order.id)
+        if taken and all(p.status in ("captured", "partly_refunded", "refunded") for p in taken):
+            order.payment_status, order.updated_at = "paid", utcnow()
+        return
     if order.payment_status != "pending" or order.status != "placed":
         return
     ref = session.scalar(select(Checkout.id).where(Checkout.order_id == order.id))

@@ -61,7 +61,8 @@ _listeners: list[Listener] = []
 
 def on_change(fn: Listener) -> Listener:
     """Call ``fn(session, payment)`` in the transaction that changes a payment's status asynchronously: a webhook
-    (pending -> authorised or declined, a provider's cancellation) or a capture the provider refused (-> failed).
+    (pending -> authorised or declined, a provider's cancellation), a capture (-> captured) or a capture the
+    provider refused (-> failed).
     Usable as a decorator. The listener may write (create the order, :func:`attach`, :func:`enqueue_capture`); if it
     raises, the webhook is answered 500 and the provider sends it again."""
     if fn not in _listeners:
@@ -403,6 +404,8 @@ def capture(db: Database, payment_id: str, *, amount: Decimal | None = None) -> 
              amount_minor=to_minor(captured.amount, p.currency))
         if p.status == "authorised":
             p.status, p.captured_minor, p.updated_at = "captured", to_minor(captured.amount, p.currency), utcnow()
+            session.flush()
+            _changed(session, p)  # the order learns its money is taken
         session.flush()
         return p
 
