@@ -33,6 +33,7 @@ class World:
     ann: str
     merged_away: str  # a profile merged into Umar's
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> the API's order body
+    app: Any = None  # the app around ``db`` (set by the fixture that built the world)
 
 
 def _identity(db: Database, id_type: str, value: str) -> str:

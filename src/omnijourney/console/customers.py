@@ -41,6 +41,7 @@ SEARCH_MODES = (("auto", "Anything (guess)"), ("name", "Name"), ("email", "Email
 _EXACT_TYPES = ("user_id", "anonymous_id", "device_id", "loyalty_card")
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 _TYPED = re.compile(r"^([a-z][a-z0-9_]{1,40}):(.+)$")
+_PHONE_LIKE = re.compile(r"^\s*(\+|00)?[\d\s().\-/]+$")  # a number as people write one
 
 
 def json_block(value: Any) -> Markup:
@@ -64,7 +65,7 @@ def _search(session: Session, settings: Any, q: str, by: str, cursor: str | None
             by = "identifier"
         elif "@" in q:
             by = "email"
-        elif q.lstrip().startswith("+") or sum(ch.isdigit() for ch in q) >= max(4, len(q.replace(" ", "")) - 3):
+        elif _PHONE_LIKE.match(q) and sum(ch.isdigit() for ch in q) >= 4:
             by = "phone"
         else:
             found = {c.id: c for t in _EXACT_TYPES for c in _exact(session, settings, t, q)}

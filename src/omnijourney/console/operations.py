@@ -133,7 +133,7 @@ def orders_page(request: Request, session: SessionDep, _: OrdersRead) -> Respons
     errors = Errors()
     page = orders_service.OrderPage([], None)
     status = 200
-    values: dict[str, str | None] = {}
+    values: dict[str, str | None] = dict.fromkeys(("channel", "fulfilment", "status", "customer_id", "cursor"))
     try:
         number = query(request, "number", max_len=64)
         if number:

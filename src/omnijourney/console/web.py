@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from omnijourney.api.deps import Caller, CallerDep, current_principal
 from omnijourney.auth.service import Principal, check
 from omnijourney.core.errors import Forbidden, Invalid, OmniError
-from omnijourney.core.text import NUL
+from omnijourney.core.text import NUL, nul_error
 
 PREFIX = "/console"
 HERE = Path(__file__).parent
@@ -245,21 +245,29 @@ def _console_caller(request: Request, caller: CallerDep) -> Caller:
     return caller
 
 
+def _reject_nul(request: Request) -> None:
+    """422 naming the parameter that holds NUL (PostgreSQL cannot store it); form fields: :func:`form_fields`."""
+    for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
+        if isinstance(value, str) and NUL in value:
+            raise nul_error(name)
+
+
 def viewer(scope: str | None = None) -> Callable[..., Principal]:
     """A dependency: the logged-in person (or API key) if their scopes include ``scope`` (None: anyone logged in);
     a 403 page otherwise. The same check as the API's ``require``."""
 
-    def dependency(request: Request, caller: Annotated[Caller, Depends(_console_caller)],
-                   principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def dependency(request: Request, caller: Annotated[Caller, Depends(_console_caller)],
+                         principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if scope is not None:
             check(principal, scope)
+        _reject_nul(request)  # after the check, as the API's ``require``: text no database can store
         return principal
 
     dependency.__name__ = f"console_{(scope or 'any').replace(':', '_')}"
     return dependency
 
 
-def staff_only(request: Request, caller: Annotated[Caller, Depends(_console_caller)]) -> Caller:
+async def staff_only(request: Request, caller: Annotated[Caller, Depends(_console_caller)]) -> Caller:
     """The caller if it is a person logged in with the session cookie (a forced password change allowed)."""
     if caller.staff is None or caller.session is None:
         raise Forbidden("an API key has no password: log in as a person to change one", code="not_staff")
