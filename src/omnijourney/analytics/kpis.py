@@ -114,7 +114,6 @@ def cart_abandonment(c: _Ctx) -> ir.Table:
     # completed: the cart's person completed an order after it was created, within the lookback (a till's sale
     # without a cart completes none)
     o = c.tables.orders(c.events)
-    # (joined on the column as it is named: Ibis 12 compiled the equality with a renamed copy of it to FALSE)
     done = created.join(o, [created.person == o.person, o.t >= created.t, o.t <= created.t + c.lookback_s])
     completed = _count(done, lambda t: t.cart.nunique())
     carts = _count(created, lambda t: t.cart.nunique())
