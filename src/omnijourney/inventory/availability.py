@@ -23,12 +23,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from omnijourney.catalog.models import Variant
 from omnijourney.catalog.service import get_channel
-from omnijourney.core.errors import Invalid
+from omnijourney.core.errors import Invalid, NotFound
 from omnijourney.core.time import utcnow
 from omnijourney.inventory.models import Location, LocationFeed, StockLevel
 from omnijourney.inventory.reservations import rules
-from omnijourney.inventory.stock import check_skus
 
 MODES = ("ship", "pickup", "reserve_in_store", "in_store")
 DELIVERY_DAYS = 2  # a parcel's time on the road once it leaves
@@ -96,8 +96,8 @@ def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 _PLACES = select(Location.code, Location.name, Location.type, Location.channel_code, Location.latitude,
                  Location.longitude, Location.online_floor, Location.ships, Location.pickup, Location.handling_hours)
-_LEVELS = select(StockLevel.sku, StockLevel.location_code, StockLevel.on_hand, StockLevel.reserved,
-                 StockLevel.safety_stock)
+_LEVELS = (select(Variant.sku, StockLevel.location_code, StockLevel.on_hand, StockLevel.reserved,
+                  StockLevel.safety_stock).outerjoin(StockLevel, StockLevel.sku == Variant.sku))
 
 
 def availability(session: Session, *, skus: Sequence[str], channel_code: str, near: tuple[float, float] | None = None,
@@ -112,7 +112,6 @@ def availability(session: Session, *, skus: Sequence[str], channel_code: str, ne
         raise Invalid("quantity must be between 1 and 10000", field="quantity")
     channel = get_channel(session, code=channel_code, field="channel")
     wanted = list(dict.fromkeys(skus))
-    check_skus(session, wanted)
     now = at or utcnow()
     # plain rows, not ORM objects: loading 100 locations and 100 levels as objects was half of this function's time
     feeds = exists().where(LocationFeed.location_code == Location.code, LocationFeed.channel_code == channel_code)
@@ -120,9 +119,17 @@ def availability(session: Session, *, skus: Sequence[str], channel_code: str, ne
         Location.active.is_(True), Location.type.in_(("warehouse", "store"))))]
     own = next((loc for loc, _ in places if loc.channel_code == channel_code), None)
     origin = near or ((own.latitude, own.longitude) if own and own.latitude is not None else None)
-    # every level of the SKUs (one index range each); those of other locations are simply not looked up
-    levels: dict[tuple[str, str], tuple[int, int, int]] = {
-        (s, loc): (oh, rv, ss) for s, loc, oh, rv, ss in session.execute(_LEVELS.where(StockLevel.sku.in_(wanted)))}
+    # every level of the SKUs (one index range each; those of other locations are simply not looked up), and in the
+    # same query whether the catalog knows each SKU (a variant without levels comes back once, its location NULL)
+    levels: dict[tuple[str, str], tuple[int, int, int]] = {}
+    known: set[str] = set()
+    for s, loc, oh, rv, ss in session.execute(_LEVELS.where(Variant.sku.in_(wanted))):
+        known.add(s)
+        if loc is not None:
+            levels[(s, loc)] = (oh, rv, ss)
+    for i, sku in enumerate(wanted):
+        if sku not in known:  # as check_skus names it
+            raise NotFound(f"unknown SKU {sku!r}", field="sku" if len(wanted) == 1 else f"sku[{i}]")
     out = []
     for sku in wanted:
         rows = []
