@@ -13,11 +13,13 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from omnijourney.core.time import utcnow
 from omnijourney.customers import service as customers
 from omnijourney.db import Database
 from omnijourney.pricing import service as pricing
 from tests.conftest import make_key
-from tests.factories import msg, run_jobs, send, source
+from tests.factories import T0, run_jobs, send, source
+from tests.factories import msg as factory_msg
 from tests.factories_inventory import network, priced, stock_up
 from tests.factories_staff import Account, staff
 
@@ -46,6 +48,12 @@ def _identity(db: Database, id_type: str, value: str) -> str:
 
 
 def _journeys(db: Database) -> tuple[str, str, str]:
+    # the journeys end about a day ago (the orders are placed now), so the timeline shows a few days
+    start = (utcnow() - T0).total_seconds() / 60 - 4 * 24 * 60
+
+    def msg(*args: Any, minutes: float = 0, **kwargs: Any) -> Any:
+        return factory_msg(*args, minutes=start + minutes, **kwargs)
+
     web = source(db, "web", "Web shop")
     app = source(db, "app", "Shop app")
     pos = source(db, "store", "Berlin Mitte till", store="S01")

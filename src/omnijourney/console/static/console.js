@@ -50,8 +50,8 @@ function drawTimeline() {
     paper_bgcolor: "#ffffff", plot_bgcolor: "#ffffff",
     font: { family: "system-ui, sans-serif", color: "#1b1f24" },
   };
-  window.Plotly.newPlot(box, traces, layout, { responsive: true, displaylogo: false,
-                                               modeBarButtonsToRemove: ["select2d", "lasso2d"] });
+  // no mode bar: its icons are unlabelled links; dragging zooms and a double click resets, as in every Plotly chart
+  window.Plotly.newPlot(box, traces, layout, { responsive: true, displayModeBar: false });
 }
 
 document.addEventListener("DOMContentLoaded", function () {
