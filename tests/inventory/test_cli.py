@@ -230,3 +230,24 @@ def test_an_import_never_deadlocks_with_a_checkout_holding_two_of_its_levels(db)
     with db.transaction(write=False) as s:
         assert (stock.level(s, "TEE-M", "WH").on_hand, stock.level(s, "TEE-S", "WH").on_hand) == (7, 9)
         assert stock.check(s) == []
+
+
+def test_an_import_that_stops_says_which_rows_are_in(shop, tmp_path, monkeypatch):
+    """Receipts add up: after a failure the operator must know which rows to send again, and which not."""
+    real = importing.write_chunk
+    calls = []
+
+    def failing(session, rows, **kwargs):
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise RuntimeError("the database went away")
+        return real(session, rows, **kwargs)
+
+    monkeypatch.setattr(importing, "write_chunk", failing)
+    path = _csv(tmp_path, "sku,location,quantity,kind\n" + "".join(f"TEE-M,WH,{n},receipt\n" for n in range(1, 6)))
+    result = _run("import", str(path), "--chunk", "2")
+    assert result.exit_code == 1
+    assert "the import stopped: the first 2 rows (to line 3) were imported (ledger reference import-" in result.output
+    assert "import the rest from line 4 on" in result.output
+    assert "error: RuntimeError: the database went away" in result.output
+    assert _on_hand(shop) == {("TEE-M", "WH"): (3, 0)}

@@ -81,10 +81,26 @@ def import_file(
     rows = [r for r in rows if r.line not in bad_lines]
     ref = f"import-{new_id()}"
     columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"), TimeElapsedColumn())
+    written = 0  # rows in committed chunks
+
+    def advance(n: int) -> None:
+        nonlocal written
+        written += n
+        progress.advance(task, n)
+
     with Progress(*columns, console=console, refresh_per_second=2, transient=False) as progress:
         task = progress.add_task("import", total=len(rows))
-        outcome = importing.write(db, rows, ref=ref, chunk=chunk, progress=lambda n: progress.advance(task, n))
-    db.dispose()
+        try:
+            outcome = importing.write(db, rows, ref=ref, chunk=chunk, progress=advance)
+        except Exception:
+            # receipts add: running the same file again would add these twice, so say exactly what is in
+            said = (f"the first {_n(written, 'row')} (to line {rows[written - 1].line}) were imported (ledger "
+                    f"reference {ref}); import the rest from line {rows[written].line} on" if written else
+                    "nothing was imported")
+            err.print(f"[red]the import stopped[/red]: {said}", highlight=False)
+            raise
+        finally:
+            db.dispose()
     elapsed = time.monotonic() - started
     console.print(f"imported {_n(outcome.rows, 'row')} ({_n(outcome.receipts, 'receipt')}, "
                   f"{_n(outcome.counts, 'count')}) into {_n(outcome.levels, 'stock level')}: "
