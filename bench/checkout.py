@@ -1,0 +1,364 @@
+"""Full checkout over real HTTP on PostgreSQL: each client makes a cart, adds a line, and checks it out with the test
+provider's ``pm_card_visa`` (quote, sourcing, reservation, authorisation, order), again and again.
+
+Target (issue 14): p99 of the checkout request under 100 ms with 20 concurrent clients.
+
+Builds its own database (``omni_bench_checkout``, dropped and created): a web channel, ``--skus`` SKUs priced in EUR
+with German VAT and a shipping fee, a warehouse and a store holding plenty of each, and an admin key. Serves it with
+``omni serve --workers N`` as a subprocess (the embedded job worker on in each, so captures run as in production; the
+test provider's state in a temporary file). The clients run in this process (threads, one connection each) on the
+same machine. Prints the latency of the checkout request alone (p50/p95/p99, max), checkouts/s, the other requests'
+latency, the machine and the load; then waits for the capture jobs and runs the checker (``orders.audit``).
+
+    .venv/bin/python bench/checkout.py                          # 20 clients, 1 server process, 30 s
+    .venv/bin/python bench/checkout.py --workers 2 --seconds 60
+    .venv/bin/python bench/checkout.py --skus 1                 # every checkout on one hot SKU
+    .venv/bin/python bench/checkout.py --profile steps          # time each step of the checkout in the server
+    .venv/bin/python bench/checkout.py --profile cprofile       # cProfile of every checkout call (1 worker)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, make_url, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.machine import describe
+from omnijourney.db import Database
+from omnijourney.migrate import upgrade
+
+PG = os.environ.get("OMNI_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/omni_bench_checkout")
+CARD = {"method": "card", "provider": "test", "payment_method": "pm_card_visa"}
+BERLIN = {"city": "Berlin", "latitude": 52.52, "longitude": 13.40}
+
+# run in the server process for --profile: wraps the checkout's steps (or the whole call, under cProfile) and writes
+# what it measured to OMNI_BENCH_PROFILE_OUT when the process ends
+_PROFILED_SERVER = r'''
+import atexit, cProfile, os, pstats, signal, sys, threading, time
+from omnijourney.orders import checkout as co
+mode, out = os.environ["OMNI_BENCH_PROFILE"], os.environ["OMNI_BENCH_PROFILE_OUT"]
+lock, times, profiles = threading.Lock(), {}, []
+
+def timed(name, fn):
+    def wrapper(*a, **k):
+        t0 = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            with lock:
+                times.setdefault(name, []).append(time.perf_counter() - t0)
+    return wrapper
+
+if mode == "steps":
+    co._reserve = timed("1 reserve (in its transaction, commit excluded)", co._reserve)
+    co.payments.authorise = timed("2 authorise (provider and its 3 short transactions)", co.payments.authorise)
+    co._complete = timed("3 complete (in its transaction, commit excluded)", co._complete)
+    co.finish = timed("2+3 finish (authorise, complete with locks and commit)", co.finish)
+    co.checkout = timed("checkout (the whole call)", co.checkout)
+else:
+    inner = co.checkout
+    def profiled(*a, **k):
+        p = cProfile.Profile()
+        try:
+            return p.runcall(inner, *a, **k)
+        finally:
+            with lock:
+                profiles.append(p)
+    co.checkout = profiled
+
+def dump():
+    if mode == "steps":
+        with open(out, "w") as f:
+            for name, xs in sorted(times.items()):
+                xs.sort()
+                f.write(f"{name}: n={len(xs)} mean {sum(xs) / len(xs) * 1000:.1f} ms, p50 {xs[len(xs) // 2] * 1000:.1f}"
+                        f" ms, p99 {xs[int(len(xs) * 0.99)] * 1000:.1f} ms\n")
+    elif profiles:
+        stats = pstats.Stats(profiles[0])
+        for p in profiles[1:]:
+            stats.add(p)
+        stats.dump_stats(out)
+atexit.register(dump)
+# uvicorn shuts down on SIGTERM, then raises it again for the handler found before it started: this one, which exits
+# through atexit (the default handler would end the process without it)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+import uvicorn
+uvicorn.run("omnijourney.api.asgi:app", host="127.0.0.1", port=int(sys.argv[1]), workers=1, log_level="warning")
+'''
+
+
+def sku(i: int) -> str:
+    return f"BENCH-{i:04d}"
+
+
+def fresh_database(url: str, skus: int) -> str:
+    """Drop and create the database, migrate it, seed the shop; returns an admin key."""
+    parsed = make_url(url)
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+    admin.dispose()
+    db = Database(url)
+    upgrade(db.engine)
+    from omnijourney.auth.service import create_key
+    from omnijourney.catalog import service
+    from omnijourney.inventory import locations, stock
+    from omnijourney.pricing import service as pricing
+
+    with db.transaction() as s:
+        service.create_channel(s, code="web", name="Web", type="web", currency="EUR", market="DE")
+        service.create_channel(s, code="S01", name="Berlin Mitte", type="store", currency="EUR", market="DE",
+                               address="Berlin Mitte 1", latitude=52.52, longitude=13.405)
+        for p in range(0, skus, 10):
+            service.create_product(s, handle=f"bench-{p:04d}", title=f"Bench product {p}", category_ids=[],
+                                   channels=["web", "S01"],
+                                   variants=[{"sku": sku(i), "attributes": {"size": str(i - p)}}
+                                             for i in range(p, min(p + 10, skus))])
+        pricing.create_price_list(s, code="base-eur", name="Base EUR", currency="EUR")
+        pricing.set_prices(s, price_list="base-eur", prices={sku(i): f"{20 + i % 50}.00" for i in range(skus)})
+        pricing.set_market(s, market="DE", taxes_included=True, tax_rates={"standard": "0.19"},
+                           shipping_fees={"EUR": "4.95"})
+        locations.create_location(s, code="WH", name="Erfurt warehouse", type="warehouse", latitude=50.98,
+                                  longitude=11.03)
+        locations.create_location(s, code="S01", name="Berlin Mitte", type="store", channel_code="S01", ships=True)
+        for i in range(skus):
+            stock.receive(s, sku=sku(i), location="WH", quantity=1_000_000, ref="bench")
+            stock.receive(s, sku=sku(i), location="S01", quantity=50, ref="bench")
+        _, key = create_key(s, name="bench", scopes=["admin"])
+    db.dispose()
+    return key
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(url: str, port: int, workers: int, provider_path: str, profile: str | None,
+                 profile_out: str) -> subprocess.Popen:
+    env = {**os.environ, "OMNI_DATABASE_URL": url, "OMNI_PAYMENTS__TEST_PROVIDER_PATH": provider_path,
+           "OMNI_JOBS__EMBEDDED": "true"}
+    if profile:
+        env |= {"OMNI_BENCH_PROFILE": profile, "OMNI_BENCH_PROFILE_OUT": profile_out}
+        cmd = [sys.executable, "-c", _PROFILED_SERVER, str(port)]
+    else:
+        cmd = [sys.executable, "-m", "omnijourney.cli", "serve", "--port", str(port), "--workers", str(workers)]
+    log = open(Path(profile_out).with_name("server.log"), "wb")  # noqa: SIM115  (the server writes to it)
+    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the server did not start: see {log.name}")
+        time.sleep(0.2)
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.checkout: list[float] = []
+        self.cart: list[float] = []  # create the cart and add its line
+        self.orders: dict[str, dict] = {}
+        self.errors: list[str] = []
+
+
+def client(base: str, key: str, n: int, skus: int, start: float, warm: float, stop: float, tally: Tally) -> None:
+    rnd = random.Random(n)
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
+        while time.monotonic() < start:
+            time.sleep(0.001)
+        i = 0
+        while time.monotonic() < stop:
+            i += 1
+            item = sku(rnd.randrange(skus))
+            try:
+                t0 = time.monotonic()
+                cart = http.post("/api/v1/carts", json={"channel": "web", "anonymous_id": f"bench-{n}-{i}"})
+                cart.raise_for_status()
+                cid = cart.json()["id"]
+                line = http.post(f"/api/v1/carts/{cid}/lines", json={"sku": item, "quantity": 1, "channel": "web"})
+                line.raise_for_status()
+                t1 = time.monotonic()
+                got = http.post(f"/api/v1/carts/{cid}/checkout", headers={"Idempotency-Key": f"bench-{n}-{i}"},
+                                json={"channel": "web", "payments": [CARD], "expected_total": line.json()["total"],
+                                      "fulfilment": {"mode": "ship", "ship_to": BERLIN}})
+                t2 = time.monotonic()
+            except httpx.HTTPError as exc:
+                with tally.lock:
+                    tally.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                continue
+            if got.status_code != 201:
+                with tally.lock:
+                    tally.errors.append(f"checkout {got.status_code}: {got.text[:200]}")
+                continue
+            if t0 >= warm:
+                with tally.lock:
+                    tally.checkout.append(t2 - t1)
+                    tally.cart.append(t1 - t0)
+                    tally.orders[got.json()["id"]] = got.json()
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+class CpuMeter:
+    """CPU used by the server's processes, the PostgreSQL backends of the bench database, and this process (the
+    clients): what one checkout cycle costs the machine, whoever runs it."""
+
+    def __init__(self, server_pid: int, url: str) -> None:
+        self.server_pid, self.url = server_pid, url
+
+    def sample(self) -> dict[str, float]:
+        db = Database(self.url)
+        with db.transaction(write=False) as s:
+            backends = list(s.scalars(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")))
+        db.dispose()
+        server = [self.server_pid, *_children(self.server_pid)]
+        return {"server": sum(_cpu_s(p) for p in server), "postgresql": sum(_cpu_s(p) for p in backends),
+                "clients": time.process_time()}
+
+
+def pct(xs: list[float], q: float) -> float:
+    return xs[min(len(xs) - 1, int(len(xs) * q))] * 1000
+
+
+def settle_and_check(url: str, orders: dict[str, dict], provider_path: str) -> None:
+    from omnijourney.orders import audit
+    from omnijourney.payments.simulator import TestProvider
+
+    db = Database(url)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with db.transaction(write=False) as s:
+            left = s.scalar(text("SELECT COUNT(*) FROM jobs WHERE kind = 'payments.capture' AND status <> 'failed'"))
+        if not left:
+            break
+        time.sleep(1)
+    with db.transaction(write=False) as s:
+        found = audit.audit(s, acknowledged=orders, settled=False,
+                            intents=TestProvider(provider_path, webhook_secret="unused").intents())
+        captured = s.scalar(text("SELECT COUNT(*) FROM payments WHERE status = 'captured'"))
+    db.dispose()
+    print(f"checker: {found}")
+    print(f"captured by the server's job worker: {captured:,} payments")
+
+
+def report(args: argparse.Namespace, tally: Tally, load: float) -> None:
+    lat = sorted(tally.checkout)
+    carts = sorted(tally.cart)
+    if not lat:
+        raise SystemExit(f"no checkout succeeded: {tally.errors[:5]}")
+    print(f"{args.clients} clients, {args.workers} server process(es), {args.skus} SKU(s), {args.seconds:.0f} s "
+          f"measured after {args.warmup:.0f} s: {len(lat):,} checkouts = {len(lat) / args.seconds:,.1f} checkouts/s "
+          f"(each client: cart, line, checkout, again)")
+    print(f"checkout request: p50 {pct(lat, 0.5):.1f} ms, p95 {pct(lat, 0.95):.1f} ms, p99 {pct(lat, 0.99):.1f} ms, "
+          f"max {lat[-1] * 1000:.1f} ms, mean {statistics.fmean(lat) * 1000:.1f} ms")
+    print(f"cart + line (two requests): p50 {pct(carts, 0.5):.1f} ms, p99 {pct(carts, 0.99):.1f} ms")
+    print(f"errors: {len(tally.errors)}; load average after {load:.1f}")
+    for e in sorted(set(tally.errors))[:5]:
+        print(f"  error: {e}")
+
+
+def report_profile(args: argparse.Namespace, profile_out: str) -> None:
+    """What the profiled server wrote when it stopped."""
+    if args.profile == "steps" and Path(profile_out).exists():
+        print("server-side, per checkout call (all calls, warm-up included):")
+        print("  " + Path(profile_out).read_text().replace("\n", "\n  ").rstrip())
+    elif args.profile == "cprofile" and Path(profile_out).exists():
+        import pstats
+
+        print(f"cProfile of every checkout call, top 30 by cumulative time ({profile_out}):")
+        pstats.Stats(profile_out).sort_stats("cumulative").print_stats(30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    ap.add_argument("--seconds", type=float, default=30.0, help="measured, after --warmup")
+    ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument("--skus", type=int, default=200, help="checkouts spread over this many SKUs")
+    ap.add_argument("--profile", choices=["steps", "cprofile"], default=None,
+                    help="one worker: time the checkout's steps, or cProfile every checkout call")
+    args = ap.parse_args()
+    if args.profile:
+        args.workers = 1
+    print(f"machine: {describe()}; load average before {os.getloadavg()[0]:.1f}")
+    key = fresh_database(PG, args.skus)
+    tmp = tempfile.mkdtemp(prefix="omni-bench-checkout-")
+    provider_path = str(Path(tmp) / "test-provider.db")
+    profile_out = str(Path(tmp) / ("steps.txt" if args.profile == "steps" else "checkout.prof"))
+    port = _free_port()
+    server = start_server(PG, port, args.workers, provider_path, args.profile, profile_out)
+    tally = Tally()
+    try:
+        start = time.monotonic() + 1.0
+        warm = start + args.warmup
+        stop = warm + args.seconds
+        threads = [threading.Thread(target=client, args=(f"http://127.0.0.1:{port}", key, n, args.skus, start, warm,
+                                                         stop, tally)) for n in range(args.clients)]
+        for t in threads:
+            t.start()
+        meter = CpuMeter(server.pid, PG)
+        time.sleep(max(0.0, warm - time.monotonic()))
+        before = meter.sample()
+        time.sleep(max(0.0, stop - time.monotonic()))
+        after = meter.sample()
+        for t in threads:
+            t.join()
+        load = os.getloadavg()[0]
+        report(args, tally, load)
+        cycles = max(1, len(tally.checkout))
+        used = {k: after[k] - before[k] for k in before}
+        print("CPU per checkout cycle (cart, line, checkout): " + ", ".join(
+            f"{k} {v / cycles * 1000:.1f} ms" for k, v in used.items()) +
+            f"; together {sum(used.values()) / cycles * 1000:.1f} ms of the {os.cpu_count()} cores' "
+            f"{os.cpu_count() * args.seconds / cycles * 1000:.0f} ms (the rest: other processes on the machine)")
+        settle_and_check(PG, tally.orders, provider_path)  # with the server up: its worker captures
+    finally:
+        server.terminate()
+        server.wait(60)
+    report_profile(args, profile_out)
+
+
+if __name__ == "__main__":
+    main()
