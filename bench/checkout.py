@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -358,6 +359,8 @@ def main() -> None:
         server.terminate()
         server.wait(60)
     report_profile(args, profile_out)
+    if args.profile != "cprofile":  # keep the profile for pstats; the rest is the run's scratch
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
