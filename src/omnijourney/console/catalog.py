@@ -3,12 +3,15 @@ consistency report (each price difference between channels with the rule that ex
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from omnijourney.api.deps import SessionDep
 from omnijourney.auth.service import Principal
@@ -137,6 +140,42 @@ def quote_page(request: Request, session: SessionDep, _: PricingRead) -> Respons
                   channels=channels, q=result)
 
 
+REPORT_TTL_S = 60.0  # promotions and price lists start and end with time: a report is never older than this
+_reports: dict[str, tuple[float, tuple[Any, ...], consistency.Report]] = {}
+_reports_lock = threading.Lock()
+
+
+def _fingerprint(session: Session) -> tuple[Any, ...]:
+    """What the report depends on, summed up in a few aggregate queries (about a millisecond on the demo): a change
+    of a price, a list, a promotion, a channel, a tax rate, a publication or a variant changes it."""
+    from omnijourney.catalog.models import Channel, Product, Variant
+    from omnijourney.pricing.models import PriceEntry, PriceList, Promotion, TaxMarket, TaxRate
+
+    parts: list[Any] = []
+    for stamp in (PriceList.updated_at, Promotion.updated_at, Channel.updated_at, TaxMarket.updated_at,
+                  Product.updated_at, Variant.updated_at):
+        parts.extend(session.execute(select(func.count(), func.max(stamp))).one())
+    parts.extend(session.execute(select(func.count(), func.sum(PriceEntry.amount_minor),
+                                        func.sum(PriceEntry.amount_minor * func.length(PriceEntry.sku)))).one())
+    parts.extend(session.execute(select(func.count(), func.sum(TaxRate.rate_ppm))).one())
+    parts.extend(session.execute(select(func.count(), func.max(Publication.published_at))).one())
+    return tuple(parts)
+
+
+def cached_report(session: Session) -> consistency.Report:
+    """The consistency report, computed again when what it depends on changed or after ``REPORT_TTL_S`` (checking
+    every SKU in every channel takes seconds on a large catalog; a page must answer in milliseconds)."""
+    key = str(session.get_bind().url)
+    mark = _fingerprint(session)
+    with _reports_lock:
+        found = _reports.get(key)
+        if found is not None and found[1] == mark and time.monotonic() - found[0] < REPORT_TTL_S:
+            return found[2]
+        report = consistency.check(session)
+        _reports[key] = (time.monotonic(), mark, report)
+        return report
+
+
 @router.get("/pricing/consistency")
 def consistency_page(request: Request, session: SessionDep, _: PricingRead) -> Response:
     """Every SKU whose price differs between channels: unexplained, missing a price, or explained by a rule."""
@@ -152,7 +191,7 @@ def consistency_page(request: Request, session: SessionDep, _: PricingRead) -> R
     except Invalid as exc:
         errors.add(exc)
         status = 422
-    report = consistency.check(session)
+    report = cached_report(session)
     counts = {"unexplained": 0, "missing_price": 0, "explained": 0}
     for f in report.findings:
         counts[f.status] += 1
