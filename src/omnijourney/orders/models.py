@@ -28,6 +28,9 @@ class Checkout(Base):
         Index("ux_checkouts_open", "cart_id", unique=True,
               sqlite_where=text("status IN ('reserved', 'paying')"),
               postgresql_where=text("status IN ('reserved', 'paying')")),
+        # an order's checkout: a pending payment's webhook, a cancelled order's settle job, reading an order whose
+        # payments are not attached (reserve in store) look it up by order
+        Index("ix_checkouts_order", "order_id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
