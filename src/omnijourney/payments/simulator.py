@@ -119,6 +119,9 @@ class TestProvider:
         self._conn.row_factory = sqlite3.Row
         if self.path != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
+            # a remote API answers without waiting for our disk: commits reach the WAL, fsync only at checkpoints
+            # (a power cut may lose its last moments; a crash of the process loses nothing)
+            self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
 
     # ------------------------------------------------------------ one transaction per operation, idempotent
