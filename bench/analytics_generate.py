@@ -80,6 +80,8 @@ def generate(events: int, out: Path, seed: int, batch: int = 250_000) -> int:
     t0 = time.monotonic()
     for m in journeys(people=people, seed=seed, channels=CHANNELS, start=start, days=90):
         person = int(m.message_id.split("-")[1])
+        if written >= events:
+            break
         if person != last_person:  # campaigns and the other channels, before the person's first touch
             last_person = person
             if rng.random() < 0.35:
@@ -93,9 +95,8 @@ def generate(events: int, out: Path, seed: int, batch: int = 250_000) -> int:
         props = m.properties
         if m.event == "Order Completed" and "revenue" not in props:
             props = {**props, "revenue": f"{rng.uniform(15, 250):.2f}"}
-        add(person, m.type, m.event, m.channel, m.store_code, m.timestamp, m.anonymous_id, m.user_id, props)
-        if written >= events:
-            break
+        if written < events:
+            add(person, m.type, m.event, m.channel, m.store_code, m.timestamp, m.anonymous_id, m.user_id, props)
         if len(cols["id"]) >= batch:
             flush()
     flush()

@@ -8,6 +8,7 @@ backend.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -34,16 +35,26 @@ class AnalyticsDB:
     settings: AnalyticsSettings
 
     def tables(self) -> AbstractContextManager[Tables]:
-        if self.backend == "duckdb":
-            sync(self.db, open_store(self.settings.path or ""))
+        if self.backend in ("duckdb", "spark"):
+            store = open_store(self.settings.path or "")
+            sync(self.db, store)
+            if self.backend == "spark":
+                from omnijourney.analytics.spark import spark_tables
+
+                return spark_tables(store)
             return open_tables(self.db, self.settings)
         return app_tables(self.db)
 
 
-@pytest.fixture(params=["duckdb", "postgresql"])
+# Spark (the optional extra omnijourney[spark]) only when asked for: `.ci/run` sets OMNI_TEST_SPARK=1
+BACKENDS = ["duckdb", "postgresql", *(["spark"] if os.environ.get("OMNI_TEST_SPARK") else [])]
+
+
+@pytest.fixture(params=BACKENDS)
 def adb(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnalyticsDB]:
-    """An empty application database; analytics on DuckDB (synced from SQLite) or directly on PostgreSQL."""
-    if request.param == "duckdb":
+    """An empty application database; analytics on DuckDB (synced from SQLite), directly on PostgreSQL, or (with
+    OMNI_TEST_SPARK=1) on Spark (the DuckDB store's tables loaded into a local Spark session)."""
+    if request.param in ("duckdb", "spark"):
         path = tmp_path / "omni.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         database = Database(f"sqlite:///{path}")

@@ -39,13 +39,18 @@ _NUMERIC = r"^-?[0-9]+(\.[0-9]+)?$"
 
 
 def json_number(value: ir.JSONValue) -> ir.FloatingValue:
-    """A JSON value as a number: a JSON number, or a string holding one ("12.50": money is sent as text)."""
+    """A JSON value as a number: a JSON number, or a string holding one ("12.50": money is sent as text). (On Spark
+    ``properties`` is a map of texts: a value is already its text.)"""
+    if value.type().is_string():
+        return ibis.ifelse(value.re_search(_NUMERIC), value.cast("float64"), ibis.null())
     text = value.str
     return ibis.coalesce(value.float, ibis.ifelse(text.re_search(_NUMERIC), text.cast("float64"), ibis.null()))
 
 
 def json_text(value: ir.JSONValue) -> ir.StringValue:
     """A JSON value as text: a string as it is, a number or a boolean spelled as JSON spells it."""
+    if value.type().is_string():
+        return value
     # a number's JSON text as sent ("7", not "7.0"): the same on every backend
     return ibis.coalesce(value.str, ibis.ifelse(value.float.notnull(), value.cast("string"), ibis.null()),
                          ibis.ifelse(value.bool, "true", ibis.ifelse(value.bool.notnull(), "false", ibis.null())))
@@ -55,12 +60,12 @@ def json_text(value: ir.JSONValue) -> ir.StringValue:
 class Tables:
     """The analyses' tables on one backend connection (see the module docstring)."""
 
-    backend: str  # "duckdb" or "postgresql"
+    backend: str  # "duckdb", "postgresql" or "spark"
     con: Any  # the Ibis backend
 
     def events(self) -> ir.Table:
         """Touchpoints with the person resolved through merges."""
-        if self.backend == "duckdb":
+        if self.backend in ("duckdb", "spark"):  # the store's tables (Spark: as the store exported them)
             e = self.con.table("events")
             e = e.filter(e.name.notnull())
             people = self.con.table("people")
