@@ -185,6 +185,18 @@ RULES: dict[str, str] = {
     "POST /console/orders/{order_id}/transitions": ORDERS_WRITE,
     "GET /console/pickups": ORDERS_READ,
     "POST /console/pickups/collect": ORDERS_WRITE,
+    # the demo channels: the storefront and the app view are the shopper's (no principal; a signed cookie and a
+    # form token), analytics.js comes from its cache; the till acts for its store as checkout and returns do
+    **{f"{method} {prefix}{path}": PUBLIC for prefix in ("/shop", "/app") for method, path in (
+        ("GET", ""), ("GET", "/search"), ("GET", "/c/{code}"), ("GET", "/p/{handle}"), ("POST", "/store"),
+        ("GET", "/cart"), ("POST", "/cart/lines"), ("POST", "/cart/lines/{sku}"), ("POST", "/cart/handoff"),
+        ("GET", "/cart/handoff/{code}"), ("GET", "/checkout"), ("POST", "/checkout"), ("GET", "/orders"),
+        ("GET", "/orders/{order_id}"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"))},
+    "GET /shop/assets/analytics.js": PUBLIC,
+    **{f"{method} /pos{path}": ORDERS_WRITE for method, path in (
+        ("GET", ""), ("POST", "/find"), ("POST", "/pull"), ("POST", "/scan"), ("POST", "/carts/{cart_id}/open"),
+        ("GET", "/sale/{cart_id}"), ("POST", "/sale/{cart_id}/pay"), ("GET", "/orders"), ("GET", "/orders/{order_id}"),
+        ("POST", "/orders/{order_id}/returns"), ("GET", "/stock"))},
 }
 DENIED_CODE = {("POST /api/v1/session/password", "K"): "not_staff", ("GET /console/password", "K"): "not_staff",
                ("POST /console/password", "K"): "not_staff"}
@@ -229,7 +241,8 @@ def _call(world: dict[str, Any], route: str, who: str) -> Any:
 
 
 def _console(route: str) -> bool:
-    return route.split(" ", 1)[1].startswith("/console")
+    """A page that sends nobody to the console's login page (the till logs in there too)."""
+    return route.split(" ", 1)[1].startswith(("/console", "/pos"))
 
 
 def _code(r: Any) -> str | None:

@@ -106,6 +106,8 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
 
     from omnijourney.console import install as install_console
     install_console(app)  # /console: the staff console's pages (errors there answered as pages)
+    from omnijourney.shop import install as install_shop
+    install_shop(app)  # /shop, /app, /pos: the demo channels (storefront, app view, till)
     install_openapi(app)  # key schemes and error answers of every route, for /docs
 
     @app.get("/health", include_in_schema=False)

@@ -193,8 +193,9 @@ def login_redirect(request: Request, reason: str | None = None) -> RedirectRespo
 
 
 def safe_next(value: str | None) -> str:
-    """Where to go after logging in: a console path only (never another site: no open redirect)."""
-    if value and value.startswith(PREFIX) and not value.startswith("//") and "\\" not in value \
+    """Where to go after logging in: a console or POS path only (never another site: no open redirect)."""
+    pos = value == "/pos" or value.startswith(("/pos/", "/pos?")) if value else False
+    if value and (value.startswith(PREFIX) or pos) and not value.startswith("//") and "\\" not in value \
             and "\n" not in value and "\r" not in value:
         return value
     return PREFIX
