@@ -77,6 +77,15 @@ def _store(session: Session, who: Principal, asked: str | None) -> Channel:
     return stores[0]
 
 
+def display_name(c: Customer | None) -> str:
+    """How the till names the customer: their name, else their email, else "a guest"."""
+    if c is None:
+        return "a guest"
+    t = c.traits or {}
+    name = " ".join(str(t[k]) for k in ("first_name", "last_name") if t.get(k))
+    return name or str(t.get("email") or t.get("phone") or "a customer")
+
+
 def _customer_traits(c: Customer | None) -> dict[str, Any]:
     if c is None:
         return {}
@@ -101,7 +110,7 @@ def _render(request: Request, session: Session, template: str, *, store: Channel
     return web.render(template, status=status, title=title, store=store, store_options=_stores(session, who),
                       who_name=staff.name if staff is not None and staff.name else who.name,
                       csrf_token=getattr(request.state, "csrf_token", None) or "", tracking=track,
-                      here=request.url.path, **context)
+                      here=request.url.path, display_name=display_name, **context)
 
 
 def _visit(store: Channel, about: str | None) -> str:

@@ -315,7 +315,8 @@ def router_for(ch: Channel) -> APIRouter:
                         events=[("Product Viewed", event)], product=view.product, variants=variants, chosen=chosen,
                         prices=prices, price=price, currency=currency, stores=stores[:6], promises=promises,
                         origin_label=origin_label, near=near or "", errors=errors, quantity=quantity,
-                        store_choices=_stores(session), my_store=p.shopper.store or "")
+                        store_choices=_stores(session), my_store=p.shopper.store or "",
+                        place_names={r.code: r.name for r in stock.locations})
 
     @router.get("/p/{handle}")
     def product_page(handle: str, request: Request, session: SessionDep) -> Response:
