@@ -297,6 +297,12 @@ def demo(path: Annotated[str, typer.Option(help="the demo's SQLite file")] = DEM
         from omnijourney.db import Database
 
         os.environ["OMNI_DATABASE_URL"] = url
+        from omnijourney.shop import analytics_js  # the demo channels: shoppers log in by email, analytics.js cached
+        os.environ.setdefault("OMNI_SHOP_DEMO_LOGIN", "1")
+        console.print(analytics_js.fetch(), highlight=False)
+        base = f"http://{host}:{port}"
+        console.print(f"shop {base}/shop  app (phone) {base}/app  till {base}/pos  console {base}/console",
+                      soft_wrap=True, highlight=False)
         console.print(f"API and docs at http://{host}:{port}/docs  (Ctrl+C to stop)")
         uvicorn.run(create_app(Database(url), Settings(database_url=url)), host=host, port=port, log_level="warning")
 
