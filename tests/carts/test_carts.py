@@ -289,7 +289,7 @@ def pricing(monkeypatch: pytest.MonkeyPatch) -> None:
              "USED": Voucher("USED", "p2", max_uses=1, used=1)}
 
     def fake(session: Any, *, currency: str, channel_code: str, customer_id: str | None, lines: Any,
-             voucher_codes: Any, strict_vouchers: bool, fulfilment: str | None = None) -> engine.Quote:
+             voucher_codes: Any, strict_vouchers: bool, fulfilment: str | None = None, **_: Any) -> engine.Quote:
         ctx = engine.Context(channel_code=channel_code, channel_type="web", currency=currency,
                              market=engine.Market("DE", tax_rates={"standard": Decimal("0.19")}), at=utcnow(),
                              fulfilment=fulfilment)

@@ -82,11 +82,13 @@ class CartQuote:
 
 def _pricing_quote(session: Session, *, currency: str, channel_code: str, customer_id: str | None,
                    lines: Sequence[engine.BasketLine], voucher_codes: Sequence[str],
-                   strict_vouchers: bool, fulfilment: str | None = None) -> engine.Quote | None:
-    """The pricing service's quote (``pricing.quoting.quote``) of a basket of distinct SKUs."""
+                   strict_vouchers: bool, fulfilment: str | None = None,
+                   items: Mapping[str, VariantInfo] | None = None) -> engine.Quote | None:
+    """The pricing service's quote (``pricing.quoting.quote``) of a basket of distinct SKUs (``items``: the
+    catalog's answer for them, read by the caller: not read again)."""
     return pricing_quote(session, channel_code=channel_code, lines=[(b.sku, b.quantity) for b in lines],
                          customer_id=customer_id, vouchers=voucher_codes, currency=currency,
-                         strict_vouchers=strict_vouchers, fulfilment=fulfilment)
+                         strict_vouchers=strict_vouchers, fulfilment=fulfilment, items=items)
 
 
 def quote_cart(session: Session, *, currency: str, channel_code: str, customer_id: str | None,
@@ -118,7 +120,7 @@ def quote_cart(session: Session, *, currency: str, channel_code: str, customer_i
         try:
             quote = _pricing_quote(session, currency=currency, channel_code=channel_code, customer_id=customer_id,
                                    lines=basket, voucher_codes=codes, strict_vouchers=strict_vouchers,
-                                   fulfilment=fulfilment)
+                                   fulfilment=fulfilment, items=items)
             if quote is None:
                 general.append("pricing is not available")
             break

@@ -28,7 +28,7 @@ promotions table) changes, so a change is seen by the very next quote.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -192,7 +192,7 @@ def _vouchers(session: Session, codes: Sequence[str], customer_id: str | None) -
 def quote(session: Session, *, channel_code: str, lines: Sequence[tuple[str, int]], customer_id: str | None = None,
           segments: Iterable[str] | None = None, vouchers: Sequence[str] = (), at: datetime | None = None,
           currency: str | None = None, with_shipping: bool = True, strict_vouchers: bool = True,
-          fulfilment: str | None = None) -> engine.Quote:
+          fulfilment: str | None = None, items: Mapping[str, VariantInfo] | None = None) -> engine.Quote:
     """Price ``lines`` ((sku, quantity), a SKU given twice counts once) for a customer in a channel at ``at``.
 
     ``channel_code`` is a channel's code ("web", "S01"), never its type. ``segments`` adds to the segments in
@@ -203,7 +203,8 @@ def quote(session: Session, *, channel_code: str, lines: Sequence[tuple[str, int
     422/409 naming it; without, such vouchers are only explained as rejected in the quote (for carts that must
     still show their content). ``at`` without a zone is taken as UTC. Raises ``NotFound`` for an unknown
     channel, customer or SKU, ``Invalid`` for a SKU not sold in the channel, a SKU without price, a bad
-    quantity or a currency mismatch.
+    quantity or a currency mismatch. ``items``: what ``catalog.variants_for_skus`` said of these SKUs in this
+    channel, when the caller read it already in this transaction (a cart does): not read again.
     """
     channel = get_channel(session, code=channel_code, field="channel")
     if not channel.active:
@@ -217,7 +218,7 @@ def quote(session: Session, *, channel_code: str, lines: Sequence[tuple[str, int
     if customer_id is not None:
         customer_id, traits = customer_segments(session, customer_id)
         found |= traits
-    basket = _basket(session, lines, channel_code)
+    basket = _basket(session, lines, channel_code, dict(items) if items is not None else None)
     entered, codes = _vouchers(session, vouchers, customer_id)
     ctx = engine.Context(channel.code, channel.type, channel.currency,
                          market_for(session, market=channel.market, currency=channel.currency,
