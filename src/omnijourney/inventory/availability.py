@@ -51,6 +51,8 @@ class LocationStock:
     ships: bool
     pickup: bool
     handling_hours: int
+    keep_free: int = 0  # what a reservation for this channel leaves here (reservations.rules), for checkout
+    use_safety: bool = True
 
 
 @dataclass(slots=True)
@@ -141,7 +143,7 @@ def availability(session: Session, *, skus: Sequence[str], channel_code: str, ne
             dist = (round(distance_km(origin, (loc.latitude, loc.longitude)), 1)
                     if origin and loc.latitude is not None and loc.longitude is not None else None)
             rows.append(LocationStock(loc.code, loc.name, loc.type, on_hand, reserved, safety, free, feeds_channel,
-                                      dist, loc.ships, loc.pickup, loc.handling_hours))
+                                      dist, loc.ships, loc.pickup, loc.handling_hours, keep, use_safety))
         rows.sort(key=lambda r: (r.distance_km is None, r.distance_km or 0.0, r.code))
         feeding = [r for r in rows if r.feeds_channel]
         # a store's shelf for someone who walks in: what that store's own till could sell

@@ -11,16 +11,16 @@ channel reserves the last unit at once exactly one wins and the others get ``Out
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from omnijourney import jobs, locks
 from omnijourney.catalog.service import get_channel
-from omnijourney.core.errors import Conflict, Invalid
+from omnijourney.core.errors import Conflict, Invalid, NotFound
 from omnijourney.core.ids import new_id
 from omnijourney.core.time import utcnow
 from omnijourney.inventory.models import Location, LocationFeed, Reservation, ReservationLine
@@ -68,20 +68,41 @@ def _wants(session: Session, channel_code: str, lines: Sequence[tuple[str, str, 
     return [(sku, loc, q) for (sku, loc), q in merged.items()], places
 
 
+def _checked_wants(lines: Sequence[tuple[str, str, int]], field: str) -> list[tuple[str, str, int]]:
+    if not lines:
+        raise Invalid("nothing to reserve", field=field)
+    merged: dict[tuple[str, str], int] = {}
+    for i, (sku, location, quantity) in enumerate(lines):
+        check_units(quantity, f"{field}[{i}].quantity")
+        merged[(sku, location)] = merged.get((sku, location), 0) + quantity
+    return [(sku, loc, q) for (sku, loc), q in merged.items()]
+
+
 def reserve(session: Session, *, channel_code: str, lines: Sequence[tuple[str, str, int]], ref: str | None = None,
-            ttl_s: float | None = DEFAULT_TTL_S, field: str = "lines") -> Reservation:
+            ttl_s: float | None = DEFAULT_TTL_S, field: str = "lines",
+            checked: Mapping[str, tuple[int, bool]] | None = None) -> Reservation:
     """Hold (sku, location, quantity) ``lines`` for the channel, all or nothing, for ``ttl_s`` seconds (``None``:
     until released or consumed). Raises ``OutOfStock`` naming the line that could not be held; the caller's
-    transaction must then roll back."""
+    transaction must then roll back.
+
+    ``checked``: each location's (units kept free, safety stock kept back) as :func:`rules` gives them, when the
+    caller took the lines from this transaction's ``availability`` answer (checkout's sourcing), which lists only
+    known SKUs at active locations that sell to the channel: those checks are not made again. The guarded update
+    still decides whether the units are there."""
     get_channel(session, code=channel_code, field="channel")
     if ttl_s is not None and not 1 <= ttl_s <= MAX_TTL_S:
         raise Invalid(f"ttl_s must be between 1 and {MAX_TTL_S}", field="ttl_s")
-    wants, places = _wants(session, channel_code, lines, field)
+    if checked is not None and all(loc in checked for _, loc, _ in lines):
+        wants, kept = _checked_wants(lines, field), dict(checked)
+    else:
+        wants, places = _wants(session, channel_code, lines, field)
+        kept = {code: rules(loc, channel_code) for code, loc in places.items()}
     now = utcnow()
     expires = now + timedelta(seconds=ttl_s) if ttl_s is not None else None
     rid = new_id()
-    session.execute(insert(Reservation), [{"id": rid, "status": "active", "channel_code": channel_code, "ref": ref,
-                                           "expires_at": expires, "created_at": now, "updated_at": now}])
+    row = {"id": rid, "status": "active", "channel_code": channel_code, "ref": ref, "expires_at": expires,
+           "created_at": now, "updated_at": now}
+    session.execute(insert(Reservation), [row])
     session.execute(insert(ReservationLine), [{"reservation_id": rid, "sku": s, "location_code": loc, "quantity": q,
                                                "status": "active"} for s, loc, q in wants])
     if expires is not None:
@@ -89,11 +110,15 @@ def reserve(session: Session, *, channel_code: str, lines: Sequence[tuple[str, s
     index = {(s, loc): i for i, (s, loc, _) in enumerate(lines)}
     changes = []
     for sku, loc, q in wants:
-        keep, safety = rules(places[loc], channel_code)
+        keep, safety = kept[loc]
         changes.append(Change(sku, loc, "reservation", reserved=q, keep_free=keep, use_safety=safety, ref=rid,
                               channel=channel_code, field=f"{field}[{index[(sku, loc)]}].quantity"))
     apply(session, changes, now=now)  # the guarded updates last: a hot row is held for the update and the commit
-    return session.get(Reservation, rid)  # type: ignore[return-value]
+    # the row as written, in the session without reading it back
+    reservation = Reservation(**row)
+    make_transient_to_detached(reservation)
+    session.add(reservation)
+    return reservation
 
 
 def sell(session: Session, *, channel_code: str, lines: Sequence[tuple[str, str, int]], ref: str | None = None,
@@ -205,20 +230,28 @@ def move(session: Session, *, reservation_id: str, from_location: str, to_locati
 
 
 def hold(session: Session, *, reservation_id: str, ref: str | None = None,
-         expires_at: datetime | None = None) -> Reservation:
-    """Keep an active reservation for an order: a new ``ref`` and a new expiry (``None``: until settled)."""
-    reservation = locks.row(session, Reservation, reservation_id, field="reservation_id")
-    if reservation.status != "active":
-        raise Conflict(f"reservation {reservation_id} is {reservation.status}: its units may be gone",
-                       field="reservation_id", code="reservation_expired")
-    reservation.expires_at = expires_at
+         expires_at: datetime | None = None) -> None:
+    """Keep an active reservation for an order: a new ``ref`` and a new expiry (``None``: until settled).
+
+    One guarded ``UPDATE`` (``WHERE status = 'active'``): it takes the row's lock and, on PostgreSQL, looks at the
+    row again once a concurrent release (the expiry job) committed, so a reservation that ran out is never held."""
+    now = utcnow()
+    values: dict[str, Any] = {"expires_at": expires_at, "updated_at": now}
     if ref is not None:
-        reservation.ref = ref
+        values["ref"] = ref
+    # the session's pending changes (none of them a reservation's: release and move flush their own) are left for
+    # the caller's next flush: checkout writes its payment once, with its order
+    t = Reservation.__table__
+    with session.no_autoflush:
+        done = session.execute(update(t).where(t.c.id == reservation_id, t.c.status == "active").values(**values))
+    if done.rowcount != 1:
+        found = session.get(Reservation, reservation_id, populate_existing=True)
+        if found is None:
+            raise NotFound(f"no reservation {reservation_id!r}", field="reservation_id")
+        raise Conflict(f"reservation {reservation_id} is {found.status}: its units may be gone",
+                       field="reservation_id", code="reservation_expired")
     if expires_at is not None:
         jobs.enqueue(session, EXPIRE_JOB, {"id": reservation_id}, at=expires_at)
-    reservation.updated_at = utcnow()
-    session.flush()
-    return reservation
 
 
 def lines_of(session: Session, reservation_id: str) -> list[ReservationLine]:

@@ -14,7 +14,8 @@ Effects that must wait for the commit (publishing, sending) register with :func:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,6 +45,7 @@ class Kind:
 
 _kinds: dict[str, Kind] = {}
 _AFTER_COMMIT = "omni_after_commit"
+_BATCH = "omni_job_batch"  # session.info: rows enqueued inside jobs.batch(), written when it ends
 _wakers: list[Callable[[], None]] = []  # in-process workers to nudge when a transaction enqueued work
 
 
@@ -89,11 +91,37 @@ def enqueue(session: Session, name: str, args: dict[str, Any] | None = None, *, 
     now = utcnow()
     row = {"kind": name, "args": args or {}, "status": "pending", "run_at": at or now + timedelta(seconds=delay_s),
            "attempts": 0, "max_attempts": spec.max_attempts, "unique_key": unique_key, "created_at": now}
-    stmt = dialect_insert(session, Job.__table__).values(row)
-    if unique_key is not None:
+    waiting: list[dict[str, Any]] | None = session.info.get(_BATCH)
+    if waiting is not None:
+        waiting.append(row)
+        return
+    _insert(session, [row])
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
+    stmt = dialect_insert(session, Job.__table__).values(rows)
+    if any(r["unique_key"] is not None for r in rows):
         stmt = stmt.on_conflict_do_nothing(index_elements=["unique_key"])
     session.execute(stmt)
     after_commit(session, _wake)
+
+
+@contextmanager
+def batch(session: Session) -> Iterator[None]:
+    """Jobs enqueued inside the block are written together when it ends, in one ``INSERT`` (a checkout schedules
+    three): the same rows, in the same transaction, one round trip. Nested blocks write with the outermost; a block
+    that raises writes nothing (its transaction rolls back)."""
+    if session.info.get(_BATCH) is not None:
+        yield
+        return
+    rows: list[dict[str, Any]] = []
+    session.info[_BATCH] = rows
+    try:
+        yield
+    finally:
+        session.info.pop(_BATCH, None)
+    if rows:
+        _insert(session, rows)
 
 
 def after_commit(session: Session, fn: Callable[[], None]) -> None:

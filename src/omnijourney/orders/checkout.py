@@ -22,12 +22,13 @@ same at once, then answers what the first attempt would have.
 from __future__ import annotations
 
 import hashlib
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -49,6 +50,7 @@ from omnijourney.orders import sourcing
 from omnijourney.orders.models import Checkout
 from omnijourney.payments import providers
 from omnijourney.payments import service as payments
+from omnijourney.payments.models import Payment
 
 FINISH_JOB = "orders.finish_checkout"
 SOURCING_ROUNDS = 3  # a checkout that loses the units it planned on to another is sourced again, this many times
@@ -90,10 +92,12 @@ def _pricing_fulfilment(mode: str) -> str:
     return "delivery" if mode == "ship" else "in_store"
 
 
-def _quote(session: Session, cart: Cart, channel: Channel, mode: str) -> tuple[CartQuote, list[tuple[str, int]]]:
+def _quote(session: Session, cart: Cart, channel: Channel, mode: str
+           ) -> tuple[CartQuote, list[tuple[str, int]], dict[str, str | None]]:
     # one quote, for the fulfilment chosen (the cart's own view would quote it once more for the channel's rule)
     view = carts.view_of(session, cart=cart, channel_code=channel.code, fulfilment=_pricing_fulfilment(mode))
     lines = [(ln.sku, ln.quantity) for ln in view.lines]
+    titles = {sku: info.title for sku, info in view.items.items()}
     if not lines:
         raise Invalid(f"cart {cart.id} is empty", field="cart_id", code="empty_cart")
     quote = view.quote
@@ -101,7 +105,7 @@ def _quote(session: Session, cart: Cart, channel: Channel, mode: str) -> tuple[C
     if not quote.priced or unpriced:
         raise Invalid("the cart has lines that cannot be sold here: " + "; ".join(quote.problems),
                       field="cart_id", code="cart_not_sellable", details={"problems": quote.problems})
-    return quote, lines
+    return quote, lines, titles
 
 
 def _quote_dict(q: CartQuote) -> dict[str, Any]:
@@ -112,38 +116,54 @@ def _quote_dict(q: CartQuote) -> dict[str, Any]:
                        "discount": str(ql.discount), "total": str(ql.total)} for ql in q.lines]}
 
 
-def _earlier(session: Session, req: Request, key: str, fingerprint: str) -> Checkout | Answer | None:
-    found = session.scalar(select(Checkout).where(Checkout.cart_id == req.cart_id, Checkout.idempotency_key == key)
-                           .execution_options(populate_existing=True))
-    if found is None:
-        return None
+@dataclass(slots=True)
+class _Begun:
+    """What step 1 of this request hands to steps 2 and 3: what it read (the cart, its channel) and wrote (the
+    checkout, its payments), so that they are not read again."""
+
+    checkout: Checkout
+    cart: Cart
+    channel: Channel
+    payments: list[Payment]
+
+    @property
+    def id(self) -> str:
+        return self.checkout.id
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        return self.checkout.plan
+
+
+def _earlier(found: Checkout, fingerprint: str) -> Checkout | Answer:
     if found.request_hash != fingerprint:
         raise Invalid("this Idempotency-Key was used for a different checkout request", field="Idempotency-Key",
                       code="idempotency_key_reused")
     return Answer(found.answer_status, found.answer) if found.answer is not None else found  # type: ignore[arg-type]
 
 
-def _reserve(session: Session, req: Request, key: str, fingerprint: str) -> Checkout | Answer:
-    """Step 1; returns the checkout to pay, or the stored answer of an earlier request with this key."""
-    earlier = _earlier(session, req, key, fingerprint)
-    if earlier is not None:
-        return earlier
-    cart = carts.lock(session, req.cart_id)
-    # a twin with this key (a double click) may have committed while we waited for the cart: resume it instead
-    if (earlier := _earlier(session, req, key, fingerprint)) is not None:
-        return earlier
-    cart, channel = carts.lock_for_change(session, cart_id=req.cart_id, channel_code=req.channel_code)
+def _reserve(session: Session, req: Request, key: str, fingerprint: str) -> _Begun | Checkout | Answer:
+    """Step 1; returns the checkout to pay (begun now, or an earlier request's with this key still unanswered), or
+    the stored answer of an earlier request with this key."""
+    cart = carts.lock_once(session, req.cart_id)
+    # after the lock: a twin with this key (a double click) may have committed while we waited for the cart; and
+    # in the same read, whether another checkout of this cart is in flight
+    found = session.scalars(select(Checkout).where(
+        Checkout.cart_id == cart.id, or_(Checkout.idempotency_key == key, Checkout.status.in_(("reserved", "paying"))))
+        .execution_options(populate_existing=True)).all()
+    mine = next((c for c in found if c.idempotency_key == key), None)
+    if mine is not None:
+        return _earlier(mine, fingerprint)
+    channel = carts.check_for_change(session, cart, req.channel_code)
     if req.customer_id is not None and cart.customer_id is not None:
         owner = locks.customer(session, cart.customer_id)
         if owner != locks.customer(session, req.customer_id):
             raise Forbidden(f"cart {cart.id} belongs to another customer", field="customer_id",
                             code="not_your_cart")
-    in_flight = session.scalar(select(Checkout.id).where(Checkout.cart_id == cart.id,
-                                                         Checkout.status.in_(("reserved", "paying"))))
-    if in_flight is not None:
-        raise Conflict(f"cart {cart.id} is being checked out (checkout {in_flight}); retry with the same "
+    if found:
+        raise Conflict(f"cart {cart.id} is being checked out (checkout {found[0].id}); retry with the same "
                        "Idempotency-Key to get its answer", field="Idempotency-Key", code="checkout_in_progress")
-    quote, lines = _quote(session, cart, channel, req.fulfilment)
+    quote, lines, titles = _quote(session, cart, channel, req.fulfilment)
     if req.expected_total is not None and quote.total != req.expected_total:
         raise Conflict(f"the total is now {quote.total} {quote.currency}, not {req.expected_total}: show the "
                        "customer the new quote", field="expected_total", code="price_changed",
@@ -154,35 +174,38 @@ def _reserve(session: Session, req: Request, key: str, fingerprint: str) -> Chec
     if req.ship_to and req.ship_to.get("latitude") is not None and req.ship_to.get("longitude") is not None:
         near = (float(req.ship_to["latitude"]), float(req.ship_to["longitude"]))
     plan, checkout_id = None, new_id()
-    try:
-        plan = sourcing.source(session, channel_code=channel.code, lines=lines, fulfilment=req.fulfilment,
-                               pickup_location=req.location, near=near)
-        reservation = reservations.reserve(session, channel_code=channel.code, lines=plan.reservation_lines(),
-                                           ref=checkout_id, ttl_s=timing().reserve_ttl_s)
-    except OutOfStock as exc:  # after a plan: sourcing read the stock unlocked and another checkout took it first
-        raise _Short(exc, lines, raced=plan is not None) from None
-    now = utcnow()
-    paid_now = req.fulfilment != "reserve_in_store" and quote.total and quote.total > 0
-    rows = payments.begin(session, ref=checkout_id, currency=quote.currency, total=quote.total,
-                          tenders=req.tenders) if paid_now else []
-    co = Checkout(id=checkout_id, cart_id=cart.id, idempotency_key=key, request_hash=fingerprint, status="paying",
-                  channel_code=channel.code, reservation_id=reservation.id, order_id=None,
-                  plan={"quote": _quote_dict(quote), "sourcing": plan.to_dict(), "payments": [p.id for p in rows],
-                        "request": {"fulfilment": req.fulfilment, "location": req.location, "ship_to": req.ship_to,
-                                    "email": req.email}},
-                  created_at=now, updated_at=now)
-    session.add(co)
-    try:
-        session.flush()
-    except IntegrityError:  # a twin request got here first with another key
-        raise Conflict(f"cart {cart.id} is being checked out", field="Idempotency-Key",
-                       code="checkout_in_progress") from None
-    jobs.enqueue(session, FINISH_JOB, {"id": checkout_id}, delay_s=timing().finish_after_s)
+    with jobs.batch(session):  # the reservation's expiry, the payments' reconcile and the recovery: one INSERT
+        try:
+            plan = sourcing.source(session, channel_code=channel.code, lines=lines, fulfilment=req.fulfilment,
+                                   pickup_location=req.location, near=near)
+            reservation = reservations.reserve(session, channel_code=channel.code, lines=plan.reservation_lines(),
+                                               ref=checkout_id, ttl_s=timing().reserve_ttl_s, checked=plan.rules)
+        except OutOfStock as exc:  # after a plan: sourcing read the stock unlocked and another checkout took it first
+            raise _Short(exc, lines, raced=plan is not None) from None
+        now = utcnow()
+        paid_now = req.fulfilment != "reserve_in_store" and quote.total and quote.total > 0
+        # a lone tender is authorised as soon as this commits: its request is recorded now (payments.begin)
+        rows = payments.begin(session, ref=checkout_id, currency=quote.currency, total=quote.total,
+                              tenders=req.tenders, sending=len(req.tenders) == 1) if paid_now else []
+        co = Checkout(id=checkout_id, cart_id=cart.id, idempotency_key=key, request_hash=fingerprint,
+                      status="paying", channel_code=channel.code, reservation_id=reservation.id, order_id=None,
+                      plan={"quote": _quote_dict(quote), "sourcing": plan.to_dict(), "payments": [p.id for p in rows],
+                            "request": {"fulfilment": req.fulfilment, "location": req.location,
+                                        "ship_to": req.ship_to, "email": req.email},
+                            "titles": {sku: titles.get(sku) for sku, _ in lines}},
+                      created_at=now, updated_at=now)
+        session.add(co)
+        try:
+            session.flush()
+        except IntegrityError:  # a twin request got here first with another key
+            raise Conflict(f"cart {cart.id} is being checked out", field="Idempotency-Key",
+                           code="checkout_in_progress") from None
+        jobs.enqueue(session, FINISH_JOB, {"id": checkout_id}, delay_s=timing().finish_after_s)
     carts.record_event(session, cart=cart, channel=channel, event="Checkout Started",
                        properties={"checkout_id": checkout_id, "currency": quote.currency, "value": str(quote.total),
                                    "revenue": str(quote.items_total), "shipping": str(quote.shipping),
                                    "tax": str(quote.tax), "fulfilment": req.fulfilment})
-    return co
+    return _Begun(co, cart, channel, rows)
 
 
 def checkout(db: Database, req: Request, *, idempotency_key: str) -> Answer:
@@ -196,18 +219,61 @@ def checkout(db: Database, req: Request, *, idempotency_key: str) -> Answer:
         raise Invalid("checkout needs an Idempotency-Key header (1-200 characters): a retry with the same key never "
                       "makes a second order or charge", field="Idempotency-Key", code="idempotency_key_required")
     fingerprint = req.fingerprint()
-    for attempt in range(1, SOURCING_ROUNDS + 1):
+    rounds = relocks = 0
+    while True:
         try:
             with db.transaction() as session:
                 step = _reserve(session, req, idempotency_key, fingerprint)
-                if isinstance(step, Answer):
-                    return step
-                checkout_id, payment_ids = step.id, list(step.plan["payments"])
             break
         except _Short as short:  # a lost race is sourced again from what is left; else the shopper is told
-            if not short.raced or attempt == SOURCING_ROUNDS:
+            rounds += 1
+            if not short.raced or rounds == SOURCING_ROUNDS:
                 raise _with_alternatives(db, short, req.channel_code) from None
-    return finish(db, checkout_id, payment_ids)
+        except carts.Relock:  # the cart changed hands while we locked it: lock its new person first
+            relocks += 1
+            if relocks == 3:
+                raise
+    if isinstance(step, Answer):
+        return step
+    if isinstance(step, _Begun) and len(step.payments) <= 1:
+        return _finish_begun(db, step)
+    co = step.checkout if isinstance(step, _Begun) else step
+    return finish(db, co.id, list(co.plan["payments"]))
+
+
+def _finish_begun(db: Database, begun: _Begun) -> Answer:
+    """Steps 2 and 3 of a checkout this request began, with what step 1 read and wrote: the lone tender's
+    authorisation (its request recorded in step 1), then one transaction that records its result and completes
+    the order. A provider that does not answer leaves it to :func:`finish`, which asks again with the same key."""
+    result = None
+    if begun.payments:
+        try:
+            result = payments.send_authorisation(db, begun.payments[0])
+        except providers.ProviderUnavailable:
+            return finish(db, begun.checkout.id, [p.id for p in begun.payments])
+    seen: Cart | None = begun.cart
+    while True:
+        try:
+            with db.transaction() as session:
+                cart = carts.lock_once(session, begun.cart.id, seen=seen)
+                co = locks.row(session, Checkout, begun.checkout.id, field="checkout_id")
+                if co.answer is not None:  # finished meanwhile by the twin (request or job)
+                    return Answer(co.answer_status, co.answer)  # type: ignore[arg-type]
+                outcome, locked = None, None
+                if result is not None:
+                    outcome, paid = payments.record_authorisation(session, begun.payments[0].id, result)
+                    locked = {paid.id: paid}
+                answer, void = _complete(session, co, cart, outcome, channel=begun.channel, payments_locked=locked)
+                co.answer, co.answer_status, co.updated_at = answer.body, answer.status, utcnow()
+                session.flush()
+            break
+        except carts.Relock:
+            if seen is None:
+                raise
+            seen = None  # read the cart's people again, then lock them
+    if void:
+        payments.void(db, void)
+    return answer
 
 
 class _Short(Exception):
@@ -259,7 +325,8 @@ def finish(db: Database, checkout_id: str, payment_ids: list[str] | None = None)
     return answer
 
 
-def _complete(session: Session, co: Checkout, cart: Cart, outcome: Any) -> tuple[Answer, list[str]]:
+def _complete(session: Session, co: Checkout, cart: Cart, outcome: Any, *, channel: Channel | None = None,
+              payments_locked: dict[str, Any] | None = None) -> tuple[Answer, list[str]]:
     payment_ids = list(co.plan["payments"])
     status = outcome.status if outcome is not None else "authorised"
     if status in ("declined", "failed"):
@@ -276,16 +343,19 @@ def _complete(session: Session, co: Checkout, cart: Cart, outcome: Any) -> tuple
                                        f"{(d.reason if d else None) or 'no reason given'}",
                             "details": {"decline_code": d.code if d else None,
                                         "payment_id": d.payment_id if d else None}}), []
+    # a refusal leaves nothing behind: place() refuses before it writes, except a voucher used up after another
+    # was redeemed, hence a savepoint when there are vouchers
+    undo = session.begin_nested() if co.plan["quote"].get("vouchers") else nullcontext()
     try:
-        with session.begin_nested():
-            order = order_service.place(session, checkout=co, cart=cart, payment_ids=payment_ids,
-                                        pending=status == "pending", pending_ttl_s=timing().pending_ttl_s)
+        with undo:
+            order, body = order_service.place(session, checkout=co, cart=cart, payment_ids=payment_ids,
+                                              pending=status == "pending", pending_ttl_s=timing().pending_ttl_s,
+                                              channel=channel, payments_locked=payments_locked)
     except OmniError as exc:  # the reservation ran out, a voucher was used up meanwhile: no order, no charge
         _release_quietly(session, co.reservation_id)
         co.status = "failed"
         return Answer(exc.status, exc.to_dict()), payment_ids
     co.status, co.order_id = "completed", order.id
-    body = order_service.read(session, order.id)
     if status == "pending":
         body["next_action_url"] = outcome.next_action_url
         return Answer(202, body), []

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import and_, insert, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from omnijourney import jobs, locks
@@ -25,7 +25,7 @@ from omnijourney.carts.models import Cart
 from omnijourney.catalog import service as catalog
 from omnijourney.catalog.models import Channel
 from omnijourney.core.cursors import bad_cursor, decode_cursor, encode_cursor
-from omnijourney.core.errors import Conflict, Invalid, NotFound
+from omnijourney.core.errors import Conflict, Invalid, NotFound, OmniError
 from omnijourney.core.ids import new_id
 from omnijourney.core.time import utcnow
 from omnijourney.inventory import reservations
@@ -178,32 +178,160 @@ def new_order(session: Session, *, customer_id: str | None, anonymous_id: str | 
     return order
 
 
+def _money(value: Any) -> Decimal:
+    # as the database gives it back (Numeric(14, 2)): the answer written now reads like the order read later
+    return Decimal(value).quantize(_CENT)
+
+
+_CENT = Decimal("0.01")
+
+
+def _order_props(order: Order, lines: Sequence[OrderLine]) -> dict[str, Any]:
+    """Segment's order properties (``record_event``'s), from the order and its lines as the caller has them."""
+    props: dict[str, Any] = {
+        "order_id": order.id, "order_number": order.number, "channel_code": order.channel_code,
+        "fulfilment": order.fulfilment, "status": order.status, "currency": order.currency,
+        "total": str(order.total), "revenue": str(order.subtotal - order.discount), "shipping": str(order.shipping),
+        "tax": str(order.tax), "discount": str(order.discount),
+        "products": [{"sku": ln.sku, "name": ln.title, "price": str(ln.unit_price), "quantity": ln.quantity}
+                     for ln in sorted(lines, key=lambda ln: ln.sku)]}
+    if order.vouchers:
+        props["coupon"] = ",".join(order.vouchers)
+    if order.pickup_location:
+        props["pickup_location"] = order.pickup_location
+    return props
+
+
 def place(session: Session, *, checkout: Checkout, cart: Cart, payment_ids: Sequence[str], pending: bool,
-          pending_ttl_s: float) -> Order:
+          pending_ttl_s: float, channel: Channel | None = None,
+          payments_locked: dict[str, Any] | None = None) -> tuple[Order, dict[str, Any]]:
     """Write the order a checkout decided on (its quote, sourcing and payments), in the checkout's final
     transaction, with the cart locked: the reservation becomes the order's, vouchers are redeemed, the cart is
-    converted (unless a profile merge folded it into another cart meanwhile: that cart keeps its lines)."""
-    plan, quote = checkout.plan, checkout.plan["quote"]
-    src, req = plan["sourcing"], plan["request"]
+    converted (unless a profile merge folded it into another cart meanwhile: that cart keeps its lines), the
+    payments are attached and their capture enqueued, and the order goes as far as its money allows (paid and
+    allocated; a counter sale collected). Returns the order and its body as :func:`read` gives it.
+
+    What can refuse (the person, the reservation, the vouchers, the payments) runs before anything is written; the
+    order, its lines, shipments, history rows and timeline events are then written one ``INSERT`` each, the order
+    already in the state its moves reach (each move checked against the lifecycle and written to the history, with
+    its event, as :func:`advance` would). ``channel``: the checkout's channel as the caller read it;
+    ``payments_locked``: the payments as the caller locked them in this transaction (not locked again)."""
+    quote = checkout.plan["quote"]
+    code = checkout.channel_code
+    channel = channel if channel is not None and channel.code == code else session.get(Channel, code)
     customer_id = locks.customer(session, cart.customer_id) if cart.customer_id else None
-    order = new_order(session, customer_id=customer_id, anonymous_id=cart.anonymous_id, email=req.get("email"),
-                      channel_code=checkout.channel_code, cart_id=cart.id, quote=quote, sourcing=src,
-                      ship_to=req.get("ship_to"), reservation_id=checkout.reservation_id,
-                      payment_status="pending" if pending else ("authorised" if payment_ids else "unpaid"))
-    order_id, now = order.id, order.placed_at
+    now = utcnow()
+    order_id = new_id()
     reservations.hold(session, reservation_id=checkout.reservation_id, ref=order_id,  # type: ignore[arg-type]
                       expires_at=now + timedelta(seconds=pending_ttl_s) if pending else None)
-    for code in order.vouchers:
-        redeem_voucher(session, code=code, order_ref=order_id, customer_id=customer_id)
+    vouchers = list(quote.get("vouchers", []))
+    for voucher in vouchers:
+        redeem_voucher(session, code=voucher, order_ref=order_id, customer_id=customer_id)
+    attached: list[Any] = []
+    if payment_ids and not pending:  # a pending payment is attached once it is authorised (PAYMENT_JOB)
+        attached = payments.attach(session, list(payment_ids), order_id, locked=payments_locked)
+    # ---- nothing below refuses (an error there is a bug: the whole transaction rolls back, no half order)
+    try:
+        return _write_placed(session, checkout=checkout, cart=cart, channel=channel, customer_id=customer_id,
+                             order_id=order_id, now=now, vouchers=vouchers, payment_ids=payment_ids, pending=pending,
+                             attached=attached)
+    except OmniError as exc:
+        raise RuntimeError(f"placing order {order_id} failed after its checks: {exc.message}") from exc
+
+
+def _write_placed(session: Session, *, checkout: Checkout, cart: Cart, channel: Channel | None,
+                  customer_id: str | None, order_id: str, now: datetime, vouchers: list[str],
+                  payment_ids: Sequence[str], pending: bool, attached: list[Any]) -> tuple[Order, dict[str, Any]]:
+    plan, quote = checkout.plan, checkout.plan["quote"]
+    src, req = plan["sourcing"], plan["request"]
+    code = checkout.channel_code
+    if customer_id is not None and customer_id not in session.info.get(locks.LOCKED, ()):
+        raise RuntimeError("an order written without its customer's person lock")  # what the ORM's guard checks
+    fulfilment = src["fulfilment"]
+    order = Order(id=order_id, number=_number(order_id), customer_id=customer_id, anonymous_id=cart.anonymous_id,
+                  email=req.get("email"), channel_code=code, cart_id=cart.id, status="placed",
+                  payment_status="pending" if pending else ("authorised" if payment_ids else "unpaid"),
+                  fulfilment=fulfilment, pickup_location=src.get("pickup_location"), pickup_code=None,
+                  pickup_deadline=None, ship_to=req.get("ship_to"), currency=quote["currency"],
+                  subtotal=_money(quote["subtotal"]), discount=_money(quote["discount"]),
+                  shipping=_money(quote["shipping"]), tax=_money(quote["tax"]), total=_money(quote["total"]),
+                  refunded=_money(0), vouchers=vouchers, promotions=quote.get("promotions", []),
+                  sourcing={"rule": src["rule"], "explanation": src["explanation"], "parcels": src["parcels"]},
+                  reservation_id=checkout.reservation_id, placed_at=now, updated_at=now)
+    titles = plan.get("titles")
+    if titles is None:  # a checkout begun before its plan kept the titles
+        found = catalog.variants_for_skus(session, [ln["sku"] for ln in quote["lines"]], code)
+        titles = {sku: v.title for sku, v in found.items()}
+    lines = [OrderLine(order_id=order_id, sku=ln["sku"], title=titles.get(ln["sku"]), quantity=ln["quantity"],
+                       unit_price=_money(ln["unit_price"]), discount=_money(ln["discount"]),
+                       total=_money(ln["total"]), returned=0) for ln in quote["lines"]]
+    history = [OrderHistory(order_id=order_id, from_status=None, to_status="placed", channel_code=code, note=None,
+                            at=now)]
+    events: list[tuple[str, dict[str, Any]]] = [("Order Placed", {**_order_props(order, lines), "cart_id": cart.id})]
+
+    def move(to: str) -> None:
+        lifecycle.check(order, to)
+        history.append(OrderHistory(order_id=order_id, from_status=order.status, to_status=to, channel_code=code,
+                                    note=None, at=now))
+        order.status = to
+        events.append((lifecycle.EVENTS[to], _order_props(order, lines)))
+
+    parcel_status = "allocated"
+    if not pending:  # the money is secured: the purchase is made and the order goes on (as _secured does)
+        if fulfilment != "reserve_in_store":
+            order.payment_status = "authorised" if payment_ids else "paid"
+            move("paid")
+            events.append(("Order Completed", _order_props(order, lines)))  # Segment's purchase event
+        if fulfilment == "in_store":
+            move("collected")
+            parcel_status = "collected"
+        else:
+            move("allocated")
+    shipments = [Shipment(id=new_id(), order_id=order_id, location_code=p["location"], to_location=p["to_location"],
+                          lines=p["lines"], status=parcel_status, carrier=None, tracking=None, created_at=now,
+                          updated_at=now) for p in src["parcels"]]
+    session.execute(insert(Order.__table__), [_row(order)])
+    session.execute(insert(OrderLine.__table__), [_row(ln) for ln in lines])
+    if shipments:
+        session.execute(insert(Shipment.__table__), [_row(sh) for sh in shipments])
+    session.execute(insert(OrderHistory.__table__), [{k: v for k, v in _row(h).items() if k != "id"}
+                                                      for h in history])
     if cart.status == "active":
         cart.status = "converted"
-        carts.touch(session, cart=cart, channel=session.get(Channel, checkout.channel_code))  # type: ignore[arg-type]
-    if payment_ids and not pending:  # a pending payment is attached once it is authorised (PAYMENT_JOB)
-        payments.attach(session, list(payment_ids), order_id)
-    record_event(session, order, "Order Placed", checkout.channel_code, {"cart_id": cart.id})
-    if not pending:
-        _secured(session, order, payment_ids, checkout.channel_code)
-    return order
+        carts.touch(session, cart=cart, channel=channel)  # type: ignore[arg-type]
+    timeline.record_many(session, customer_id=order.customer_id, anonymous_id=order.anonymous_id, events=events,
+                         channel=channel.type if channel else "web",
+                         store_code=channel.code if channel and channel.type == "store" else None)
+    if payment_ids and not pending:
+        payments.enqueue_capture(session, list(payment_ids))
+    if fulfilment == "in_store" and not pending:
+        reservations.consume(session, reservation_id=checkout.reservation_id, ref=order_id)  # type: ignore[arg-type]
+    if attached:
+        paid_with: list[Any] | None = attached
+    elif payment_ids:  # pending: the checkout's tenders, not attached yet
+        paid_with = payments.find(session, ref=checkout.id)
+    else:
+        paid_with = []
+    body = read_new(session, order, lines=lines, shipments=shipments, history=history, payments_=paid_with)
+    return order, body
+
+
+def _row(obj: Any) -> dict[str, Any]:
+    return {c.key: getattr(obj, c.key) for c in inspect(type(obj)).column_attrs}
+
+
+def read_new(session: Session, order: Order, *, lines: list[OrderLine], shipments: list[Shipment],
+             history: list[OrderHistory], payments_: list[Any] | None) -> dict[str, Any]:
+    """:func:`read` of an order this transaction just wrote, from what it wrote (the payments are read unless
+    given)."""
+    from omnijourney.orders.schemas import order_read
+
+    known: dict[str, Any] = {"lines": sorted(lines, key=lambda ln: ln.sku),
+                             "shipments": sorted(shipments, key=lambda sh: (sh.created_at, sh.id)),
+                             "returns": [], "history": history}
+    if payments_ is not None:
+        known["payments"] = sorted(payments_, key=lambda p: (p.ref, p.position))
+    return order_read(session, order, known).model_dump(mode="json")
 
 
 def _secured(session: Session, order: Order, payment_ids: Sequence[str], channel_code: str) -> None:

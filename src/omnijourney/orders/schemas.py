@@ -181,11 +181,18 @@ def return_read(r: Any) -> ReturnRead:
                       exchange_order_id=r.exchange_order_id, created_at=r.created_at)
 
 
-def order_read(session: Session, order: Order) -> OrderRead:
-    """Everything about an order, in five small queries."""
+def order_read(session: Session, order: Order, known: dict[str, Any] | None = None) -> OrderRead:
+    """Everything about an order, in five small queries; ``known`` gives parts the caller wrote in this transaction
+    (``lines``, ``shipments``, ``payments``, ``returns``, ``history``: checkout's new order), which are not read."""
     from omnijourney.orders import lifecycle
     from omnijourney.orders import orders as svc
 
+    known = known or {}
+    lines = known["lines"] if "lines" in known else svc.lines(session, order.id)
+    shipments = known["shipments"] if "shipments" in known else svc.shipments(session, order.id)
+    payments = known["payments"] if "payments" in known else svc.payments_of(session, order)
+    returns = known["returns"] if "returns" in known else svc.returns_of(session, order.id)
+    history = known["history"] if "history" in known else svc.history(session, order.id)
     return OrderRead(
         id=order.id, number=order.number, customer_id=order.customer_id, anonymous_id=order.anonymous_id,
         channel=order.channel_code, status=order.status, allowed=list(lifecycle.allowed(order.fulfilment,
@@ -197,15 +204,15 @@ def order_read(session: Session, order: Order) -> OrderRead:
         refunded=order.refunded, vouchers=list(order.vouchers), sourcing=order.sourcing,
         lines=[OrderLineRead(sku=ln.sku, title=ln.title, quantity=ln.quantity, unit_price=ln.unit_price,
                              discount=ln.discount, total=ln.total, returned=ln.returned)
-               for ln in svc.lines(session, order.id)],
+               for ln in lines],
         shipments=[ShipmentRead(id=s.id, location=s.location_code, to_location=s.to_location, lines=s.lines,
                                 status=s.status, carrier=s.carrier, tracking=s.tracking)
-                   for s in svc.shipments(session, order.id)],
+                   for s in shipments],
         payments=[{"id": p.id, "method": p.method, "provider": p.provider, "status": p.status,
                    "amount": str(p.amount), "captured": str(p.money(p.captured_minor)),
                    "refunded": str(p.money(p.refunded_minor)), "brand": p.brand, "last4": p.last4,
-                   "decline_reason": p.decline_reason} for p in svc.payments_of(session, order)],
-        returns=[return_read(r) for r in svc.returns_of(session, order.id)],
+                   "decline_reason": p.decline_reason} for p in payments],
+        returns=[return_read(r) for r in returns],
         history=[HistoryRead(from_status=h.from_status, to_status=h.to_status, channel=h.channel_code, note=h.note,
-                             at=h.at) for h in svc.history(session, order.id)],
+                             at=h.at) for h in history],
         placed_at=order.placed_at, updated_at=order.updated_at)

@@ -41,6 +41,8 @@ class Plan:
     rule: str
     explanation: list[str]
     pickup_location: str | None = None
+    # each parcel's location: (units kept free, safety stock kept back) for this channel, as availability saw them
+    rules: dict[str, tuple[int, bool]] = field(default_factory=dict)
 
     def reservation_lines(self) -> list[tuple[str, str, int]]:
         return [(sku, p.location, q) for p in self.parcels for sku, q in p.lines.items()]
@@ -69,6 +71,14 @@ def source(session: Session, *, channel_code: str, lines: Sequence[tuple[str, in
         wanted[sku] = wanted.get(sku, 0) + q
     found = {a.sku: a for a in avail.availability(session, skus=list(wanted), channel_code=channel_code, near=near)}
     rows = {sku: found[sku].locations for sku in wanted}
+    plan = _choose(session, wanted, rows, channel_code, fulfilment, pickup_location)
+    seen = {r.code: (r.keep_free, r.use_safety) for sku_rows in rows.values() for r in sku_rows}
+    plan.rules = {p.location: seen[p.location] for p in plan.parcels if p.location in seen}
+    return plan
+
+
+def _choose(session: Session, wanted: dict[str, int], rows: dict[str, list[avail.LocationStock]], channel_code: str,
+            fulfilment: str, pickup_location: str | None) -> Plan:
     if fulfilment == "in_store":
         own = next((loc for loc in (session.get(Location, r.code) for r in rows[next(iter(wanted))])
                     if loc is not None and loc.channel_code == channel_code), None)

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, insert, select
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from omnijourney import jobs, locks
 from omnijourney.core.errors import Conflict, Invalid, NotFound
@@ -132,7 +132,7 @@ def _minor(value: Any, currency: str, field: str) -> int | None:
 
 
 def begin(session: Session, *, ref: str, currency: str, total: Decimal,
-          tenders: Sequence[Mapping[str, Any]]) -> list[Payment]:
+          tenders: Sequence[Mapping[str, Any]], sending: bool = False) -> list[Payment]:
     """Create the payments (status new) of a checkout ``ref`` that must pay ``total`` in the caller's transaction.
 
     ``tenders``: e.g. ``[{"method": "gift_card", "code": "GC-...", "amount": "20.00"}, {"method": "card",
@@ -140,6 +140,11 @@ def begin(session: Session, *, ref: str, currency: str, total: Decimal,
     remainder; the amounts must cover ``total`` exactly (``Invalid`` naming ``payments`` or ``payments[i].amount``).
     A ``payments.reconcile`` job is enqueued at the deadline (``OMNI_PAYMENTS__RECONCILE_AFTER_S``): whatever of
     these is still holding money without an order by then is voided.
+
+    ``sending``: the caller sends a lone tender's authorisation as soon as this transaction commits
+    (:func:`send_authorisation`, then :func:`record_authorisation`): its request is recorded here, with the payment
+    (step 1), instead of in a transaction of its own. A crash before the provider was asked leaves a request that
+    the recovery asks again with the same key (one charge at most), as after a lost answer.
     """
     check_currency(currency)
     if not ref or len(ref) > 64:
@@ -167,12 +172,25 @@ def begin(session: Session, *, ref: str, currency: str, total: Decimal,
                       f"{from_minor(total_minor, currency)} {currency}", field="payments",
                       code="payments_do_not_cover_total" if fixed < total_minor else "payments_exceed_total")
     now = utcnow()
-    rows = [Payment(id=new_id(), ref=ref, position=i, method=t.method, provider=t.provider, instrument=t.instrument,
-                    currency=currency, amount_minor=t.minor, authorised_minor=0, captured_minor=0, refunded_minor=0,
-                    refund_pending_minor=0, status="new", created_at=now, updated_at=now)
-            for i, t in enumerate(parsed)]
-    session.add_all(rows)
-    session.flush()
+    values = [{"id": new_id(), "ref": ref, "order_id": None, "position": i, "method": t.method,
+               "provider": t.provider, "instrument": t.instrument, "brand": None, "last4": None,
+               "currency": currency, "amount_minor": t.minor, "authorised_minor": 0, "captured_minor": 0,
+               "refunded_minor": 0, "refund_pending_minor": 0, "status": "new", "provider_ref": None,
+               "decline_code": None, "decline_reason": None, "next_action_url": None, "void_requested_at": None,
+               "created_at": now, "updated_at": now} for i, t in enumerate(parsed)]
+    session.execute(insert(Payment.__table__), values)  # no unit of work: the rows as written join the session below
+    rows = []
+    for v in values:
+        p = Payment(**v)
+        make_transient_to_detached(p)
+        session.add(p)
+        rows.append(p)
+    if sending and len(rows) == 1:
+        p = rows[0]
+        session.execute(insert(PaymentOperation.__table__), [{
+            "id": new_id(), "payment_id": p.id, "kind": "authorise", "phase": "request", "status": "requested",
+            "amount_minor": p.amount_minor, "idempotency_key": f"{p.id}:authorise", "details": {},
+            "created_at": now}])
     jobs.enqueue(session, RECONCILE_JOB, {"ref": ref, "payment_ids": [p.id for p in rows]},
                  delay_s=providers.settings().payments.reconcile_after_s)
     return rows
@@ -303,6 +321,43 @@ def _authorise_one(db: Database, p: Payment) -> Payment:
         return p
 
 
+def send_authorisation(db: Database, payment: Payment) -> Authorisation | ProviderError:
+    """Step 2 for a lone tender begun with ``sending=True`` (no transaction open): the provider's answer, or its
+    refusal; ``ProviderUnavailable`` when it did not answer (then :func:`authorise` asks again, same key)."""
+    try:
+        return _call_authorise(db, payment, f"{payment.id}:authorise")
+    except ProviderUnavailable:
+        raise
+    except ProviderError as exc:
+        return exc
+
+
+def record_authorisation(session: Session, payment_id: str, result: Authorisation | ProviderError
+                         ) -> tuple[AuthoriseOutcome, Payment]:
+    """Step 3 of :func:`send_authorisation`, in the caller's transaction (checkout's last one, which attaches the
+    payment to its order in the same write): the result row and the payment's new state, with its row locked.
+    Another finisher (a retry, the recovery job, a webhook) may have recorded it first: then its state stands.
+    Returns the outcome :func:`authorise` would give for this tender, and the locked payment."""
+    key = f"{payment_id}:authorise"
+    p = locks.row(session, Payment, payment_id, field="payment_ids")
+    if isinstance(result, ProviderError):
+        _log(session, p, "authorise", "result", "failed", idempotency_key=key, code=result.code,
+             message=result.message[:1000])
+        if p.status == "new":
+            p.status, p.decline_code, p.decline_reason = "failed", result.code[:100], result.message[:500]
+    else:
+        _record_authorisation(session, p, result, key)
+    p.updated_at = utcnow()
+    if p.status in ("authorised", "captured"):  # (a void decided meanwhile: attaching it refuses)
+        return AuthoriseOutcome("authorised", [p]), p
+    if p.status == "pending":
+        return AuthoriseOutcome("pending", [p], next_action_url=p.next_action_url), p
+    declined = p.status == "declined"
+    return AuthoriseOutcome("declined" if declined else "failed", [p], Decline(
+        p.id, p.position, p.method, p.decline_code or ("declined" if declined else "provider_error"),
+        p.decline_reason)), p
+
+
 def _call_authorise(db: Database, p: Payment, key: str) -> Authorisation:
     return providers.get(p.provider, db).authorise(
         amount=p.amount, currency=p.currency, method=Method(p.method, p.instrument), idempotency_key=key,
@@ -331,11 +386,17 @@ def _record_authorisation(session: Session, p: Payment, result: Authorisation, k
 
 # ---------------------------------------------------------------- attach and capture
 
-def attach(session: Session, payment_ids: Sequence[str], order_id: str) -> list[Payment]:
+def attach(session: Session, payment_ids: Sequence[str], order_id: str, *,
+           locked: Mapping[str, Payment] | None = None) -> list[Payment]:
     """Tie the payments to ``order_id`` in the order's transaction. Refused (409 ``payment_not_authorised``) when a
     payment does not hold its money, or a void was decided (the reconcile job got there first): the order must not
-    commit without its payment. Attaching again to the same order changes nothing."""
-    rows = locks.rows(session, Payment, payment_ids)
+    commit without its payment. Attaching again to the same order changes nothing. ``locked``: the payments as the
+    caller locked them in this transaction (:func:`record_authorisation`), not locked again. Every payment is
+    checked before any is changed."""
+    if locked is not None and all(i in locked for i in payment_ids):
+        rows = dict(locked)
+    else:
+        rows = locks.rows(session, Payment, payment_ids)
     if missing := [i for i in payment_ids if i not in rows]:
         raise NotFound(f"no payment {missing[0]!r}", field="payment_ids")
     for pid in payment_ids:
@@ -348,7 +409,11 @@ def attach(session: Session, payment_ids: Sequence[str], order_id: str) -> list[
             state = "being voided" if p.void_requested_at is not None else p.status
             raise Conflict(f"payment {pid} cannot pay for an order: it is {state}", field="payments",
                            code="payment_not_authorised")
-        p.order_id, p.updated_at = order_id, utcnow()
+    now = utcnow()
+    for pid in payment_ids:
+        p = rows[pid]
+        if p.order_id != order_id:
+            p.order_id, p.updated_at = order_id, now
     session.flush()
     return [rows[i] for i in payment_ids]
 
