@@ -215,3 +215,29 @@ def test_the_email_login_is_demo_only(world: World, client: TestClient) -> None:
         assert refused.status_code == 403 and 'id="email-error"' in refused.text
     finally:
         world.app.state.shop = before
+
+
+def test_without_analytics_js_the_pages_work_and_say_tracking_is_off(world: World, client: TestClient,
+                                                                     tmp_path: Any, monkeypatch: Any) -> None:
+    tampered = tmp_path / analytics_js.TARBALL
+    tampered.write_bytes(b"not the pinned tarball")
+    monkeypatch.setenv("OMNI_SHOP_ANALYTICS_JS", str(tampered))
+    monkeypatch.setenv("OMNI_CACHE_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("OMNI_TEST_CACHE", str(tmp_path / "empty"))
+    assert analytics_js.load().js is None  # a file that is not the pinned one is never served
+    before = world.app.state.shop
+    world.app.state.shop = web.new_state(web.ShopSettings(demo_login=True))
+    try:
+        page = client.get("/shop/p/jeans")
+        assert page.status_code == 200 and "Tracking off: analytics.js" in page.text
+        assert tracking(page.text) == {"on": False, "reason": analytics_js.load().reason, "source": "Web shop"}
+        assert client.get("/shop/assets/analytics.js").status_code == 404
+    finally:
+        world.app.state.shop = before
+
+
+def test_the_pin_is_the_browser_tests_pin() -> None:
+    from tests.support import browser
+
+    assert (analytics_js.VERSION, analytics_js.INTEGRITY) == (browser.ANALYTICS_NEXT_VERSION,
+                                                             browser.ANALYTICS_NEXT_INTEGRITY)
