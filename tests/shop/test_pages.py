@@ -241,3 +241,17 @@ def test_the_pin_is_the_browser_tests_pin() -> None:
 
     assert (analytics_js.VERSION, analytics_js.INTEGRITY) == (browser.ANALYTICS_NEXT_VERSION,
                                                              browser.ANALYTICS_NEXT_INTEGRITY)
+
+
+def test_a_card_that_asks_the_bank_sends_the_shopper_to_the_bank_page(client: TestClient) -> None:
+    add(client, "/shop", "basic-tee", "TEE-S")
+    form = client.get("/shop/checkout").text
+    placed = client.post("/shop/checkout", data={"token": token(form), "key": "k-3ds", "mode": "pickup",
+                                                 "store": "S01", "card": "pm_card_threeDSecure2Required",
+                                                 "email": "guest@example.com"})
+    assert placed.status_code == 303, placed.text[:2000]
+    order = client.get(placed.headers["location"]).text
+    assert "Your bank asks you to confirm this payment" in order
+    bank = re.search(r'href="([^"]*/payments/test-provider/authenticate/[^"]+)"', order).group(1)
+    assert client.get(bank).status_code == 200  # the test provider's bank page
+    assert re.search(r"<dt>Payment</dt><dd>pending</dd>", order)
