@@ -20,6 +20,8 @@ STEPS = [{"event": "Product Viewed"}, {"event": "Product Added"}, {"event": "Ord
 
 @pytest.fixture
 def api(adb: AnalyticsDB) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    if adb.backend == "spark":
+        pytest.skip("the API serves the DuckDB store or PostgreSQL; Spark is tested below the API")
     funnel_shop(adb.db)
     settings = Settings(database_url=adb.db.url, jobs=JobSettings(embedded=False), analytics=adb.settings)
     with TestClient(create_app(adb.db, settings)) as client:

@@ -288,9 +288,9 @@ def funnel(tables: Tables, q: FunnelQuery) -> pd.DataFrame:
             prev = m.t_start
             for j in range(1, k):
                 prev = ibis.ifelse(m[f"t_{j}"].notnull(), m[f"t_{j}"], prev)
-            dt = (m[f"t_{k}"] - prev).cast("float64")
-            agg[f"avg_{k}"] = dt.mean(where=done)
-            agg[f"median_{k}"] = dt.median(where=done)
+            dt = ibis.ifelse(done, (m[f"t_{k}"] - prev).cast("float64"), ibis.null())  # nulls are not averaged
+            agg[f"avg_{k}"] = dt.mean()
+            agg[f"median_{k}"] = dt.median()
     wide = m.group_by("breakdown").aggregate(**agg).execute()
     rows = []
     for r in wide.to_dict("records"):
