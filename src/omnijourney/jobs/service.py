@@ -99,10 +99,12 @@ def enqueue(session: Session, name: str, args: dict[str, Any] | None = None, *, 
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
-    stmt = dialect_insert(session, Job.__table__).values(rows)
+    stmt = dialect_insert(session, Job.__table__)
     if any(r["unique_key"] is not None for r in rows):
         stmt = stmt.on_conflict_do_nothing(index_elements=["unique_key"])
-    session.execute(stmt)
+    # the rows as parameters (one INSERT of them all on PostgreSQL, "insertmanyvalues"): one compiled statement
+    # whatever their number, where .values(rows) compiled anew for each
+    session.execute(stmt, rows)
     after_commit(session, _wake)
 
 
