@@ -112,10 +112,13 @@ def test_events_committed_out_of_id_order_are_copied_once(db: Database, store_pa
 def test_the_background_job_keeps_syncing_as_one_chain(db: Database, store_path: str) -> None:
     settings = Settings(database_url=db.url, jobs=JobSettings(embedded=True),
                         analytics=AnalyticsSettings(backend="duckdb", path=store_path, sync_interval_s=0.01))
+    analytics_jobs.schedule(db, settings)  # an empty database: no chain yet
+    with db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 0
+        s.execute(insert(Event.__table__), [event_row("x"), event_row("y")])
     analytics_jobs.schedule(db, settings)
     analytics_jobs.schedule(db, settings)  # again (a restart): still one chain
     with db.transaction() as s:
-        s.execute(insert(Event.__table__), [event_row("x"), event_row("y")])
         assert s.scalar(select(func.count()).select_from(Job).where(Job.kind == analytics_jobs.SYNC_JOB)) == 1
     from omnijourney.jobs.worker import Worker
 

@@ -49,6 +49,11 @@ def _tables(request: Request) -> Iterator[Any]:
     from omnijourney.analytics.tables import open_tables
 
     state = request.app.state
+    if not getattr(state, "analytics_scheduled", False):  # the sync chain, if start-up found nothing to sync
+        from omnijourney.analytics.jobs import schedule
+
+        schedule(state.db, state.settings, only_with_events=False)
+        state.analytics_scheduled = True
     with open_tables(state.db, state.settings.analytics) as tables:
         yield tables
 

@@ -27,15 +27,25 @@ def _enqueue(db: Database, args: dict[str, Any], key: str, delay_s: float) -> No
         jobs.enqueue(session, SYNC_JOB, {**args, "key": key}, delay_s=delay_s, unique_key=key)
 
 
-def schedule(db: Database, settings: Any) -> None:
+def schedule(db: Database, settings: Any, *, only_with_events: bool = True) -> None:
     """Start the sync chain for the app's settings (idempotent); nothing unless the DuckDB store is the backend, the
-    sync is on and this process runs the embedded worker (the only process that may hold the DuckDB file)."""
+    sync is on and this process runs the embedded worker (the only process that may hold the DuckDB file).
+
+    At start-up (``only_with_events``) an empty database starts no chain (a job row that would never go away from a
+    server nobody has used yet); the first analytics request starts it then (``analytics.api``)."""
+    from sqlalchemy import select
+
     from omnijourney.analytics.settings import effective_backend
     from omnijourney.analytics.store import default_path
+    from omnijourney.tracking.models import Event
 
     analytics = settings.analytics
     if effective_backend(analytics, db.dialect) != "duckdb" or not analytics.sync or not settings.jobs.embedded:
         return
+    if only_with_events:
+        with db.transaction(write=False) as session:
+            if session.scalar(select(Event.id).limit(1)) is None:
+                return
     path = default_path(db.url, analytics)
     _enqueue(db, {"path": path, "interval_s": analytics.sync_interval_s, "budget_s": analytics.sync_budget_s,
                   "batch_pages": analytics.batch_pages}, KEYS[0], 0.0)
