@@ -122,6 +122,12 @@ RULES: dict[str, str] = {
     "GET /api/v1/locations": STOCK_READ,
     "GET /api/v1/locations/{code}": STOCK_READ,
     "PATCH /api/v1/locations/{code}": STOCK_WRITE,
+    # analytics: analysts and marketers read it; forcing a sync is an admin's
+    **{f"GET /api/v1/analytics/{name}": "AMN" for name in (
+        "attribution", "clv", "journey-map", "kpis", "lifecycle", "paths", "repeat-purchase", "retention",
+        "stickiness", "sync")},
+    **{f"POST /api/v1/analytics/{name}": "AMN" for name in ("funnels", "funnels/people", "funnels/time-to-convert")},
+    "POST /api/v1/analytics/sync": "A",
     "GET /api/v1/inventory/availability": STOCK_READ,
     "GET /api/v1/inventory/levels": STOCK_READ,
     "GET /api/v1/inventory/movements": STOCK_READ,
