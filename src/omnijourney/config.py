@@ -70,6 +70,7 @@ class PaymentSettings(BaseModel):
     test_provider: bool = True  # the built-in test provider and its bank page (switch off in production)
     test_provider_path: str | None = None  # its own state; default beside an SQLite database, else in the temp dir
     test_webhook_secret: str = "whsec_omnijourney_test_provider"
+    test_provider_latency_s: float = Field(default=0.0, ge=0)  # the test provider answers authorisations this late
     test_webhook_url: str | None = None  # where it delivers events; default <public_url or the page's base URL>
     stripe_api_key: str | None = None  # sk_live_... / sk_test_...
     stripe_webhook_secrets: list[str] = Field(default_factory=list)  # whsec_...; several during a rotation

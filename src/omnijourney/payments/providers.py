@@ -199,7 +199,8 @@ def get(name: str, db: Database) -> PaymentProvider:
             from omnijourney.payments.simulator import TestProvider
 
             _cache[key] = TestProvider(path, webhook_secret=conf.payments.test_webhook_secret,
-                                       public_url=conf.public_url, tolerance_s=conf.payments.webhook_tolerance_s)
+                                       public_url=conf.public_url, tolerance_s=conf.payments.webhook_tolerance_s,
+                                       latency_s=conf.payments.test_provider_latency_s)
         return _cache[key]
     if name == "stripe" and conf.payments.stripe_api_key:
         key = ("stripe", "")

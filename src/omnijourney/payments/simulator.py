@@ -109,8 +109,11 @@ class TestProvider:
     name = "test"
 
     def __init__(self, path: str | Path, *, webhook_secret: str, public_url: str | None = None,
-                 tolerance_s: int = 300) -> None:
+                 tolerance_s: int = 300, latency_s: float = 0.0) -> None:
         self.path = str(path)
+        # a remote API's round trip before an authorisation is answered (OMNI_PAYMENTS__TEST_PROVIDER_LATENCY_S):
+        # crash tests need checkouts caught between their steps, which a provider answering in 50 us rarely leaves
+        self.latency_s = latency_s
         self.webhook_secret = webhook_secret
         self.public_url = (public_url or "").rstrip("/")
         self.tolerance_s = tolerance_s
@@ -168,6 +171,8 @@ class TestProvider:
                   metadata: Mapping[str, str]) -> Authorisation:
         check_currency(currency)
         minor = to_minor(amount, currency)
+        if self.latency_s:
+            time.sleep(self.latency_s)
 
         def run(c: sqlite3.Connection) -> dict[str, Any]:
             if method.kind != "card" or method.token not in CARDS:
