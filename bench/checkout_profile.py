@@ -29,6 +29,7 @@ import cProfile
 import os
 import pstats
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -185,6 +186,8 @@ def main() -> None:
             print(f"cProfile ({'CPU' if args.cpu_clock else 'wall'} clock), top {args.top} by {key_} ({out}):")
             pstats.Stats(str(out)).sort_stats(key_).print_stats(args.top)
     db.dispose()
+    if not args.cprofile:  # keep the profile for pstats; the rest is the run's scratch
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
