@@ -266,6 +266,12 @@ def test_a_live_worker_keeps_the_lease_of_jobs_it_holds_however_long_they_take(d
     other = Worker(db, name="other", lease_s=1.0)
     try:
         deadline = time.monotonic() + 20
+        # busy's thread claims them a moment after it starts (later on a loaded machine): only then may other try
+        while not (jobs := all_jobs(db)) or any(j.locked_by != "busy" for j in jobs):
+            if committed_runs(db, "slow-0"):
+                break
+            assert time.monotonic() < deadline, "the busy worker did not claim the jobs"
+            time.sleep(0.01)
         while any(committed_runs(db, f"slow-{n}") == 0 for n in range(3)):
             assert time.monotonic() < deadline, "the jobs did not run"
             other.housekeeping()  # would give back the third job, queued 1.6 s, if busy's lease had lapsed
