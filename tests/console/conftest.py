@@ -8,8 +8,6 @@ proven here is the pages themselves. Cheap password hashes (still argon2id) keep
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +19,9 @@ from omnijourney.api.app import create_app
 from omnijourney.config import JobSettings, Settings
 from omnijourney.db import Database
 from tests.auth.conftest import use_cheap_hashes
-from tests.conftest import _free_port
 from tests.console.seed import World, build
-from tests.support.browser import Unavailable, chromium_executable, unavailable
+from tests.support.browser import chromium
+from tests.support.browser import served as serve
 
 
 @pytest.fixture(scope="module")
@@ -50,40 +48,12 @@ def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory, cheap
 @pytest.fixture(scope="module")
 def served(world: World) -> Iterator[str]:
     """The world's app served by uvicorn on a free local port; its base URL."""
-    import uvicorn
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(world.app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(world.app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium, headless (skipped with the reason when missing, an error under OMNI_TEST_REQUIRE_BROWSER)."""
-    try:
-        executable = chromium_executable()
-        from playwright.sync_api import sync_playwright
-    except Unavailable as exc:
-        reason = str(exc)
-    except ImportError:
-        reason = "playwright is not installed (pip install -e '.[test]')"
-    else:
-        with sync_playwright() as pw:
-            try:
-                launched = pw.chromium.launch(executable_path=executable, headless=True)
-            except Exception as exc:
-                reason = f"Chromium at {executable} does not start: {exc}"
-            else:
-                yield launched
-                launched.close()
-                return
-    unavailable(reason)
+    with chromium() as launched:
+        yield launched

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from omnijourney.orders import audit
 from omnijourney.payments.simulator import TestProvider
 from tests.conftest import make_key
 from tests.factories_inventory import network, priced, stock_up
+from tests.support.browser import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -55,17 +55,11 @@ def _postgresql_only(db: Database) -> None:
         pytest.skip("SQLite serialises every write transaction: no two checkouts interleave, nothing to storm")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """``omni serve`` on the test's database as a process of its own, which the test may kill and start again."""
 
     def __init__(self, db: Database, tmp_path: Path, **settings: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.tmp_path = tmp_path
         self.provider_path = tmp_path / "test-provider.db"

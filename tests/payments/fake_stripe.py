@@ -23,7 +23,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from tests.conftest import _free_port
+from tests.support.browser import free_port
 
 DECLINES = {
     "pm_card_chargeDeclined": ("card_declined", "generic_decline", "Your card was declined."),
@@ -292,7 +292,7 @@ class Served:
 
     def __init__(self, fake: FakeStripe) -> None:
         self.fake = fake
-        self.port = _free_port()
+        self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(fake.app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

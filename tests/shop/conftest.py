@@ -8,8 +8,6 @@ SQLite only, as the console's: the pages call the domain services that every oth
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -25,8 +23,8 @@ from omnijourney.db import Database
 from omnijourney.payments import giftcards
 from omnijourney.shop import web
 from tests.auth.conftest import use_cheap_hashes
-from tests.conftest import _free_port
 from tests.console.seed import World, build
+from tests.support.browser import served as serve
 
 GIFT_CARD = "GIFT-2024-DEMO"
 
@@ -68,20 +66,8 @@ def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory, cheap
 @pytest.fixture(scope="module")
 def served(world: World) -> Iterator[str]:
     """The world's app served by uvicorn on a free local port; its base URL."""
-    import uvicorn
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(world.app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(world.app) as url:
+        yield url
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from omnijourney.tracking.models import Event
 from tests.console.seed import World
 from tests.console.test_browser import DESKTOP, LOW_CONTRAST, PHONE, SIDEWAYS, UNNAMED_CONTROLS
 from tests.shop.conftest import GIFT_CARD
-from tests.support.browser import Unavailable, analytics_js, chromium_executable, unavailable
+from tests.support.browser import Unavailable, analytics_js, chromium, unavailable
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -74,26 +74,9 @@ def camera(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def browser(camera: Path) -> Iterator[Any]:
     """Debian's Chromium with a fake camera that films ``camera`` (the test writes the QR code there)."""
-    try:
-        executable = chromium_executable()
-        from playwright.sync_api import sync_playwright
-    except Unavailable as exc:
-        reason = str(exc)
-    except ImportError:
-        reason = "playwright is not installed (pip install -e '.[test]')"
-    else:
-        args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-video-capture={camera}"]
-        with sync_playwright() as pw:
-            try:
-                launched = pw.chromium.launch(executable_path=executable, headless=True, args=args)
-            except Exception as exc:
-                reason = f"Chromium at {executable} does not start: {exc}"
-            else:
-                yield launched
-                launched.close()
-                return
-    unavailable(reason)
+    with chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                  f"--use-file-for-fake-video-capture={camera}") as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

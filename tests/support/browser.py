@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 from fastapi import FastAPI
@@ -214,3 +214,59 @@ def record_requests(app: FastAPI) -> list[Seen]:
 
     app.add_middleware(Recorder)
     return log
+
+
+@contextmanager
+def chromium(*args: str) -> Iterator[Any]:
+    """Debian's Chromium under Playwright, headless, with extra command-line ``args``; when a piece is missing the
+    test is skipped with the reason (an error under ``OMNI_TEST_REQUIRE_BROWSER``)."""
+    try:
+        executable = chromium_executable()
+        from playwright.sync_api import sync_playwright
+    except Unavailable as exc:
+        reason = str(exc)
+    except ImportError:
+        reason = "playwright is not installed (pip install -e '.[test]')"
+    else:
+        with sync_playwright() as pw:
+            try:
+                launched = pw.chromium.launch(executable_path=executable, headless=True, args=list(args))
+            except Exception as exc:
+                reason = f"Chromium at {executable} does not start: {exc}"
+            else:
+                try:
+                    yield launched
+                finally:
+                    launched.close()
+                return
+    unavailable(reason)  # outside the except block: the report shows the reason, not a chained traceback
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def served(app: ASGIApp) -> Iterator[str]:
+    """``app`` served by a real uvicorn on a free local port, in a thread; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -33,7 +33,7 @@ from tests.support.browser import (
     Seen,
     Unavailable,
     analytics_js,
-    chromium_executable,
+    chromium,
     record_requests,
     shop_server,
     unavailable,
@@ -112,24 +112,8 @@ def bundle() -> bytes:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    try:
-        executable = chromium_executable()
-        from playwright.sync_api import sync_playwright
-    except Unavailable as exc:
-        reason = str(exc)
-    except ImportError:
-        reason = "playwright is not installed (pip install -e '.[test]')"
-    else:
-        with sync_playwright() as pw:
-            try:
-                launched = pw.chromium.launch(executable_path=executable, headless=True)
-            except Exception as exc:
-                reason = f"Chromium at {executable} does not start: {exc}"
-            else:
-                yield launched
-                launched.close()
-                return
-    unavailable(reason)
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(autouse=True)
