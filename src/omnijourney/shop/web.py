@@ -28,6 +28,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from omnijourney.console import web as console_web
+from omnijourney.console.web import label, money, text  # noqa: F401  (one formatting and input rule for every page)
 from omnijourney.core.errors import Invalid
 from omnijourney.core.ids import new_id
 from omnijourney.core.text import NUL
@@ -88,17 +90,6 @@ APP = Channel("/app", "app", "app", "App")
 
 # ---------------------------------------------------------------- formatting and templates
 
-def money(amount: Decimal | str | float | None, currency: str | None = None) -> str:
-    if amount is None or amount == "":
-        return "—"
-    value = Decimal(str(amount)).quantize(Decimal("0.01"))
-    return f"{value:,} {currency}" if currency else f"{value:,}"
-
-
-def label(value: str | None) -> str:
-    return (value or "").replace("_", " ")
-
-
 def when(value: Any) -> str:
     if value is None:
         return "—"
@@ -148,26 +139,9 @@ def render(template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
 
 # ---------------------------------------------------------------- what people typed
 
-def text(value: str | None, field: str, *, max_len: int = MAX_INPUT) -> str | None:
-    """A trimmed text input, None when empty; ``Invalid`` on ``field`` when too long or holding NUL."""
-    if value is None:
-        return None
-    value = value.strip()
-    if NUL in value:
-        raise Invalid(f"{field} contains the NUL character, which text cannot hold", field=field)
-    if len(value) > max_len:
-        raise Invalid(f"at most {max_len} characters", field=field)
-    return value or None
-
-
 def whole(value: str | None, field: str, *, low: int = 1, high: int = 99) -> int:
-    try:
-        number = int((value or "").strip())
-    except ValueError:
-        raise Invalid(f"a whole number from {low} to {high}", field=field) from None
-    if not low <= number <= high:
-        raise Invalid(f"a whole number from {low} to {high}", field=field)
-    return number
+    """A quantity typed in a shop's form (the console's rule, a shopper's bounds)."""
+    return console_web.whole(value, field, low=low, high=high)
 
 
 def amount(value: str | None, field: str) -> Decimal | None:
