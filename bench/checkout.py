@@ -39,12 +39,12 @@ import time
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.databases import fresh_database as recreate
 from bench.machine import describe
 from omnijourney.db import Database
-from omnijourney.migrate import upgrade
 
 PG = os.environ.get("OMNI_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/omni_bench_checkout")
 CARD = {"method": "card", "provider": "test", "payment_method": "pm_card_visa"}
@@ -112,14 +112,7 @@ def sku(i: int) -> str:
 
 def fresh_database(url: str, skus: int) -> str:
     """Drop and create the database, migrate it, seed the shop; returns an admin key."""
-    parsed = make_url(url)
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
-    admin.dispose()
-    db = Database(url)
-    upgrade(db.engine)
+    db = recreate(url)
     from omnijourney.auth.service import create_key
     from omnijourney.catalog import service
     from omnijourney.inventory import locations, stock

@@ -24,9 +24,10 @@ import time
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, insert, make_url, text
+from sqlalchemy import insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.databases import fresh_sqlite_or_postgresql
 from bench.machine import describe
 from bench.server import omni_server
 from omnijourney.auth.service import create_key
@@ -36,25 +37,13 @@ from omnijourney.core.time import utcnow
 from omnijourney.db import Database, encode, insert_encoded
 from omnijourney.inventory import locations
 from omnijourney.inventory.models import StockLevel
-from omnijourney.migrate import upgrade
 
 PG = os.environ.get("OMNI_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/omni_bench_inventory_avail")
 CITIES = [(52.52, 13.40), (53.55, 9.99), (48.14, 11.58), (50.94, 6.96), (50.11, 8.68), (51.34, 12.37)]
 
 
 def fresh_database(kind: str, folder: Path) -> Database:
-    if kind == "sqlite":
-        db = Database(f"sqlite:///{folder / 'bench.db'}")
-    else:
-        parsed = make_url(PG)
-        admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
-        admin.dispose()
-        db = Database(PG)
-    upgrade(db.engine)
-    return db
+    return fresh_sqlite_or_postgresql(kind, folder, PG)
 
 
 def network(db: Database, skus: int, seed: int) -> tuple[list[str], str]:

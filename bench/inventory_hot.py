@@ -33,13 +33,13 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, make_url
 from sqlalchemy.orm import sessionmaker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.databases import fresh_database as recreate
 from bench.machine import describe
 from omnijourney.db import Database
-from omnijourney.migrate import upgrade
 
 PG = os.environ.get("OMNI_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/omni_bench_inventory_hot")
 SKU, LOCATION = "HOT-1", "WH"
@@ -57,14 +57,7 @@ def sku(n: int) -> str:
 
 
 def fresh_database(url: str, skus: int = 1) -> None:
-    parsed = make_url(url)
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
-    admin.dispose()
-    db = Database(url)
-    upgrade(db.engine)
+    db = recreate(url)
     from omnijourney.catalog import service
     from omnijourney.inventory import locations, stock
 

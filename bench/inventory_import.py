@@ -23,32 +23,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, insert, make_url, text
+from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.databases import fresh_sqlite_or_postgresql
 from bench.machine import describe
 from omnijourney.catalog.models import Channel, Product, Variant
 from omnijourney.core.time import utcnow
 from omnijourney.db import Database
 from omnijourney.inventory import locations
-from omnijourney.migrate import upgrade
 
 PG = os.environ.get("OMNI_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/omni_bench_inventory")
 
 
 def fresh_database(kind: str, folder: Path) -> Database:
-    if kind == "sqlite":
-        db = Database(f"sqlite:///{folder / 'bench.db'}")
-    else:
-        parsed = make_url(PG)
-        admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
-        admin.dispose()
-        db = Database(PG)
-    upgrade(db.engine)
-    return db
+    return fresh_sqlite_or_postgresql(kind, folder, PG)
 
 
 def catalog(db: Database, skus: int, warehouses: int, stores: int) -> tuple[list[str], list[str]]:

@@ -20,29 +20,15 @@ import sys
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, make_url, select, text
+from sqlalchemy import func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.databases import fresh_database
 from bench.machine import describe
 from omnijourney import jobs
-from omnijourney.db import Database
 from omnijourney.jobs.models import Job
-from omnijourney.migrate import upgrade
 
 PG = os.environ.get("OMNI_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/omni_bench_jobs")
-
-
-def fresh_database(url: str) -> Database:
-    """``url``'s database dropped, created again and migrated."""
-    parsed = make_url(url)
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
-    admin.dispose()
-    db = Database(url)
-    upgrade(db.engine)
-    return db
 
 
 def start_workers(url: str, processes: int, threads: int, batch: int) -> list[subprocess.Popen[str]]:
