@@ -309,14 +309,7 @@ def _authorise_one(db: Database, p: Payment) -> Payment:
         error = exc
     with db.transaction() as session:
         p = locks.row(session, Payment, p.id)
-        if result is None:
-            _log(session, p, "authorise", "result", "failed", idempotency_key=key, code=error.code,
-                 message=error.message[:1000])
-            if p.status == "new":
-                p.status, p.decline_code, p.decline_reason = "failed", error.code[:100], error.message[:500]
-        else:
-            _record_authorisation(session, p, result, key)
-        p.updated_at = utcnow()
+        _record_answer(session, p, error if result is None else result, key)
         session.flush()
         return p
 
@@ -340,14 +333,7 @@ def record_authorisation(session: Session, payment_id: str, result: Authorisatio
     Returns the outcome :func:`authorise` would give for this tender, and the locked payment."""
     key = f"{payment_id}:authorise"
     p = locks.row(session, Payment, payment_id, field="payment_ids")
-    if isinstance(result, ProviderError):
-        _log(session, p, "authorise", "result", "failed", idempotency_key=key, code=result.code,
-             message=result.message[:1000])
-        if p.status == "new":
-            p.status, p.decline_code, p.decline_reason = "failed", result.code[:100], result.message[:500]
-    else:
-        _record_authorisation(session, p, result, key)
-    p.updated_at = utcnow()
+    _record_answer(session, p, result, key)
     if p.status in ("authorised", "captured"):  # (a void decided meanwhile: attaching it refuses)
         return AuthoriseOutcome("authorised", [p]), p
     if p.status == "pending":
@@ -356,6 +342,19 @@ def record_authorisation(session: Session, payment_id: str, result: Authorisatio
     return AuthoriseOutcome("declined" if declined else "failed", [p], Decline(
         p.id, p.position, p.method, p.decline_code or ("declined" if declined else "provider_error"),
         p.decline_reason)), p
+
+
+def _record_answer(session: Session, p: Payment, answer: Authorisation | ProviderError, key: str) -> None:
+    """The provider's answer to an authorisation, on a locked payment: its result row and the payment's new state
+    (a refusal fails a payment still new; an answer recorded first by another finisher stands)."""
+    if isinstance(answer, ProviderError):
+        _log(session, p, "authorise", "result", "failed", idempotency_key=key, code=answer.code,
+             message=answer.message[:1000])
+        if p.status == "new":
+            p.status, p.decline_code, p.decline_reason = "failed", answer.code[:100], answer.message[:500]
+    else:
+        _record_authorisation(session, p, answer, key)
+    p.updated_at = utcnow()
 
 
 def _call_authorise(db: Database, p: Payment, key: str) -> Authorisation:
@@ -542,14 +541,7 @@ def _void_one(db: Database, payment_id: str) -> None:
             result, error = None, exc
         with db.transaction() as session:
             p = locks.row(session, Payment, payment_id)
-            if result is None:
-                _log(session, p, "authorise", "result", "failed", idempotency_key=key_auth, code=error.code,
-                     message=error.message[:1000])
-                if p.status == "new":
-                    p.status, p.decline_code, p.decline_reason = "failed", error.code[:100], error.message[:500]
-            else:
-                _record_authorisation(session, p, result, key_auth)
-            p.updated_at = utcnow()
+            _record_answer(session, p, error if result is None else result, key_auth)
         if p.status not in ("authorised", "pending"):
             if p.status in _CAPTURED:  # settled at once (cash): give it back
                 from omnijourney.payments.refunds import refund
