@@ -361,3 +361,27 @@ def test_goods_sent_to_the_pickup_store_stay_there_if_nobody_collects_them(db, c
 
     with db.transaction() as s:
         assert stock_service.check(s) == []
+
+
+def test_an_order_follows_its_customer_through_a_merge(db, client, admin_headers):
+    """An order of a profile later merged is the survivor's: listed under it, its timeline events moved with it."""
+    from tests.customers.test_identity import customer_of
+    from tests.factories import msg, send, source
+
+    shop(db)
+    h = admin_headers
+    web, till = source(db, "web"), source(db, "store", store="S01")
+    send(db, msg(web, "identify", user_id="u-1", anonymous_id="w-1", minutes=0))
+    send(db, msg(till, "identify", anonymous_id="pos-1", minutes=5,
+                 context={"externalIds": [{"id": "LC-1", "type": "loyalty_card"}]}))
+    first, second = customer_of(db, "user_id", "u-1"), customer_of(db, "loyalty_card", "LC-1")
+    c = cart(client, h, "S01", ("JEANS-32", 1), customer_id=second)
+    order = checkout(client, h, c["id"], channel="S01", fulfilment={"mode": "in_store"},
+                     payments=[{"method": "cash"}]).json()
+    send(db, msg(web, "identify", user_id="u-1", minutes=10,
+                 context={"externalIds": [{"id": "LC-1", "type": "loyalty_card"}]}))
+    run_jobs(db)  # the domains follow the merge in a background job
+    assert client.get(f"/api/v1/orders/{order['id']}", headers=h).json()["customer_id"] == first
+    listed = client.get("/api/v1/orders", params={"customer_id": first}, headers=h).json()["items"]
+    assert [o["id"] for o in listed] == [order["id"]]
+    assert client.get(f"/api/v1/customers/{first}", headers=h).json()["orders"]["count"] == 1
