@@ -191,6 +191,9 @@ RULES: dict[str, str] = {
     "POST /console/orders/{order_id}/transitions": ORDERS_WRITE,
     "GET /console/pickups": ORDERS_READ,
     "POST /console/pickups/collect": ORDERS_WRITE,
+    "GET /console/returns": ORDERS_WRITE,
+    "GET /console/returns/{order_id}": ORDERS_WRITE,
+    "POST /console/returns/{order_id}": ORDERS_WRITE,
     # the demo channels: the storefront and the app view are the shopper's (no principal; a signed cookie and a
     # form token), analytics.js comes from its cache; the till acts for its store as checkout and returns do
     **{f"{method} {prefix}{path}": PUBLIC for prefix in ("/shop", "/app") for method, path in (

@@ -232,12 +232,12 @@ def test_an_administrator_walks_every_page(tabs: Any, world: World) -> None:
     nav = page.get_by_role("navigation", name="Console")
     assert [a.inner_text() for a in nav.get_by_role("link").all()] == [
         "Overview", "Find a customer", "Products", "Price quote", "Price consistency", "Availability",
-        "Stock movements", "Orders", "Pickup queue"]
+        "Stock movements", "Orders", "Pickup queue", "Returns"]
     assert page.get_by_role("link", name="Overview").get_attribute("aria-current") == "page"
     admin.check("overview")
     admin.shot("overview")
     for label in ("Find a customer", "Products", "Price quote", "Price consistency", "Availability",
-                  "Stock movements", "Orders", "Pickup queue"):
+                  "Stock movements", "Orders", "Pickup queue", "Returns"):
         nav.get_by_role("link", name=label).click()
         page.wait_for_load_state("load")
         assert nav.get_by_role("link", name=label).get_attribute("aria-current") == "page"

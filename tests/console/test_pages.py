@@ -151,14 +151,15 @@ def test_a_one_time_password_is_changed_first(client: TestClient, world: World) 
 
 EXPECTED_NAV = {
     "admin": {"customers", "catalog/products", "pricing/quote", "pricing/consistency", "inventory/availability",
-              "inventory/movements", "orders", "pickups"},
+              "inventory/movements", "orders", "pickups", "returns"},
     "marketer": {"customers", "catalog/products", "pricing/quote", "pricing/consistency"},
+    # reads orders, takes no return
     "analyst": {"customers", "catalog/products", "pricing/quote", "pricing/consistency", "inventory/availability",
                 "inventory/movements", "orders", "pickups"},
     "agent": {"customers", "catalog/products", "pricing/quote", "pricing/consistency", "inventory/availability",
-              "inventory/movements", "orders", "pickups"},
+              "inventory/movements", "orders", "pickups", "returns"},
     "store_associate": {"customers", "catalog/products", "pricing/quote", "pricing/consistency",
-                        "inventory/availability", "inventory/movements", "orders", "pickups"},
+                        "inventory/availability", "inventory/movements", "orders", "pickups", "returns"},
 }
 
 

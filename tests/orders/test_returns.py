@@ -3,6 +3,8 @@ the original tenders; what was never bought, or twice, is refused."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from tests.factories import run_jobs
@@ -105,3 +107,33 @@ def test_an_exchange_for_another_size_at_the_store_counter(db, client, admin_hea
     assert level(db, "TEE-S", "S01") == (1, 0) and level(db, "TEE-M", "S01") == (1, 0)
     not_a_swap = give_back(client, h, order["id"], channel="S01", exchange=[{"sku": "JEANS-32", "quantity": 1}])
     assert not_a_swap.status_code in (409, 422)
+
+
+def test_a_desk_sees_what_can_come_back_and_the_receipt_of_what_did(db, client, admin_headers):
+    from omnijourney.orders import returns
+
+    network(db)
+    priced(db)
+    stock_up(db, {("TEE-M", "WH"): 5})
+    h = admin_headers
+    order = delivered_order(db, client, h, ("TEE-M", 2))
+    with db.transaction(write=False) as s:
+        before = returns.returnable(s, order_id=order["number"], channel_code="S02")
+    [line] = before.lines
+    assert before.refused is None and before.received_at is not None
+    assert (line.sku, line.left, line.unit_refund, line.refused) == ("TEE-M", 2, Decimal("20.00"), None)
+    assert line.closes == (before.received_at + timedelta(days=30)).date()
+    assert [sku for sku, _ in line.exchange_for] == ["TEE-S", "TEE-M"]  # the tee's sizes Potsdam sells
+    ret = give_back(client, h, order["id"], lines=[{"sku": "TEE-M", "quantity": 2, "reason": "too small"}]).json()
+    with db.transaction(write=False) as s:
+        got = returns.receipt(s, ret["id"])
+        after = returns.returnable(s, order_id=order["id"], channel_code="S02")
+    assert [(p.method, p.brand, p.last4, p.amount, p.status) for p in got.refund] == [
+        ("card", "visa", "4242", Decimal("40.00"), "pending")]  # the refund job has not sent it yet
+    assert [(p.sku, p.quantity, p.location, p.quarantine, p.on_hand) for p in got.placed] == [
+        ("TEE-M", 2, "S02", False, 2)]
+    assert after.refused == f"order {order['number']} is returned: nothing can come back"
+    assert after.lines[0].refused == "all 2 came back already"
+    run_jobs(db)
+    with db.transaction(write=False) as s:
+        assert [p.status for p in returns.receipt(s, ret["id"]).refund] == ["succeeded"]

@@ -69,6 +69,7 @@ NAV: tuple[NavSection, ...] = (
         NavItem("Stock movements", f"{PREFIX}/inventory/movements", "inventory:read"),
         NavItem("Orders", f"{PREFIX}/orders", "orders:read"),
         NavItem("Pickup queue", f"{PREFIX}/pickups", "orders:read"),
+        NavItem("Returns", f"{PREFIX}/returns", "orders:write"),
     )),
 )
 

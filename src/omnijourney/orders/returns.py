@@ -11,7 +11,8 @@ lines' share of what was paid, goes back to the original tenders by a background
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -65,6 +66,25 @@ def _receiving(session: Session, channel_code: str, location: str | None) -> Loc
     return found
 
 
+def _not_returnable(order: Any) -> str | None:
+    """Why nothing of ``order`` can come back in its state (None: its goods are with the shopper)."""
+    if order.status in lifecycle.RETURNABLE:
+        return None
+    hint = "cancel it instead" if order.status in lifecycle.CANCELLABLE else "nothing can come back"
+    return f"order {order.number} is {order.status}: {hint}"
+
+
+def _outside_window(session: Session, sku: str, channel_type: str, received: Any, now: Any) -> tuple[str, str] | None:
+    """(code, message) when ``sku`` cannot come back ``now``: a final sale, or its window closed."""
+    days = _window_days(session, sku, channel_type)
+    if days is None:
+        return "final_sale", f"{sku} was a final sale: it is not taken back"
+    if received is not None and now - received > timedelta(days=days):
+        return ("return_window_closed",
+                f"{sku}: the {days}-day return window closed on {(received + timedelta(days=days)).date()}")
+    return None
+
+
 def _quarantine(session: Session) -> Location:
     found = session.scalar(select(Location).where(Location.type == "quarantine", Location.active.is_(True))
                            .order_by(Location.code).limit(1))
@@ -80,9 +100,8 @@ def create_return(session: Session, *, order_id: str, channel_code: str, lines: 
     (sku, quantity: another size or colour of a returned product) is worth, sent as a new order."""
     channel = order_service.get_channel_ok(session, channel_code)
     order = order_service.lock(session, order_id)
-    if order.status not in lifecycle.RETURNABLE:
-        hint = "cancel it instead" if order.status in lifecycle.CANCELLABLE else "nothing can come back"
-        raise Conflict(f"order {order.number} is {order.status}: {hint}", field="order_id", code="not_returnable")
+    if (why := _not_returnable(order)) is not None:
+        raise Conflict(why, field="order_id", code="not_returnable")
     if not lines:
         raise Invalid("name what comes back", field="lines")
     place = _receiving(session, channel.code, location)
@@ -108,13 +127,8 @@ def create_return(session: Session, *, order_id: str, channel_code: str, lines: 
         if wanted[sku] > left:
             raise Conflict(f"{sku}: {bought[sku].quantity} bought, {bought[sku].returned} returned already; "
                            f"{left} can come back", field=f"lines[{i}].quantity", code="already_returned")
-        days = _window_days(session, sku, sold_in.type)
-        if days is None:
-            raise Conflict(f"{sku} was a final sale: it is not taken back", field=f"lines[{i}].sku",
-                           code="final_sale")
-        if received is not None and now - received > timedelta(days=days):
-            raise Conflict(f"{sku}: the {days}-day return window closed on {(received + timedelta(days=days)).date()}",
-                           field=f"lines[{i}].sku", code="return_window_closed")
+        if (refusal := _outside_window(session, sku, sold_in.type, received, now)) is not None:
+            raise Conflict(refusal[1], field=f"lines[{i}].sku", code=refusal[0])
         checked.append({"sku": sku, "quantity": qty, "reason": reason, "condition": condition})
     refund = Decimal("0")
     for sku, qty in wanted.items():
@@ -226,3 +240,127 @@ def get_return(session: Session, return_id: str) -> Return:
     if found is None:
         raise NotFound(f"no return {return_id!r}", field="return_id")
     return found
+
+
+# ---------------------------------------------------------------- what a counter or the call center is shown
+
+@dataclass(frozen=True, slots=True)
+class ReturnableLine:
+    """One line of an order as a return desk sees it: ``left`` units may come back (each refunds ``unit_refund``)
+    until ``closes`` (a date; None before the goods were received), unless ``refused`` says why not; the SKUs it may
+    be exchanged for (``exchange_for``: sku, title) are the product's variants sold in the desk's channel."""
+
+    sku: str
+    title: str | None
+    bought: int
+    returned: int
+    left: int
+    unit_refund: Decimal
+    closes: date | None
+    refused: str | None
+    exchange_for: list[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Returnable:
+    """What of ``order`` can come back in a channel, line by line; ``refused``: why nothing can (its state)."""
+
+    order: Any
+    lines: list[ReturnableLine]
+    refused: str | None
+    received_at: datetime | None
+
+
+def returnable(session: Session, *, order_id: str, channel_code: str) -> Returnable:
+    """What of the order can come back at a desk of ``channel_code``, with the rules :func:`create_return` applies
+    (the same messages), so a person sees before they try what would be refused."""
+    order = order_service.get(session, order_id)
+    order_service.get_channel_ok(session, channel_code)
+    sold_in = order_service.get_channel_ok(session, order.channel_code)
+    received = _received_at(session, order.id)
+    refused_order = _not_returnable(order)
+    now = utcnow()
+    lines = order_service.lines(session, order.id)
+    options = _exchange_options(session, [ln.sku for ln in lines], channel_code)
+    out = []
+    for ln in lines:
+        left = ln.quantity - ln.returned
+        days = _window_days(session, ln.sku, sold_in.type)
+        closes = (received + timedelta(days=days)).date() if received is not None and days is not None else None
+        refusal = _outside_window(session, ln.sku, sold_in.type, received, now)
+        why = refusal[1] if refusal else (f"all {ln.quantity} came back already" if left <= 0 else None)
+        out.append(ReturnableLine(sku=ln.sku, title=ln.title, bought=ln.quantity, returned=ln.returned, left=left,
+                                  unit_refund=(ln.total / ln.quantity).quantize(CENT, rounding=ROUND_HALF_UP),
+                                  closes=closes, refused=why, exchange_for=options.get(ln.sku, [])))
+    return Returnable(order=order, lines=out, refused=refused_order, received_at=received)
+
+
+def _exchange_options(session: Session, skus: Sequence[str], channel_code: str) -> dict[str, list[tuple[str, str]]]:
+    """SKU -> (sku, title) of the variants of its product that ``channel_code`` sells (the SKU itself included: a
+    new one for a faulty one)."""
+    from omnijourney.catalog.service import variants_for_skus
+
+    info = variants_for_skus(session, skus, channel_code)
+    products = {i.product_id for i in info.values()}
+    if not products:
+        return {}
+    siblings = list(session.scalars(select(Variant.sku).where(Variant.product_id.in_(products),
+                                                              Variant.active.is_(True)).order_by(Variant.position)))
+    sold = {sku: v for sku, v in variants_for_skus(session, siblings, channel_code).items() if v.sellable}
+    return {sku: [(s, sold[s].title) for s in siblings if s in sold and sold[s].product_id == i.product_id]
+            for sku, i in info.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPart:
+    """The part of a return's refund on one of the order's tenders: ``status`` succeeded or failed once the provider
+    answered, pending until the refund job sent it."""
+
+    method: str
+    brand: str | None
+    last4: str | None
+    amount: Decimal
+    status: str
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedUnits:
+    """Units of a return put back at ``location`` (``quarantine`` when damaged), and its on hand now."""
+
+    sku: str
+    quantity: int
+    location: str
+    quarantine: bool
+    on_hand: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnReceipt:
+    """A return as its desk confirms it: the refund over the original tenders, where the units went, the exchange."""
+
+    ret: Return
+    order: Any
+    refund: list[RefundPart]
+    placed: list[PlacedUnits]
+    exchange: Any | None
+
+
+def receipt(session: Session, return_id: str) -> ReturnReceipt:
+    """The return ``return_id`` with its refund's parts as they stand and the stock where its units went."""
+    ret = get_return(session, return_id)
+    order = order_service.get(session, ret.order_id)
+    tenders = {p.id: p for p in payments.find(session, order_id=order.id)}
+    refund = []
+    for part in payments.refund_parts(session, reference=f"return:{ret.id}"):
+        p = tenders.get(part.payment_id)
+        refund.append(RefundPart(method=part.method, brand=p.brand if p else None, last4=p.last4 if p else None,
+                                 amount=part.amount, status=part.status, message=part.message))
+    kinds = dict(session.execute(select(Location.code, Location.type).where(
+        Location.code.in_({ln["location"] for ln in ret.lines if ln.get("location")}))).all())
+    placed = [PlacedUnits(sku=ln["sku"], quantity=ln["quantity"], location=ln["location"],
+                          quarantine=kinds.get(ln["location"]) == "quarantine",
+                          on_hand=stock.level(session, ln["sku"], ln["location"]).on_hand)
+              for ln in ret.lines if ln.get("location")]
+    exchange = order_service.get(session, ret.exchange_order_id) if ret.exchange_order_id else None
+    return ReturnReceipt(ret=ret, order=order, refund=refund, placed=placed, exchange=exchange)

@@ -98,6 +98,29 @@ def plan_refund(session: Session, *, amount: Decimal, order_id: str | None = Non
     return requests
 
 
+def refund_parts(session: Session, *, reference: str) -> list[Refund]:
+    """The parts of the refund requested under ``reference`` (a return's), one per tender, as they stand now:
+    ``succeeded`` or ``failed`` once the provider answered, ``pending`` while the job has not sent them yet."""
+    requests = list(session.scalars(select(PaymentOperation).where(
+        PaymentOperation.reference == reference, PaymentOperation.kind == "refund",
+        PaymentOperation.phase == "request").order_by(PaymentOperation.id)))
+    if not requests:
+        return []
+    answers = {a.request_id: a for a in session.scalars(select(PaymentOperation).where(
+        PaymentOperation.request_id.in_([r.id for r in requests]), PaymentOperation.phase == "result"))}
+    tenders = {p.id: p for p in session.scalars(select(Payment).where(
+        Payment.id.in_({r.payment_id for r in requests})))}
+    out = []
+    for r in requests:
+        p, answer = tenders[r.payment_id], answers.get(r.id)
+        out.append(Refund(r.id, p.id, p.method, p.money(r.amount_minor or 0),
+                          answer.status if answer is not None else "pending",
+                          answer.provider_ref if answer is not None else None,
+                          answer.code if answer is not None else None,
+                          answer.message if answer is not None else None))
+    return out
+
+
 def enqueue_refund(session: Session, *, amount: Decimal, order_id: str | None = None,
                    payment_ids: Sequence[str] | None = None, reason: str | None = None,
                    reference: str | None = None) -> list[PaymentOperation]:
