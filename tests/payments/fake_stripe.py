@@ -1,12 +1,19 @@
 """A local fake of Stripe's API for the adapter's tests: a real HTTP server that checks every request as Stripe's
 API reference documents it and answers with the documented PaymentIntent and Refund shapes.
 
-Checked on every request: ``POST``, ``Authorization: Bearer sk_test_...``, a form-encoded body
+Checked on every request: ``Authorization: Bearer sk_test_...``; on every ``POST``: a form-encoded body
 (``application/x-www-form-urlencoded``, bracket notation decoded), an ``Idempotency-Key`` (at most 255 characters),
 known parameters only (Stripe answers 400 "Received unknown parameter"), required ones present and of their type
 (amounts positive integers, currencies three lower-case letters, ``metadata`` a map of strings). Idempotency as Stripe
 keeps it: the same key and parameters get the first answer again, the same key with other parameters 400
 ``idempotency_error``. Test payment methods as in Stripe's test mode (``pm_card_visa``, declines, 3-D Secure).
+
+Reads (``GET``, parameters in the query string, no body): a PaymentIntent by id, and the lists
+``/v1/payment_intents`` and ``/v1/refunds`` (``payment_intent`` or ``charge`` to filter refunds) as Stripe pages them:
+newest first, ``limit`` 1 to 100 (10 by default), ``starting_after`` / ``ending_before`` an object id of the list,
+answered as ``{"object": "list", "data": [...], "has_more": ..., "url": ...}``. A refund can be made to fail
+afterwards (:meth:`FakeStripe.fail_refund`), as a card refund does when the card was closed: its ``status`` becomes
+``failed`` with a ``failure_reason``, and its amount is refundable again.
 """
 
 from __future__ import annotations
@@ -96,18 +103,30 @@ class FakeStripe:
         async def any_route(path: str, request: Request) -> JSONResponse:
             body = await request.body()
             try:
-                status, answer = self.handle(request.method, "/" + path, dict(request.headers), body)
+                status, answer = self.handle(request.method, "/" + path, dict(request.headers), body,
+                                             request.url.query.encode())
             except StripeError as exc:
                 status, answer = exc.status, exc.body
             return JSONResponse(answer, status_code=status, headers={"Request-Id": "req_" + secrets.token_hex(7)})
 
         return app
 
-    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes,
+               query: bytes = b"") -> tuple[int, dict[str, Any]]:
         with self.lock:
             auth = headers.get("authorization", "")
             if not re.fullmatch(r"Bearer sk_test_[A-Za-z0-9_]+", auth):
                 raise StripeError(401, "invalid_request_error", "Invalid API Key provided.")
+            if method == "GET":
+                if body:
+                    raise StripeError(400, "invalid_request_error", "A GET request has its parameters in the query "
+                                      "string, not in a body.")
+                params = decode_form(query)
+                self.requests.append({"method": "GET", "path": path, "params": params, "headers": headers})
+                if self.fail_next is not None:
+                    status, self.fail_next = self.fail_next, None
+                    raise StripeError(status, "api_error", "Something went wrong on Stripe's end.")
+                return self.read(path, params)
             if method != "POST":
                 raise StripeError(405, "invalid_request_error", f"{method} is not allowed on {path}")
             if body and headers.get("content-type", "").split(";")[0] != "application/x-www-form-urlencoded":
@@ -117,7 +136,7 @@ class FakeStripe:
                 raise StripeError(400, "invalid_request_error", "An Idempotency-Key (at most 255 characters) is "
                                   "required by this fake on every POST.")
             params = decode_form(body)
-            self.requests.append({"path": path, "params": params, "headers": headers})
+            self.requests.append({"method": "POST", "path": path, "params": params, "headers": headers})
             if self.fail_next is not None:
                 status, self.fail_next = self.fail_next, None
                 raise StripeError(status, "api_error", "Something went wrong on Stripe's end.")
@@ -146,6 +165,52 @@ class FakeStripe:
         if path == "/v1/refunds":
             return self.refund(params)
         raise StripeError(404, "invalid_request_error", f"Unrecognized request URL (POST: {path}).")
+
+    # ---------------------------------------------------------------- reads
+
+    def read(self, path: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if m := re.fullmatch(r"/v1/payment_intents/(pi_\w+)", path):
+            self._unknown(params, {"expand", "client_secret"})
+            return 200, self._out(self._intent(m[1]), params)
+        if path == "/v1/payment_intents":
+            self._unknown(params, {"customer", "created", "ending_before", "expand", "limit", "starting_after"})
+            return 200, self._page(path, list(self.intents.values()), params)
+        if path == "/v1/refunds":
+            self._unknown(params, {"charge", "created", "ending_before", "expand", "limit", "payment_intent",
+                                   "starting_after"})
+            rows = [r for r in self.refunds.values()
+                    if params.get("payment_intent") in (None, r["payment_intent"])
+                    and params.get("charge") in (None, r["charge"])]
+            return 200, self._page(path, rows, params)
+        raise StripeError(404, "invalid_request_error", f"Unrecognized request URL (GET: {path}).")
+
+    def _page(self, url: str, rows: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+        """One page of a list, newest first (creation order: ``created`` has whole seconds only)."""
+        limit = _int(params, "limit") or 10
+        if limit > 100:
+            raise StripeError(400, "invalid_request_error", "This value must be less than or equal to 100.",
+                              param="limit", code="parameter_invalid_integer")
+        rows = rows[::-1]  # dicts keep creation order
+        ids = [r["id"] for r in rows]
+        for cursor in ("starting_after", "ending_before"):
+            if cursor in params and params[cursor] not in ids:
+                raise StripeError(400, "invalid_request_error", f"No such object: '{params[cursor]}'", param=cursor,
+                                  code="resource_missing")
+        if "starting_after" in params:
+            rows = rows[ids.index(params["starting_after"]) + 1:]
+            page = rows[:limit]
+        elif "ending_before" in params:
+            rows = rows[:ids.index(params["ending_before"])]
+            page = rows[-limit:]
+        else:
+            page = rows[:limit]
+        return {"object": "list", "data": page, "has_more": len(rows) > len(page), "url": url}
+
+    def fail_refund(self, refund_id: str, reason: str = "expired_or_canceled_card") -> None:
+        """The refund fails after it was accepted (Stripe: ``charge.refund.updated``): its money stays charged."""
+        with self.lock:
+            self.refunds[refund_id].update(status="failed", failure_reason=reason,
+                                           failure_balance_transaction="txn_" + secrets.token_hex(12))
 
     # ---------------------------------------------------------------- endpoints
 
@@ -269,7 +334,8 @@ class FakeStripe:
         if pi["status"] != "succeeded":
             raise StripeError(400, "invalid_request_error", "This PaymentIntent has no successful charge to refund.",
                               code="charge_not_refundable")
-        refunded = sum(r["amount"] for r in self.refunds.values() if r["payment_intent"] == pi["id"])
+        refunded = sum(r["amount"] for r in self.refunds.values()
+                       if r["payment_intent"] == pi["id"] and r["status"] not in ("failed", "canceled"))
         left = pi["amount_received"] - refunded
         amount = _int(params, "amount") or left
         if left <= 0:

@@ -206,3 +206,58 @@ def test_the_fake_refuses_what_stripe_refuses(stripe_server: Served) -> None:
             r = http.post("/v1/payment_intents", data={**form, **bad}, headers={**auth, "Idempotency-Key": _key()})
             assert r.status_code == 400, bad
         assert http.post("/v1/payment_intents", data=form, headers={"Idempotency-Key": _key()}).status_code == 401
+
+
+# ---------------------------------------------------------------- reading back: intents and their refunds
+
+def _captured(stripe: StripeProvider, amount: str = "50.00") -> str:
+    key = _key()
+    ref = stripe.authorise(amount=Decimal(amount), currency="EUR", method=Method("card", "pm_card_visa"),
+                           idempotency_key=key, metadata={"payment_id": key}).provider_ref
+    stripe.capture(ref=ref, amount=Decimal(amount), currency="EUR", idempotency_key=f"{key}:capture")
+    return ref
+
+
+def test_a_payment_intents_refunds_are_listed_page_by_page_as_documented(stripe: StripeProvider,
+                                                                          stripe_server: Served) -> None:
+    from omnijourney.payments.stripe import refunded
+
+    ref = _captured(stripe)
+    made = [stripe.refund(ref=ref, amount=Decimal(a), currency="EUR", idempotency_key=f"{ref}:refund:{i}")
+            for i, a in enumerate(("10.00", "5.00", "2.50"))]
+    seen = len(stripe_server.fake.requests)
+    listed = stripe.refunds(ref, page_size=2)
+    assert [r["id"] for r in listed] == [m.refund_ref for m in reversed(made)]  # newest first
+    assert [(r["object"], r["amount"], r["status"], r["payment_intent"]) for r in listed] == [
+        ("refund", 250, "succeeded", ref), ("refund", 500, "succeeded", ref), ("refund", 1000, "succeeded", ref)]
+    sent = stripe_server.fake.requests[seen:]
+    assert [(r["method"], r["path"], r["params"]) for r in sent] == [
+        ("GET", "/v1/refunds", {"payment_intent": ref, "limit": "2"}),
+        ("GET", "/v1/refunds", {"payment_intent": ref, "limit": "2", "starting_after": listed[1]["id"]})]
+    assert all("idempotency-key" not in r["headers"] for r in sent)  # a read changes nothing
+    assert refunded(listed) == {ref: 1750}
+    # a refund that failed afterwards (the card was closed) gave nothing back, and can be refunded again
+    stripe_server.fake.fail_refund(made[0].refund_ref)
+    again = stripe.refunds(ref)
+    assert [r["status"] for r in again] == ["succeeded", "succeeded", "failed"]
+    assert refunded(again) == {ref: 750}
+    assert stripe.refund(ref=ref, amount=Decimal("42.50"), currency="EUR",
+                         idempotency_key=f"{ref}:refund:3").amount == Decimal("42.50")
+
+
+def test_reads_are_checked_as_stripe_checks_them(stripe: StripeProvider, stripe_server: Served) -> None:
+    ref = _captured(stripe, "12.00")
+    pi = stripe.intent(ref)
+    assert (pi["id"], pi["status"], pi["amount_received"]) == (ref, "succeeded", 1200)
+    assert "amount_refunded" not in pi  # Stripe documents no refunded total on a PaymentIntent
+    assert ref in [p["id"] for p in stripe.intents()]
+    with pytest.raises(ProviderError) as exc:
+        stripe.intent("pi_nosuch")
+    assert exc.value.code == "resource_missing"
+    with pytest.raises(ProviderError, match="less than or equal to 100"):
+        stripe.refunds(ref, page_size=101)
+    with pytest.raises(ProviderError, match="unknown parameter: amount"):
+        list(stripe.list_all("/v1/refunds", {"amount": 5}))
+    stripe_server.fake.fail_next = 503
+    with pytest.raises(ProviderUnavailable):
+        stripe.refunds(ref)

@@ -5,7 +5,11 @@
   in ``metadata[payment_id]`` (webhooks carry it back);
 * capture: ``POST /v1/payment_intents/{id}/capture`` with ``amount_to_capture`` (partial capture releases the rest);
 * void: ``POST /v1/payment_intents/{id}/cancel``;
-* refund: ``POST /v1/refunds`` with ``payment_intent`` and ``amount`` (partial; Stripe refuses more than captured).
+* refund: ``POST /v1/refunds`` with ``payment_intent`` and ``amount`` (partial; Stripe refuses more than captured);
+* reading back (audits): ``GET /v1/payment_intents/{id}``, ``GET /v1/payment_intents`` and ``GET /v1/refunds``
+  (``payment_intent=`` for one intent's), lists paged with ``limit`` and ``starting_after`` while ``has_more``. What
+  a captured intent still holds is ``amount_received`` less its Refund objects' ``amount`` (:func:`refunded`): a
+  PaymentIntent has no refunded total, and a refund that ``failed`` or was ``canceled`` gave nothing back.
 
 Requests are form-encoded with Stripe's bracket notation (``metadata[payment_id]=...``, ``expand[0]=...``), carry
 ``Authorization: Bearer sk_...`` and an ``Idempotency-Key``; amounts are integers in the currency's minor unit
@@ -20,7 +24,7 @@ The built-in test provider keeps Stripe's shapes, so :func:`authorisation` and :
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -101,6 +105,24 @@ def _card(pi: Mapping[str, Any]) -> tuple[str | None, str | None]:
     return card.get("brand"), card.get("last4")
 
 
+# a Refund's statuses that take the money back from the charge (``pending`` and ``requires_action`` are on their way;
+# a ``failed`` or ``canceled`` refund returned nothing, and its amount can be refunded again)
+REFUNDING = frozenset({"pending", "requires_action", "succeeded"})
+
+
+def refunded(refunds: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Minor units refunded per PaymentIntent id, from Refund objects as Stripe lists them (``GET /v1/refunds``):
+    the ``amount`` of each refund whose ``status`` takes money back (:data:`REFUNDING`)."""
+    out: dict[str, int] = {}
+    for r in refunds:
+        pi = r.get("payment_intent")
+        if isinstance(pi, Mapping):  # expanded
+            pi = pi.get("id")
+        if isinstance(pi, str) and r.get("status") in REFUNDING:
+            out[pi] = out.get(pi, 0) + int(r.get("amount") or 0)
+    return out
+
+
 _EVENT_STATUS = {
     "payment_intent.amount_capturable_updated": "authorised",
     "payment_intent.requires_action": "pending",
@@ -176,6 +198,51 @@ class StripeProvider:
             code = (error or {}).get("code") or (error or {}).get("type") or f"http_{r.status_code}"
             raise ProviderError(str(code), _message(body) or f"Stripe answered {r.status_code}")
         return r.status_code, body
+
+    def _get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """A read (no Idempotency-Key: a GET changes nothing); errors as for :meth:`_post`."""
+        try:
+            r = self._client.get(path, params=encode_form(params) if params else None)
+        except httpx.HTTPError as exc:
+            raise ProviderUnavailable("network", f"Stripe did not answer: {exc}") from exc
+        try:
+            body = r.json()
+        except ValueError:
+            body = {}
+        if r.status_code >= 500 or r.status_code == 429:
+            raise ProviderUnavailable(f"http_{r.status_code}", _message(body) or "Stripe is unavailable")
+        if r.status_code >= 400 or not isinstance(body, dict):
+            error = body.get("error") if isinstance(body, dict) else None
+            code = (error or {}).get("code") or (error or {}).get("type") or f"http_{r.status_code}"
+            raise ProviderError(str(code), _message(body) or f"Stripe answered {r.status_code}")
+        return body
+
+    def list_all(self, path: str, params: Mapping[str, Any] | None = None, *,
+                 page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Every object of a list endpoint, page after page (``limit``, then ``starting_after`` the last object's id
+        while ``has_more``), in Stripe's order (newest first)."""
+        query = {**(params or {}), "limit": page_size}
+        while True:
+            page = self._get(path, query)
+            data = page.get("data") or []
+            yield from data
+            if not page.get("has_more") or not data:
+                return
+            query["starting_after"] = data[-1]["id"]
+
+    def intent(self, ref: str) -> dict[str, Any]:
+        """The PaymentIntent ``ref`` as Stripe shows it now."""
+        return self._get(f"/v1/payment_intents/{ref}")
+
+    def intents(self, *, page_size: int = 100) -> list[dict[str, Any]]:
+        """Every PaymentIntent of the account (an audit of the provider's side: :mod:`omnijourney.orders.audit`)."""
+        return list(self.list_all("/v1/payment_intents", page_size=page_size))
+
+    def refunds(self, payment_intent: str | None = None, *, page_size: int = 100) -> list[dict[str, Any]]:
+        """The Refund objects of one PaymentIntent (every refund of the account without one), each with its
+        ``amount`` and ``status``; :func:`refunded` adds up what they took back."""
+        params = {"payment_intent": payment_intent} if payment_intent else None
+        return list(self.list_all("/v1/refunds", params, page_size=page_size))
 
     def authorise(self, *, amount: Decimal, currency: str, method: Method, idempotency_key: str,
                   metadata: Mapping[str, str]) -> Authorisation:
