@@ -320,9 +320,10 @@ def settle_and_check(url: str, orders: dict[str, dict], provider_path: str) -> N
         if not left:
             break
         time.sleep(1)
+    provider = TestProvider(provider_path, webhook_secret="unused")
     with db.transaction(write=False) as s:
-        found = audit.audit(s, acknowledged=orders, settled=False,
-                            intents=TestProvider(provider_path, webhook_secret="unused").intents())
+        found = audit.audit(s, acknowledged=orders, settled=False, intents=provider.intents(),
+                            refunds=provider.refunds())
         captured = s.scalar(text("SELECT COUNT(*) FROM payments WHERE status = 'captured'"))
     db.dispose()
     print(f"checker: {found}")

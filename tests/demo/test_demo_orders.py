@@ -225,11 +225,12 @@ def test_orders_payments_and_the_providers_book_agree(built: Path, demo: Databas
 
     provider = TestProvider(built.with_name("demo.test-provider.db"), webhook_secret="unused")
     try:
-        intents = provider.intents()
+        intents, refunds = provider.intents(), provider.refunds()
     finally:
         provider.close()
+    assert refunds  # the demo's returns were refunded to their cards
     with demo.transaction(write=False) as s:
-        found = orders_audit.audit(s, intents=intents)
+        found = orders_audit.audit(s, intents=intents, refunds=refunds)
         cards = s.scalar(select(func.count()).select_from(Payment).where(Payment.provider == "test"))
     assert found.ok, str(found)
     assert found.intents == cards and found.orders == len(orders(demo))

@@ -261,9 +261,10 @@ def _expanding(name: str):  # type: ignore[no-untyped-def]
 
 
 def checked(db: Database, server: Server, acknowledged: dict[str, dict[str, Any]]) -> audit.OrderAudit:
-    intents = TestProvider(server.provider_path, webhook_secret="unused").intents()
+    provider = TestProvider(server.provider_path, webhook_secret="unused")
+    intents, refunds = provider.intents(), provider.refunds()
     with db.transaction(write=False) as s:
-        found = audit.audit(s, acknowledged=acknowledged, intents=intents, settled=True)
+        found = audit.audit(s, acknowledged=acknowledged, intents=intents, refunds=refunds, settled=True)
     assert found.ok, str(found)
     return found
 

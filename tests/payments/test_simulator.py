@@ -122,3 +122,21 @@ def test_a_pending_payment_completes_with_a_signed_event(sim: TestProvider) -> N
     # signed with Stripe's scheme and the test secret, nothing else
     with pytest.raises(WebhookInvalid):
         sim.parse_webhook({"Stripe-Signature": signatures.sign(event.body, "whsec_other")}, event.body)
+
+
+def test_refunds_are_listed_as_stripe_lists_them(sim: TestProvider) -> None:
+    from omnijourney.payments.stripe import refunded
+
+    ref = _auth(sim, "pm_card_visa").provider_ref
+    other = _auth(sim, "pm_card_visa", key="p2:authorise").provider_ref
+    for r, key in ((ref, "p1"), (other, "p2")):
+        sim.capture(ref=r, amount=Decimal("40.00"), currency="EUR", idempotency_key=f"{key}:capture")
+    first = sim.refund(ref=ref, amount=Decimal("15.00"), currency="EUR", idempotency_key="p1:r1")
+    second = sim.refund(ref=ref, amount=Decimal("5.00"), currency="EUR", idempotency_key="p1:r2")
+    sim.refund(ref=other, amount=Decimal("1.00"), currency="EUR", idempotency_key="p2:r1")
+    listed = sim.refunds(ref)
+    assert [(r["id"], r["object"], r["amount"], r["currency"], r["payment_intent"], r["status"]) for r in listed] == [
+        (second.refund_ref, "refund", 500, "eur", ref, "succeeded"),
+        (first.refund_ref, "refund", 1500, "eur", ref, "succeeded")]  # newest first
+    assert refunded(sim.refunds()) == {ref: 2000, other: 100}
+    assert "amount_refunded" not in sim.intent(ref)  # not a PaymentIntent field: its refunds say it

@@ -15,10 +15,14 @@ is what active reservations hold). What it adds:
   reservation is still active, and no active reservation is past its expiry;
 - each order the clients were told of (``acknowledged``: order id -> the 201's body) exists with that total, those
   lines, and its checkout's stored answer;
-- the provider's side (``intents``: its PaymentIntents as its API lists them, e.g.
-  :meth:`omnijourney.payments.simulator.TestProvider.intents`): at most one intent per payment, hence one charge per
-  checkout's ``Idempotency-Key``; every intent that holds money belongs to a payment of an order and holds what
-  that payment says; every payment we think holds money is held there.
+- the provider's side (``intents``: its PaymentIntents as its API lists them, and ``refunds``: its Refund objects,
+  e.g. :meth:`omnijourney.payments.simulator.TestProvider.intents` and ``.refunds()``, or
+  :meth:`omnijourney.payments.stripe.StripeProvider.intents` and ``.refunds(payment_intent)``): at most one intent
+  per payment, hence one charge per checkout's ``Idempotency-Key``; every intent that holds money belongs to a
+  payment of an order and holds what that payment says; every payment we think holds money is held there. A captured
+  intent holds its ``amount_received`` less its refunds that took money back (Stripe documents no refunded total on
+  a PaymentIntent; a refund that ``failed`` or was ``canceled`` returned nothing, so a payment that counted it as
+  refunded disagrees with the provider).
 
 Run it once the traffic is over (the inventory's :func:`~omnijourney.inventory.audit.snapshot` gives a consistent
 view while it goes on; use ``settled=False`` then).
@@ -37,6 +41,7 @@ from sqlalchemy.orm import Session
 from omnijourney.inventory import audit as inventory_audit
 from omnijourney.orders.models import Checkout, Order
 from omnijourney.payments.models import Payment
+from omnijourney.payments.stripe import refunded
 from omnijourney.pricing.money import to_minor
 
 _SHOWN = 20  # problems listed per check; the count says how many more
@@ -150,11 +155,14 @@ WHERE r.status = 'active' ORDER BY r.id""")
 
 
 def audit(session: Session, *, acknowledged: Mapping[str, Mapping[str, Any]] | None = None,
-          intents: Iterable[Mapping[str, Any]] | None = None, provider: str = "test",
-          settled: bool = True) -> OrderAudit:
+          intents: Iterable[Mapping[str, Any]] | None = None, refunds: Iterable[Mapping[str, Any]] | None = None,
+          provider: str = "test", settled: bool = True) -> OrderAudit:
     """Check orders, checkouts, payments and stock (see the module's docstring). ``acknowledged``: order id -> the
-    body a client was answered with (201); ``intents``: the PaymentIntents of ``provider`` (every one it holds);
-    ``settled``: the recovery, reconcile, capture and expiry jobs have all had their time to run."""
+    body a client was answered with (201); ``intents``: the PaymentIntents of ``provider`` (every one it holds) and
+    ``refunds``: its Refund objects (at least those of these intents; needed with ``intents``); ``settled``: the
+    recovery, reconcile, capture and expiry jobs have all had their time to run."""
+    if intents is not None and refunds is None:
+        raise ValueError("the provider's refunds are needed with its intents: what an intent holds is net of them")
     out = OrderAudit()
     out.inventory = inventory_audit.audit(session, overdue_after_s=0 if settled else None)
     out.problems += [f"inventory: {p}" for p in out.inventory.problems]
@@ -196,7 +204,7 @@ def audit(session: Session, *, acknowledged: Mapping[str, Mapping[str, Any]] | N
     if acknowledged:
         _acknowledged(session, out, acknowledged)
     if intents is not None:
-        _provider(session, out, list(intents), provider)
+        _provider(session, out, list(intents), refunded(refunds or ()), provider)
     return out
 
 
@@ -229,16 +237,18 @@ def _acknowledged(session: Session, out: OrderAudit, acknowledged: Mapping[str, 
     _report(out, "acknowledged order not stored as told", wrong, lambda oid, why: f"{oid}: {why}")
 
 
-def _holds(intent: Mapping[str, Any]) -> int:
-    """Minor units an intent holds: capturable while authorised, received and not refunded once captured."""
+def _holds(intent: Mapping[str, Any], refunded: Mapping[str, int]) -> int:
+    """Minor units an intent holds: capturable while authorised; once captured, received less what its refunds
+    took back (``refunded``: per intent, from its Refund objects)."""
     if intent.get("status") == "requires_capture":
         return int(intent.get("amount_capturable") or 0)
     if intent.get("status") == "succeeded":
-        return int(intent.get("amount_received") or 0) - int(intent.get("amount_refunded") or 0)
+        return int(intent.get("amount_received") or 0) - refunded.get(intent["id"], 0)
     return 0
 
 
-def _provider(session: Session, out: OrderAudit, intents: list[Mapping[str, Any]], provider: str) -> None:
+def _provider(session: Session, out: OrderAudit, intents: list[Mapping[str, Any]], refunded: Mapping[str, int],
+              provider: str) -> None:
     out.intents = len(intents)
     ours = {p.id: p for p in session.scalars(select(Payment).where(Payment.provider == provider))}
     keys = {cid: (cart, key) for cid, cart, key in session.execute(
@@ -253,7 +263,7 @@ def _provider(session: Session, out: OrderAudit, intents: list[Mapping[str, Any]
     wrong = []
     charges: dict[tuple[str, str], set[str]] = {}  # (cart, Idempotency-Key) -> intents holding money
     for it in intents:
-        held = _holds(it)
+        held = _holds(it, refunded)
         pid = (it.get("metadata") or {}).get("payment_id")
         p = ours.get(pid or "")
         if held and p is not None and p.ref in keys:
@@ -270,8 +280,10 @@ def _provider(session: Session, out: OrderAudit, intents: list[Mapping[str, Any]
         elif p.order_id is None:
             wrong.append((it["id"], f"holds {held} minor units for payment {pid} ({p.status}) of no order"))
         elif it.get("status") == "succeeded" and held != p.captured_minor - p.refunded_minor:
-            wrong.append((it["id"], f"captured {held} minor units net, payment {pid} says "
-                                    f"{p.captured_minor - p.refunded_minor}"))
+            wrong.append((it["id"], f"holds {held} minor units ({it.get('amount_received')} received, "
+                                    f"{refunded.get(it['id'], 0)} refunded), payment {pid} says "
+                                    f"{p.captured_minor - p.refunded_minor} ({p.captured_minor} captured, "
+                                    f"{p.refunded_minor} refunded)"))
         elif it.get("status") == "requires_capture" and p.status != "authorised":
             wrong.append((it["id"], f"authorised at the provider, payment {pid} is {p.status}"))
     seen = {it["id"] for it in intents}

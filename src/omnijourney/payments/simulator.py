@@ -296,6 +296,17 @@ class TestProvider:
         return self._operation(None, None, lambda c: {"data": [self._shape(r) for r in c.execute(
             "SELECT * FROM intents ORDER BY rowid")]})["data"]
 
+    def refunds(self, payment_intent: str | None = None) -> list[dict[str, Any]]:
+        """Its Refund objects, newest first, as ``GET /v1/refunds`` lists them (``payment_intent``: one intent's):
+        what a captured intent still holds is its ``amount_received`` less these (``stripe.refunded``)."""
+        where, args = ("WHERE r.payment_intent = ?", (payment_intent,)) if payment_intent else ("", ())
+        return self._operation(None, None, lambda c: {"data": [
+            {"id": r["id"], "object": "refund", "amount": r["amount"], "charge": None, "created": r["created"],
+             "currency": r["currency"], "metadata": {}, "payment_intent": r["payment_intent"], "reason": None,
+             "status": "succeeded"}
+            for r in c.execute("SELECT r.*, i.currency FROM refunds r JOIN intents i ON i.id = r.payment_intent "
+                               f"{where} ORDER BY r.created DESC, r.rowid DESC", args)]})["data"]
+
     def complete(self, ref: str, *, success: bool) -> SignedEvent:
         """The shopper finished the bank page: authenticated (authorised) or failed (declined). Returns the event
         for our webhook endpoint, kept in the outbox until :meth:`deliver` hands it over. ``ProviderError`` when
@@ -379,9 +390,6 @@ class TestProvider:
                       "redirect_to_url": {"url": self.authenticate_url(row["id"]), "return_url": None}}
         return {"id": row["id"], "object": "payment_intent", "amount": row["amount"],
                 "amount_capturable": row["amount_capturable"], "amount_received": row["amount_received"],
-                # refunded so far (Stripe keeps it on the intent's charge): what a captured intent still holds is
-                # amount_received - amount_refunded, as orders.audit reads it
-                "amount_refunded": row["amount_refunded"],
                 "currency": row["currency"], "status": status, "capture_method": "manual",
                 "last_payment_error": error, "next_action": action, "metadata": orjson.loads(row["metadata"]),
                 "payment_method": {"id": row["payment_method"], "object": "payment_method", "type": "card",
