@@ -59,3 +59,35 @@ def funnel_shop(db: Database) -> Shop:
     shop.link("u6", "web", "w6", 140)
     shop.link("u6", "store", "p6", 141)
     return shop
+
+
+def report_shop(db: Database, *, people: int = 24, seed: int = 7) -> Shop:
+    """The funnel shop, plus ``people`` customers over about three months from 1 March 2026 (the same for a given
+    ``seed``): visits on the web, in the app or from an email, carts, orders on the web, in the app or in the store
+    (some people buy again weeks later), a few returns and NPS answers. Enough for every chart of the report:
+    several monthly cohorts, moves between channels, repeat purchases to fit the CLV models on."""
+    import random
+
+    shop = funnel_shop(db)
+    rnd = random.Random(seed)
+    skus = ("TEE", "CAP", "BAG", "JEANS")
+    for i in range(people):
+        user, t = f"r{i}", rnd.uniform(0, 25) * DAY
+        touches: list[Touch] = []
+        for visit in range(rnd.randint(1, 4)):
+            ch, sku = rnd.choice(("web", "web", "app", "email")), rnd.choice(skus)
+            touches.append((t, ch, "Product Viewed", {"sku": sku}))
+            if rnd.random() < 0.7:
+                touches.append((t + 5, ch, "Product Added", {"sku": sku}))
+                if rnd.random() < 0.75:
+                    where = rnd.choice((ch, ch, "store"))
+                    oid = f"{user}-{visit}"
+                    touches.append((t + rnd.uniform(10, 3 * HOUR), where, "Order Completed",
+                                    order(oid, rnd.choice((20, 35, 50, 80, 120)))))
+                    if rnd.random() < 0.15:
+                        touches.append((t + 3 * DAY, "store", "Order Returned", {"order_id": oid, "return_id": oid}))
+            t += rnd.uniform(6, 30) * DAY
+        if rnd.random() < 0.4:
+            touches.append((t, "email", "Survey Answered", {"survey": "nps", "score": rnd.randint(0, 10)}))
+        shop.person(user, touches)
+    return shop

@@ -378,3 +378,66 @@ def orders_command(
         df = journeys.orders(t, _period(since, until))
     df.rename(columns={"day": "timestamp"})[["customer_id", "timestamp", "amount"]].to_csv(out, index=False)
     err.print(f"{len(df):,} orders written to {out}", highlight=False)
+
+
+@app.command("report")
+def report_command(
+    out: Annotated[Path, typer.Option("--out", help="the HTML file to write", show_default=False)],
+    since: Since = None, until: Until = None,
+    step: Annotated[list[str] | None, typer.Option(help="a funnel step's event (repeat, in order) [default: Product "
+                                                        "Viewed, Product Added, Order Completed]",
+                                                   show_default=False)] = None,
+    window: Annotated[float, typer.Option(help="the funnel's conversion window")] = 14,
+    unit: Annotated[str, typer.Option(help="the window's unit: minute, hour, day, week or month")] = "day",
+    breakdown: Annotated[str | None, typer.Option(help="the funnel's breakdown: channel, store, channel_mix or "
+                                                       "property:KEY")] = None,
+    interval: Annotated[str, typer.Option(help="KPI trends per day, week or month")] = "week",
+    by_channel: Annotated[bool, typer.Option("--by-channel", help="KPI trends per channel")] = False,
+    cohort: Annotated[str, typer.Option(help="retention cohorts by week or month of the first purchase")] = "month",
+    lookback_days: Annotated[float, typer.Option(help="attribution: touches this many days before an order")] = 30,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
+) -> None:
+    """One self-contained HTML file (Plotly inlined, no network needed to open it) with the journey's charts: KPI
+    trends, journey map, funnel, channel Sankey, retention heatmap, attribution comparison and CLV distribution,
+    each with the table behind it; a chart without data says why."""
+    from datetime import UTC
+    from datetime import datetime as dt
+
+    from pydantic import ValidationError
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from omnijourney.analytics import charts, common, report
+    from omnijourney.core.errors import Invalid
+
+    if interval not in ("day", "week", "month"):
+        raise Invalid(f"--interval {interval!r}: day, week or month", field="interval")
+    if cohort not in ("week", "month"):
+        raise Invalid(f"--cohort {cohort!r}: week or month", field="cohort")
+    if not 0 < lookback_days <= 365:
+        raise Invalid("--lookback-days: more than 0 and at most 365", field="lookback_days")
+    period = _period(since, until)
+    q = charts.ReportQuestion(period=period, steps=tuple(step) if step else charts.DEFAULT_STEPS, window=window,
+                              window_unit=unit, breakdown=breakdown, interval=interval, by_channel=by_channel,
+                              cohort=cohort, lookback_days=lookback_days)  # type: ignore[arg-type]
+    try:
+        q.funnel()  # the funnel's options checked before the queries run
+    except ValidationError as exc:
+        where = exc.errors()[0]["loc"][0]
+        raise Invalid(f"{'--unit' if where == 'window_unit' else '--' + str(where)}: {exc.errors()[0]['msg']}",
+                      field=str(where)) from None
+    with _tables() as t, Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), console=err, disable=quiet, transient=False) as bar:
+        events = t.events()
+        for i, name in enumerate(q.steps):  # a misspelt step fails now, not after the charts before the funnel
+            common.event_name(t, events, name, f"steps[{i}].event")
+        task = bar.add_task("building charts", total=charts.REPORT_CHARTS)
+        built = charts.report_charts(t, q, progress=lambda title: bar.update(task, advance=1, description=title))
+        backend = t.backend
+    html = report.render(built, period=period, backend=backend, generated_at=dt.now(UTC))
+    try:
+        out.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise Invalid(f"--out {out}: cannot write ({exc.strerror})", field="out") from None
+    empty = [c.title for c in built if c.missing]
+    err.print(f"{out}: {len(built) - len(empty)} of {len(built)} charts, {len(html) / 1e6:.1f} MB"
+              + (f"; without data (each says why): {', '.join(empty)}" if empty else ""), highlight=False)

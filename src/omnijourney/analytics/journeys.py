@@ -100,24 +100,33 @@ def orders(tables: Tables, period: Period) -> pd.DataFrame:
     return df[["customer_id", "day", "amount", "channel"]]
 
 
-def clv(tables: Tables, period: Period, *, calibration_end: date, holdout_end: date | None = None,
-        unit: str = "weeks", horizon: float | None = None) -> dict[str, Any]:
-    """BG/NBD and Gamma-Gamma (``analytics.clv``) fitted on the platform's orders from every channel, segmented by
-    the channel of each customer's first order; the report of ``clv.Fit.report``."""
+def fit_orders(df: pd.DataFrame, *, calibration_end: date | None = None, holdout_end: date | None = None,
+               unit: str = "weeks") -> Any:
+    """BG/NBD and Gamma-Gamma (``analytics.clv.Fit``) fitted on :func:`orders`' rows, segmented by the channel of
+    each customer's first order. ``calibration_end`` defaults to the day of the last order (every order fits the
+    models, none is held out). Raises ``Invalid`` when there are no orders or the models cannot be fitted."""
     from omnijourney.analytics import clv as models
     from omnijourney.core.errors import Invalid
 
-    df = orders(tables, period)
     if df.empty:
         raise Invalid("no orders in the period", field="since")
     days = np.array(df["day"].to_numpy(), dtype="datetime64[D]")
-    cal = np.datetime64(calibration_end, "D")
+    cal = days.max() if calibration_end is None else np.datetime64(calibration_end, "D")
     if not days.min() <= cal <= days.max():
         raise Invalid(f"calibration_end must fall within the orders ({days.min()} to {days.max()})",
                       field="calibration_end")
     hold = None if holdout_end is None else np.datetime64(holdout_end, "D")
     summary = models.summarise(df["customer_id"].to_numpy(), days, df["amount"].to_numpy(dtype=np.float64), cal,
                                hold, unit=unit, segments=df["channel"].to_numpy(dtype=str))
-    fit = models.fit(summary)
+    return models.fit(summary)
+
+
+def clv(tables: Tables, period: Period, *, calibration_end: date, holdout_end: date | None = None,
+        unit: str = "weeks", horizon: float | None = None) -> dict[str, Any]:
+    """BG/NBD and Gamma-Gamma (``analytics.clv``) fitted on the platform's orders from every channel, segmented by
+    the channel of each customer's first order; the report of ``clv.Fit.report``."""
+    from omnijourney.analytics import clv as models
+
+    fit = fit_orders(orders(tables, period), calibration_end=calibration_end, holdout_end=holdout_end, unit=unit)
     per_year = models.DAYS_PER_YEAR / models.UNITS[unit]
     return fit.report(horizon=horizon if horizon is not None else round(per_year, 4))

@@ -240,3 +240,13 @@ def repeat_purchase(tables: Tables, period: Period) -> pd.DataFrame:
     df["rate"] = (df["repeat_buyers"] / df["buyers"]).where(df["buyers"] > 0).round(6)
     df["_o"] = (df["channel"] != "all").astype(int)
     return df.sort_values(["_o", "channel"]).drop(columns="_o").reset_index(drop=True)
+
+
+def event_names(tables: Tables, period: Period) -> pd.DataFrame:
+    """The events tracked in the period, the most frequent first: ``name, events, people`` (what a funnel's steps
+    may be chosen from)."""
+    events, since, until = _checked(tables, period)
+    e = common.in_period(events, since, until)
+    df = (e.group_by("name").aggregate(events=e.count(), people=e.person.nunique())
+          .order_by([ibis.desc("events"), "name"]).execute())
+    return df.astype({"events": "int64", "people": "int64"}).reset_index(drop=True)
