@@ -9,6 +9,7 @@ the database lock instead of failing when one upgrades a read lock; reads stay c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql import Insert
@@ -51,6 +52,30 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+# A pooled PostgreSQL connection is pinged before use only after it sat idle this long. A ping on every checkout (the
+# pool's pre_ping) was a round trip per transaction, a tenth of a small request's CPU; a connection in steady use
+# has just proved itself, and one that breaks anyway (the server restarted under load) fails its statement once,
+# which makes SQLAlchemy invalidate it and every older connection of the pool.
+IDLE_PING_S = 10.0
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as error:
+            # the pool invalidates this connection and checks out another (up to three tries)
+            raise exc.DisconnectionError(f"connection lost while idle: {error}") from error
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` with the settings each dialect needs."""
     parsed = make_url(url)
@@ -66,8 +91,9 @@ def make_engine(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     # JIT compilation costs tens of milliseconds and pays off only for long analytical queries; a misjudged
     # row estimate would otherwise make a millisecond look-up compile itself
-    return create_engine(parsed, pool_size=10, max_overflow=20, pool_pre_ping=True,
-                         connect_args={"options": "-c jit=off"}, **json)
+    engine = create_engine(parsed, pool_size=10, max_overflow=20, connect_args={"options": "-c jit=off"}, **json)
+    _ping_after_idle(engine)
+    return engine
 
 
 class Database:
@@ -78,6 +104,10 @@ class Database:
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         self.sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+        # SQLite stays out of SQLAlchemy's AUTOCOMMIT: resetting it afterwards would hand the driver back its own
+        # transaction handling, which _sqlite_setup turns off
+        self._lone = (self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.dialect == "postgresql"
+                      else self.engine)
 
     def begin(self, *, write: bool = True) -> Session:
         """A session with its transaction begun, which the caller ends (commit or rollback, then close).
@@ -100,6 +130,14 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def lone_read(self) -> Iterator[Connection]:
+        """A connection for one read statement that needs no transaction of its own (an API key's look-up): on
+        PostgreSQL in autocommit, the statement alone (no ``BEGIN`` and ``COMMIT`` round trips); on SQLite a read
+        transaction (in-process, nothing to save)."""
+        with self._lone.connect() as conn:
+            yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()

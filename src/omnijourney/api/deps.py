@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from omnijourney.auth import sessions
 from omnijourney.auth.models import StaffMember, StaffSession
-from omnijourney.auth.service import Principal, authenticate, check
+from omnijourney.auth.service import Principal, authenticate_key, check
 from omnijourney.config import Settings
 from omnijourney.core.errors import Forbidden, Unauthorized
 from omnijourney.core.text import NUL, nul_error, nul_path
@@ -105,8 +105,7 @@ def current_caller(request: Request, csrf: Annotated[str | None, Depends(submitt
         if key is None:
             raise Unauthorized("missing API key or session: send 'Authorization: Bearer <key>', or log in with "
                                "POST /api/v1/session")
-        with db.transaction(write=False) as session:
-            caller = Caller(authenticate(session, key))
+        caller = Caller(authenticate_key(db, key))
     request.state.principal = caller.principal  # for pages: who is logged in, and the token their forms carry
     request.state.csrf_token = caller.csrf_token
     return caller
@@ -115,7 +114,7 @@ def current_caller(request: Request, csrf: Annotated[str | None, Depends(submitt
 CallerDep = Annotated[Caller, Depends(current_caller)]
 
 
-def current_principal(caller: CallerDep) -> Principal:
+async def current_principal(caller: CallerDep) -> Principal:
     """Who is calling (:func:`current_caller`); 403 ``password_change_required`` for a person who logged in with a
     one-time password until they change it (``POST /api/v1/session/password``)."""
     if caller.staff is not None and caller.staff.must_change_password:

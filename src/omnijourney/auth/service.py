@@ -12,13 +12,14 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from omnijourney.auth.models import ApiKey
 from omnijourney.core.errors import Forbidden, Invalid, Unauthorized
 from omnijourney.core.ids import new_id
 from omnijourney.core.time import utcnow
+from omnijourney.db import Database
 
 AREAS = (
     "customers", "events", "sources", "keys", "catalog", "pricing", "carts", "inventory", "orders",
@@ -98,6 +99,22 @@ def authenticate(session: Session, key: str | None) -> Principal:
     if not key:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+    if row is None or row.revoked_at is not None:
+        raise Unauthorized("invalid or revoked API key")
+    return Principal(kind="key", id=row.id, name=row.name, scopes=frozenset(row.scopes))
+
+
+_KEY = select(ApiKey.id, ApiKey.name, ApiKey.scopes, ApiKey.revoked_at).where(ApiKey.key_hash == bindparam("h"))
+
+
+def authenticate_key(db: Database, key: str | None) -> Principal:
+    """:func:`authenticate` as every API request does it: one statement of its own on a pooled connection, no ORM
+    and no transaction (the request's own starts after the permission check). Read on every call, never cached, so
+    a revoked key stops working at once in every server process."""
+    if not key:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    with db.lone_read() as conn:
+        row = conn.execute(_KEY, {"h": hash_key(key)}).first()
     if row is None or row.revoked_at is not None:
         raise Unauthorized("invalid or revoked API key")
     return Principal(kind="key", id=row.id, name=row.name, scopes=frozenset(row.scopes))
