@@ -29,16 +29,7 @@ def richer_shop(adb: AnalyticsDB) -> Shop:
     return shop
 
 
-def spark_differs(adb: AnalyticsDB, request: pytest.FixtureRequest) -> None:
-    """Known to give other numbers on Spark (an extra channel move in one person's sequence): expected to fail
-    there until understood, and to pass everywhere else."""
-    if adb.backend == "spark":
-        request.applymarker(pytest.mark.xfail(reason="Spark orders one person's events differently (open)",
-                                              strict=True))
-
-
-def test_journey_map_stages_and_touchpoints(adb: AnalyticsDB, request: pytest.FixtureRequest) -> None:
-    spark_differs(adb, request)
+def test_journey_map_stages_and_touchpoints(adb: AnalyticsDB) -> None:
     richer_shop(adb)
     with adb.tables() as t:
         stages, touch = queries.journey_map(t, MARCH)
@@ -66,8 +57,7 @@ def test_lifecycle_and_stickiness(adb: AnalyticsDB) -> None:
     assert s == {("web", 1): 5, ("web", 2): 1, ("store", 1): 2, ("app", 1): 1}
 
 
-def test_paths_between_channels_and_events(adb: AnalyticsDB, request: pytest.FixtureRequest) -> None:
-    spark_differs(adb, request)
+def test_paths_between_channels_and_events(adb: AnalyticsDB) -> None:
     funnel_shop(adb.db)
     with adb.tables() as t:
         channels = queries.paths(t, MARCH)
@@ -132,10 +122,9 @@ def test_bad_questions_name_the_field(adb: AnalyticsDB, call, field: str) -> Non
     assert err.value.field == field
 
 
-def test_journeys_for_attribution_and_orders_for_clv(adb: AnalyticsDB, request: pytest.FixtureRequest) -> None:
+def test_journeys_for_attribution_and_orders_for_clv(adb: AnalyticsDB) -> None:
     from omnijourney.analytics import journeys
 
-    spark_differs(adb, request)
     richer_shop(adb)
     with adb.tables() as t:
         touches = journeys.touches(t, MARCH)
