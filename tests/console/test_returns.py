@@ -143,9 +143,11 @@ def test_the_call_center_takes_a_damaged_item_back_into_quarantine(client: TestC
     log_in(client, world, "agent")
     page = client.get(f"/console/returns/{order['id']}").text
     assert _skus(page) == ["TEE-M", "TEE-S"]
+    assert re.search(r'<option value="web" selected>', page)  # where the order was sold: the shop has no call center
+    assert re.search(r'<option value="WH" selected>', page)  # so the goods come back by post, to the warehouse
     fields = {"channel": "web", "sku-0": "TEE-M", "sku-1": "TEE-S", "qty-1": "1", "reason-1": "torn seam",
               "condition-1": "damaged"}
-    # posted back from home: a store's counter is not where it arrives, so the page asks where
+    # without a place: a store's counter is not where a parcel arrives, so the page asks where
     nowhere = send(client, order["id"], **fields)
     assert nowhere.status_code == 422 and "say where the goods are received" in field_error(nowhere.text, "location")
     assert state(world, order["id"])[2] == 0

@@ -23,7 +23,17 @@ from omnijourney.api.deps import DatabaseDep, SessionDep, SettingsDep
 from omnijourney.auth.service import Principal
 from omnijourney.auth.stores import check_location
 from omnijourney.catalog.channels import list_channels
-from omnijourney.console.web import PREFIX, Errors, form_fields, query, render, text, viewer, whole
+from omnijourney.console.web import (
+    PREFIX,
+    Errors,
+    form_fields,
+    query,
+    render,
+    store_locations,
+    text,
+    viewer,
+    whole,
+)
 from omnijourney.core.errors import Invalid, NotFound, OmniError
 from omnijourney.inventory.locations import list_locations
 from omnijourney.orders import lookup, returns
@@ -110,10 +120,20 @@ def _return_page(request: Request, session: Session, who: Principal, order_id: s
         from omnijourney.customers.models import Customer
 
         customer = session.get(Customer, order.customer_id)
+    sent = sent or {}
     return render(request, "return.html", status=status, title=f"Return for order {order.number}", order=order,
                   view=view, receipt=receipt, channel=channel or "", channels=channels,
-                  locations=_locations(session, who), conditions=CONDITIONS, errors=errors or Errors(),
-                  sent=sent or {}, customer=customer)
+                  locations=_locations(session, who),
+                  location=sent.get("location", _default_location(session, who, channel)),
+                  conditions=CONDITIONS, errors=errors or Errors(), sent=sent, customer=customer)
+
+
+def _default_location(session: Session, who: Principal, channel: str | None) -> str:
+    """Blank (the store's own shelf) at a store's counter; elsewhere (the call center, the web) the first
+    warehouse, where goods sent back by post arrive."""
+    if channel is None or who.stores is not None or store_locations(session, channel):
+        return ""
+    return next((loc.code for loc in list_locations(session, type="warehouse")), "")
 
 
 @router.get("/returns/{order_id}")
