@@ -39,9 +39,10 @@ class AnalyticsDB:
             store = open_store(self.settings.path or "")
             sync(self.db, store)
             if self.backend == "spark":
-                from omnijourney.analytics.spark import spark_tables
+                from omnijourney.analytics import spark
 
-                return spark_tables(store)
+                spark.session(spark.SMALL_DATA_CONF)  # one session for the whole test run, tuned for tiny tables
+                return spark.spark_tables(store)
             return open_tables(self.db, self.settings)
         return app_tables(self.db)
 

@@ -36,6 +36,18 @@ LOCAL_CONF: dict[str, str] = {
     "spark.driver.memory": "2g",
 }
 
+# a few thousand rows (the tests): planning, code generation and task scheduling cost more than the work, so one
+# partition per shuffle, no adaptive re-planning, expressions interpreted rather than compiled to Java, and the JVM's
+# quick compiler only (the analytics tests on Spark: 6 min -> 2 min 45 s on this 2-core machine at a load of 8-9)
+SMALL_DATA_CONF: dict[str, str] = {
+    "spark.sql.shuffle.partitions": "1",
+    "spark.default.parallelism": "1",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+}
+
 
 def session(conf: Mapping[str, str] | None = None) -> Any:
     """The process's local Spark session, started on first use with :data:`LOCAL_CONF` and ``conf`` over it (the
