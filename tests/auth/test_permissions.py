@@ -191,6 +191,9 @@ RULES: dict[str, str] = {
     "POST /console/orders/{order_id}/transitions": ORDERS_WRITE,
     "GET /console/pickups": ORDERS_READ,
     "POST /console/pickups/collect": ORDERS_WRITE,
+    # analytics pages and their tables' CSV: whoever reads analytics (admins, marketers, analysts)
+    **{f"GET /console/analytics{page}": "AMN" for page in (
+        "", "/journey-map", "/funnel", "/paths", "/retention", "/attribution", "/clv", "/{name}.csv")},
     "GET /console/returns": ORDERS_WRITE,
     "GET /console/returns/{order_id}": ORDERS_WRITE,
     "POST /console/returns/{order_id}": ORDERS_WRITE,

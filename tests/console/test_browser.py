@@ -96,6 +96,8 @@ LOW_CONTRAST = """() => {
 }"""
 
 SIDEWAYS = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+ANALYTICS_LINKS = ["KPI dashboard", "Journey map", "Funnel", "Channel paths", "Retention", "Attribution",
+                   "Customer value"]  # tests/console/test_analytics.py walks them
 
 
 @dataclass
@@ -232,7 +234,7 @@ def test_an_administrator_walks_every_page(tabs: Any, world: World) -> None:
     nav = page.get_by_role("navigation", name="Console")
     assert [a.inner_text() for a in nav.get_by_role("link").all()] == [
         "Overview", "Find a customer", "Products", "Price quote", "Price consistency", "Availability",
-        "Stock movements", "Orders", "Pickup queue", "Returns"]
+        "Stock movements", "Orders", "Pickup queue", "Returns", *ANALYTICS_LINKS]
     assert page.get_by_role("link", name="Overview").get_attribute("aria-current") == "page"
     admin.check("overview")
     admin.shot("overview")
@@ -283,7 +285,7 @@ def test_keyboard_reaches_the_skip_link_the_navigation_and_the_search(tabs: Any)
     page.evaluate("document.activeElement.blur(); window.scrollTo(0, 0)")
     page.evaluate("document.body.focus()")
     seen = []
-    for _ in range(16):
+    for _ in range(16 + len(ANALYTICS_LINKS)):
         page.keyboard.press("Tab")
         seen.append(page.evaluate("document.activeElement.textContent.trim() || document.activeElement.id"))
     for stop in ("Omnijourney console", "Log out", "Overview", "Find a customer", "Pickup queue", "q"):
@@ -374,7 +376,7 @@ def test_a_marketer_sees_customers_and_prices_and_a_403_page_for_orders(tabs: An
     mia = tabs("marketer")
     page = mia.open("/console")
     links = page.get_by_role("navigation", name="Console").get_by_role("link").all_inner_texts()
-    assert links == ["Overview", "Find a customer", "Products", "Price quote", "Price consistency"]
+    assert links == ["Overview", "Find a customer", "Products", "Price quote", "Price consistency", *ANALYTICS_LINKS]
     mia.open(f"/console/customers/{world.ann}")
     mia.check("customer 360 for a marketer")
     assert page.get_by_role("heading", name="Orders in every channel").count() == 0

@@ -149,13 +149,15 @@ def test_a_one_time_password_is_changed_first(client: TestClient, world: World) 
 
 # ---------------------------------------------------------------- roles
 
+ANALYTICS = {"analytics", "analytics/journey-map", "analytics/funnel", "analytics/paths", "analytics/retention",
+             "analytics/attribution", "analytics/clv"}  # whoever reads analytics (tests/console/test_analytics.py)
 EXPECTED_NAV = {
     "admin": {"customers", "catalog/products", "pricing/quote", "pricing/consistency", "inventory/availability",
-              "inventory/movements", "orders", "pickups", "returns"},
-    "marketer": {"customers", "catalog/products", "pricing/quote", "pricing/consistency"},
+              "inventory/movements", "orders", "pickups", "returns", *ANALYTICS},
+    "marketer": {"customers", "catalog/products", "pricing/quote", "pricing/consistency", *ANALYTICS},
     # reads orders, takes no return
     "analyst": {"customers", "catalog/products", "pricing/quote", "pricing/consistency", "inventory/availability",
-                "inventory/movements", "orders", "pickups"},
+                "inventory/movements", "orders", "pickups", *ANALYTICS},
     "agent": {"customers", "catalog/products", "pricing/quote", "pricing/consistency", "inventory/availability",
               "inventory/movements", "orders", "pickups", "returns"},
     "store_associate": {"customers", "catalog/products", "pricing/quote", "pricing/consistency",

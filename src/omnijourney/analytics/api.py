@@ -45,7 +45,9 @@ def rows(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def _tables(request: Request) -> Iterator[Any]:
+def request_tables(request: Request) -> Iterator[Any]:
+    """The app's analytics tables for one request (the API's and the console's pages'), starting the sync chain
+    on the first request if start-up found nothing to sync."""
     from omnijourney.analytics.tables import open_tables
 
     state = request.app.state
@@ -63,7 +65,7 @@ def funnel(request: Request, _: Reader, body: FunnelQuery) -> Table:
     """A funnel: people, conversion and time per step and breakdown value (see docs/analytics.md)."""
     from omnijourney.analytics import funnels
 
-    with _tables(request) as t:
+    with request_tables(request) as t:
         return Table(rows=rows(funnels.funnel(t, body)))
 
 
@@ -73,7 +75,7 @@ def time_to_convert(request: Request, _: Reader, body: FunnelQuery, from_step: i
     """The time-to-convert histogram between two steps of a funnel."""
     from omnijourney.analytics import funnels
 
-    with _tables(request) as t:
+    with request_tables(request) as t:
         return Table(rows=rows(funnels.time_to_convert(t, body, from_step=from_step, to_step=to_step, bins=bins)))
 
 
@@ -83,7 +85,7 @@ def funnel_people(request: Request, _: Reader, body: FunnelQuery, step: int,
     """The people who reached ``step`` and dropped off there (or, ``dropped=false``, all who reached it)."""
     from omnijourney.analytics import funnels
 
-    with _tables(request) as t:
+    with request_tables(request) as t:
         return Table(rows=rows(funnels.people(t, body, step=step, dropped=dropped, limit=limit)))
 
 
@@ -93,7 +95,7 @@ def journey_map(request: Request, _: Reader, since: Since = None, until: Until =
     """Touchpoints before, during and after the purchase: volumes, channels, conversion to the next stage."""
     from omnijourney.analytics import queries
 
-    with _tables(request) as t:
+    with request_tables(request) as t:
         stages, touch = queries.journey_map(t, Period(since=since, until=until), channel=channel)
     return JourneyMap(stages=rows(stages), touchpoints=rows(touch))
 
@@ -104,7 +106,7 @@ def lifecycle(request: Request, _: Reader, since: Since = None, until: Until = N
     """New, returning, resurrecting and dormant people per interval (optionally in one channel)."""
     from omnijourney.analytics import queries
 
-    with _tables(request) as t:
+    with request_tables(request) as t:
         return Table(rows=rows(queries.lifecycle(t, Period(since=since, until=until), interval=interval,
                                                  channel=channel)))
 
@@ -115,7 +117,7 @@ def stickiness(request: Request, _: Reader, since: Since = None, until: Until = 
     """Per channel: people by the number of intervals they were active in."""
     from omnijourney.analytics import queries
 
-    with _tables(request) as t:
+    with request_tables(request) as t:
         return Table(rows=rows(queries.stickiness(t, Period(since=since, until=until), interval=interval)))
 
 
@@ -126,7 +128,7 @@ def paths(request: Request, _: Reader, since: Since = None, until: Until = None,
     """Channel-to-channel or step-to-step transitions (a Sankey's links), from or to a chosen event."""
     from omnijourney.analytics import queries
 
-    with _tables(request) as t:
+    with request_tables(request) as t:
         return Table(rows=rows(queries.paths(t, Period(since=since, until=until), kind=kind, start=start, end=end,
                                              max_steps=max_steps)))
 
@@ -138,7 +140,7 @@ def retention(request: Request, _: Reader, since: Since = None, until: Until = N
     """Cohorts by first purchase (week or month, optionally of one channel) and the share buying again."""
     from omnijourney.analytics import queries
 
-    with _tables(request) as t:
+    with request_tables(request) as t:
         return Table(rows=rows(queries.retention(t, Period(since=since, until=until), cohort=cohort,
                                                  periods=periods, channel=channel)))
 
@@ -148,7 +150,7 @@ def repeat_purchase(request: Request, _: Reader, since: Since = None, until: Unt
     """The share of buyers in the period who bought more than once, overall and per channel."""
     from omnijourney.analytics import queries
 
-    with _tables(request) as t:
+    with request_tables(request) as t:
         return Table(rows=rows(queries.repeat_purchase(t, Period(since=since, until=until))))
 
 
@@ -160,7 +162,7 @@ def kpis(request: Request, _: Reader, since: Since = None, until: Until = None,
     """KPIs per bucket and channel; a KPI without data says why (``status``, ``reason``)."""
     from omnijourney.analytics import kpis as k
 
-    with _tables(request) as t:
+    with request_tables(request) as t:
         return Table(rows=rows(k.kpis(t, Period(since=since, until=until), names=kpi, interval=interval,
                                       by_channel=by_channel, lookback_days=lookback_days)))
 
@@ -172,7 +174,7 @@ def attribution(request: Request, _: Reader, since: Since = None, until: Until =
     """Every attribution model on the platform's journeys (conversions and revenue per channel)."""
     from omnijourney.analytics import journeys
 
-    with _tables(request) as t:
+    with request_tables(request) as t:
         return journeys.attribution(t, Period(since=since, until=until), lookback_days=lookback_days, order=order)
 
 
@@ -182,7 +184,7 @@ def clv(request: Request, _: Reader, calibration_end: date, holdout_end: date | 
     """BG/NBD and Gamma-Gamma on the orders of every channel, with a calibration/holdout check."""
     from omnijourney.analytics import journeys
 
-    with _tables(request) as t:
+    with request_tables(request) as t:
         return journeys.clv(t, Period(since=since, until=until), calibration_end=calibration_end,
                             holdout_end=holdout_end, unit=unit)
 

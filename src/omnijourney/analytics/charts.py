@@ -404,7 +404,7 @@ def kpi_trends(tables: Tables, period: Period, *, interval: str = "week", by_cha
     ``by_channel``), one small chart per KPI with data; a KPI without data says why."""
     chart = Chart("kpis", "KPIs over time",
                   f"Each KPI per {interval}" + (" and channel" if by_channel else "")
-                  + " (definitions in docs/analytics.md); the table above the chart holds the whole period.")
+                  + " (definitions in docs/analytics.md); the first table below holds the whole period.")
     chart.missing = data_missing(tables, period)
     if chart.missing:
         return chart

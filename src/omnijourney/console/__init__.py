@@ -51,10 +51,10 @@ def _wrap(app: FastAPI, kind: type[Exception], console_answer: Any) -> None:
 
 def install(app: FastAPI) -> None:
     """Serve the console under ``/console`` (after the app's own error handlers are in place)."""
-    from omnijourney.console import auth_pages, catalog, customers, operations, returns
+    from omnijourney.console import analytics_pages, auth_pages, catalog, customers, operations, returns
 
     for router in (assets, auth_pages.router, customers.router, catalog.router, operations.router,
-                   returns.router):
+                   returns.router, analytics_pages.router):
         app.include_router(router)
     app.mount(f"{web.PREFIX}/static", StaticFiles(directory=web.HERE / "static"), name="console-static")
     _wrap(app, OmniError, web.on_error)

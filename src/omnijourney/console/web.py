@@ -71,6 +71,15 @@ NAV: tuple[NavSection, ...] = (
         NavItem("Pickup queue", f"{PREFIX}/pickups", "orders:read"),
         NavItem("Returns", f"{PREFIX}/returns", "orders:write"),
     )),
+    NavSection("Analytics", (
+        NavItem("KPI dashboard", f"{PREFIX}/analytics", "analytics:read"),
+        NavItem("Journey map", f"{PREFIX}/analytics/journey-map", "analytics:read"),
+        NavItem("Funnel", f"{PREFIX}/analytics/funnel", "analytics:read"),
+        NavItem("Channel paths", f"{PREFIX}/analytics/paths", "analytics:read"),
+        NavItem("Retention", f"{PREFIX}/analytics/retention", "analytics:read"),
+        NavItem("Attribution", f"{PREFIX}/analytics/attribution", "analytics:read"),
+        NavItem("Customer value", f"{PREFIX}/analytics/clv", "analytics:read"),
+    )),
 )
 
 ROLE_NAMES = {"admin": "Administrator", "marketer": "Marketer", "analyst": "Analyst", "agent": "Contact center agent",

@@ -54,7 +54,21 @@ function drawTimeline() {
   window.Plotly.newPlot(box, traces, layout, { responsive: true, displayModeBar: false });
 }
 
+/* the analytics pages' charts: each figure was built on the server (analytics/charts.py) and sits in a JSON block
+   beside its box; the table under it holds the same numbers */
+function drawFigures() {
+  if (!window.Plotly) return;
+  var boxes = document.querySelectorAll("[data-figure]");
+  for (var i = 0; i < boxes.length; i++) {
+    var figure = readData(boxes[i].getAttribute("data-figure"));
+    if (!figure) continue;
+    // no mode bar: its icons are unlabelled links; dragging zooms and a double click resets
+    window.Plotly.newPlot(boxes[i], figure.data, figure.layout, { responsive: true, displayModeBar: false });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", function () {
   setUpMenu();
   drawTimeline();
+  drawFigures();
 });
