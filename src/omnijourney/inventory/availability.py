@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
-from omnijourney.catalog.models import Variant
+from omnijourney.catalog.models import Channel, Variant
 from omnijourney.catalog.service import get_channel
 from omnijourney.core.errors import Invalid, NotFound
 from omnijourney.core.time import utcnow
@@ -100,6 +100,13 @@ _PLACES = select(Location.code, Location.name, Location.type, Location.channel_c
                  Location.longitude, Location.online_floor, Location.ships, Location.pickup, Location.handling_hours)
 _LEVELS = (select(Variant.sku, StockLevel.location_code, StockLevel.on_hand, StockLevel.reserved,
                   StockLevel.safety_stock).outerjoin(StockLevel, StockLevel.sku == Variant.sku))
+# built once with bound parameters: building and hashing the statements anew was a tenth of a request's CPU. The
+# locations come with whether each feeds the channel and, in the same round trip, the channel's type (NULL: unknown)
+_FEEDS = exists().where(LocationFeed.location_code == Location.code, LocationFeed.channel_code == bindparam("channel"))
+_CHANNEL_TYPE = select(Channel.type).where(Channel.code == bindparam("channel")).scalar_subquery()
+_PLACES_FOR = _PLACES.add_columns(_FEEDS.label("feeds"), _CHANNEL_TYPE.label("channel_type")).where(
+    Location.active.is_(True), Location.type.in_(("warehouse", "store")))
+_LEVELS_OF = _LEVELS.where(Variant.sku.in_(bindparam("skus", expanding=True)))
 
 
 def availability(session: Session, *, skus: Sequence[str], channel_code: str, near: tuple[float, float] | None = None,
@@ -112,20 +119,21 @@ def availability(session: Session, *, skus: Sequence[str], channel_code: str, ne
         raise Invalid(f"at most {MAX_SKUS} SKUs at once", field="sku")
     if not 1 <= quantity <= 10_000:
         raise Invalid("quantity must be between 1 and 10000", field="quantity")
-    channel = get_channel(session, code=channel_code, field="channel")
     wanted = list(dict.fromkeys(skus))
     now = at or utcnow()
     # plain rows, not ORM objects: loading 100 locations and 100 levels as objects was half of this function's time
-    feeds = exists().where(LocationFeed.location_code == Location.code, LocationFeed.channel_code == channel_code)
-    places = [(loc, loc.feeds) for loc in session.execute(_PLACES.add_columns(feeds.label("feeds")).where(
-        Location.active.is_(True), Location.type.in_(("warehouse", "store"))))]
+    found = session.execute(_PLACES_FOR, {"channel": channel_code}).all()
+    channel_type = found[0].channel_type if found else None
+    if channel_type is None:  # an unknown channel (404 naming it), or no location at all
+        channel_type = get_channel(session, code=channel_code, field="channel").type
+    places = [(loc, loc.feeds) for loc in found]
     own = next((loc for loc, _ in places if loc.channel_code == channel_code), None)
     origin = near or ((own.latitude, own.longitude) if own and own.latitude is not None else None)
     # every level of the SKUs (one index range each; those of other locations are simply not looked up), and in the
     # same query whether the catalog knows each SKU (a variant without levels comes back once, its location NULL)
     levels: dict[tuple[str, str], tuple[int, int, int]] = {}
     known: set[str] = set()
-    for s, loc, oh, rv, ss in session.execute(_LEVELS.where(Variant.sku.in_(wanted))):
+    for s, loc, oh, rv, ss in session.execute(_LEVELS_OF, {"skus": wanted}):
         known.add(s)
         if loc is not None:
             levels[(s, loc)] = (oh, rv, ss)
@@ -149,7 +157,7 @@ def availability(session: Session, *, skus: Sequence[str], channel_code: str, ne
         # a store's shelf for someone who walks in: what that store's own till could sell
         shelves = [r for r in rows if r.type == "store" and r.pickup and r.on_hand - r.reserved >= quantity]
         out.append(SkuAvailability(sku, channel_code, quantity, sum(r.available for r in feeding), feeding,
-                                   shelves[:NEAREST], _promises(feeding, channel.type, own, quantity, now)))
+                                   shelves[:NEAREST], _promises(feeding, channel_type, own, quantity, now)))
     return out
 
 
