@@ -5,7 +5,9 @@ Target (issue 14): at least 1,000 reservations/s with 32 concurrent clients, zer
 Builds its own database (``omni_bench_inventory_hot``, dropped and created): a web channel, one SKU, a warehouse
 holding 1,000,000 units. Each client has its own connection and makes one transaction per reservation through
 ``reservations.reserve`` (the checkout's path: channel, location, SKU and feed checks, the reservation, its line,
-its expiry job, the ledger row, then the guarded ``UPDATE`` of the hot row last). After ``--seconds`` it prints
+its expiry job, the ledger rows, and the units taken from one of the level's pool rows, ``inventory.pools``, or
+from the level itself, which then refills a pool row). ``OMNI_INVENTORY__POOL_SLOTS=0`` measures it without pools
+(every reservation updates the one hot row). After ``--seconds`` it prints
 reservations/s, p50/p99 latency and the machine, then runs the checker (``inventory.audit``) with every
 acknowledged reservation: no level negative, reserved equal to what the reservations hold, the ledger rebuilding
 the counters.
@@ -17,9 +19,9 @@ the counters.
     .venv/bin/python bench/inventory_hot.py --path lean              # the same rows as reserve, 2 round trips
     .venv/bin/python bench/inventory_hot.py --skus 32                # one SKU per client: no hot row (diagnosis)
 
-``--path lean`` is a prototype of a leaner hot path, for comparison only: the same checks in one query (channel,
-location, SKU, feed) and the same writes (reservation, line, expiry job, ledger row, guarded update) sent in one
-pipeline with psycopg, no ORM.
+``--path lean`` is the floor without pools, for comparison: the same checks in one query and the same writes
+(reservation, line, expiry job, ledger row, guarded update of the hot row) sent in one pipeline with psycopg, no
+ORM and no transaction object around them.
 """
 
 from __future__ import annotations
@@ -155,7 +157,7 @@ def client_loop(db: Database, path: str, ttl: float | None, item: str, start: fl
                     r = reservations.reserve(s, channel_code="web", lines=[(item, LOCATION, 1)], ttl_s=ttl)
                 ids.append(r.id)
         except Exception as exc:  # counted and shown: a benchmark that hides errors measures nothing
-            errors.append(f"{type(exc).__name__}: {exc}"[:200])
+            errors.append(f"{type(exc).__name__}: {exc}"[:int(os.environ.get("BENCH_ERR_CHARS", "200"))])
             continue
         lat.append(time.monotonic() - t0)
     if raw is not None:
@@ -222,6 +224,8 @@ def main() -> None:
         for p in procs:
             p.join()
     load = os.getloadavg()[0]
+    if not lat:
+        sys.exit(f"no reservation went through; errors: {sorted(set(errors))[:5]}")
     lat.sort()
     done = len(lat)
     print(f"{args.path} path, {args.clients} clients in {args.processes} process(es) on {args.skus} SKU(s), "

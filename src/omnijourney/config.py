@@ -87,6 +87,14 @@ class OrderSettings(BaseModel):
     finish_after_s: float = Field(default=60.0, gt=0)  # the recovery job finishes a checkout left without an answer
 
 
+class InventorySettings(BaseModel):
+    """Stock (``omnijourney.inventory``), ``OMNI_INVENTORY__...``: how a hot level spreads its reservations."""
+
+    pool_slots: int = Field(default=32, ge=0, le=256)  # at most this many pool rows per level; 0: no pools
+    pool_block: int = Field(default=32, ge=1)  # at most this many units handed to a pool row at a time ...
+    pool_share: int = Field(default=4, ge=1)  # ... and at most 1/(slots x share) of the free units
+
+
 class StaffSettings(BaseModel):
     """Staff logins (``omnijourney.auth.sessions``), ``OMNI_STAFF__...``: how long a session lasts, lockouts."""
 
@@ -107,6 +115,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = Field(default_factory=JobSettings)
     payments: PaymentSettings = Field(default_factory=PaymentSettings)
     orders: OrderSettings = Field(default_factory=OrderSettings)
+    inventory: InventorySettings = Field(default_factory=InventorySettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)  # OMNI_ANALYTICS__...
     staff: StaffSettings = Field(default_factory=StaffSettings)
     # Backpressure: ingestion requests waiting for the database beyond this answer 429.

@@ -52,8 +52,8 @@ def test_each_kind_of_damage_is_named(db):
     assert not found.ok
     assert "ledger differs: TEE-S at S01: on hand 2 (ledger 2), reserved 2 (ledger 1)" in said
     assert "ledger differs: TEE-M at WH" in said
-    assert "reserved is not what active reservations hold: TEE-S at S01: 2 reserved, active reservations hold 1" \
-        in said
+    assert ("reserved is not what active reservations hold: TEE-S at S01: 2 reserved, active reservations and the "
+            "pool hold 1") in said
     assert f"reservation without its ledger rows: {held} TEE-M at WH (2 units, active): reserved 0" in said
     assert f"active past its expiry: {held}" in said
     assert f"acknowledged reservation not stored as told: {sold}: told 2 units, stored 3 units" in said

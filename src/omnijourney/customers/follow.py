@@ -93,7 +93,9 @@ def enqueue_known(session: Session, anonymous_ids: dict[str, list[str]]) -> None
 @cache
 def _followed_attributes(cls: type) -> tuple[str, ...]:
     mapper = inspect(cls)
-    return tuple(attr.key for attr in mapper.column_attrs if any(c.info.get(FOLLOWS) for c in attr.columns))
+    # a column_property of a SQL expression (a level's pooled units) has no column info: it is never written
+    return tuple(attr.key for attr in mapper.column_attrs
+                 if any(getattr(c, "info", {}).get(FOLLOWS) for c in attr.columns))
 
 
 @event.listens_for(Session, "before_flush")

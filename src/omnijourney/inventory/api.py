@@ -57,8 +57,8 @@ def _location(session: SessionDep, loc: Location) -> LocationRead:
 
 
 def _level(lv: StockLevel) -> LevelRead:
-    return LevelRead(sku=lv.sku, location=lv.location_code, on_hand=lv.on_hand, reserved=lv.reserved,
-                     safety_stock=lv.safety_stock, available=lv.on_hand - lv.reserved, updated_at=lv.updated_at)
+    return LevelRead(sku=lv.sku, location=lv.location_code, on_hand=lv.on_hand, reserved=lv.held,
+                     safety_stock=lv.safety_stock, available=lv.free, updated_at=lv.updated_at)
 
 
 def _movement(m: StockMovement) -> MovementRead:

@@ -5,8 +5,9 @@ the clients were acknowledged, that each of those is stored with its units:
 
 - no stock level is negative, or has more reserved than on hand;
 - the ledger rebuilds every level's on hand and reserved (``stock.check``);
-- each level's reserved equals the units its active reservation lines hold (no leak: an expired or released
-  reservation gave its units back, a consumed one took them out of on hand);
+- each level's reserved equals the units its active reservation lines hold and its pool sets aside (no leak: an
+  expired or released reservation gave its units back, a consumed one took them out of on hand), and the ledger's
+  pool rows add up to what each pool holds;
 - each reservation line has its ledger rows: the reservation's, and the release or sale that settled it, and no
   other; an active reservation long past its expiry is reported (its expiry job did not run);
 - each acknowledged reservation exists with the units the client was told, each acknowledged sale has its
@@ -41,7 +42,7 @@ class Audit:
     levels: int = 0
     reservations: int = 0
     units_on_hand: int = 0
-    units_reserved: int = 0
+    units_reserved: int = 0  # held by reservations (a pool's units are not counted)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -70,7 +71,17 @@ SELECT sku, loc, SUM(level_rv), SUM(held) FROM (
     SELECT sku, location_code AS loc, reserved AS level_rv, 0 AS held FROM stock_levels
     UNION ALL
     SELECT sku, location_code, 0, quantity FROM reservation_lines WHERE status = 'active'
+    UNION ALL
+    SELECT sku, location_code, 0, units FROM stock_pools
 ) x GROUP BY sku, loc HAVING SUM(level_rv) <> SUM(held) ORDER BY sku, loc""")
+
+# what each level's pool holds against the ledger's pool rows (inventory.pools)
+_POOLS = text("""
+SELECT sku, loc, SUM(ledger), SUM(units) FROM (
+    SELECT sku, location_code AS loc, reserved_delta AS ledger, 0 AS units FROM stock_movements WHERE kind = 'pool'
+    UNION ALL
+    SELECT sku, location_code, 0, units FROM stock_pools
+) x GROUP BY sku, loc HAVING SUM(ledger) <> SUM(units) ORDER BY sku, loc""")
 
 # each line against the ledger rows that carry its reservation's id
 _LINE_LEDGER = text("""
@@ -113,7 +124,7 @@ def audit(session: Session, *, acknowledged: Mapping[str, int] | None = None,
     out = Audit()
     out.levels, out.units_on_hand, out.units_reserved = session.execute(
         select(func.count(), func.coalesce(func.sum(StockLevel.on_hand), 0),
-               func.coalesce(func.sum(StockLevel.reserved), 0))).one()
+               func.coalesce(func.sum(StockLevel.reserved - StockLevel.pooled), 0))).one()
     out.reservations = session.scalar(select(func.count()).select_from(Reservation)) or 0
     _report(out, "impossible level", session.execute(_BAD_LEVELS).all(),
             lambda s, loc, oh, rv: f"{s} at {loc}: {oh} on hand, {rv} reserved")
@@ -121,7 +132,9 @@ def audit(session: Session, *, acknowledged: Mapping[str, int] | None = None,
             lambda d: f"{d.sku} at {d.location}: on hand {d.on_hand} (ledger {d.ledger_on_hand}), reserved "
                       f"{d.reserved} (ledger {d.ledger_reserved})")
     _report(out, "reserved is not what active reservations hold", session.execute(_LEAKS).all(),
-            lambda s, loc, rv, held: f"{s} at {loc}: {rv} reserved, active reservations hold {held}")
+            lambda s, loc, rv, held: f"{s} at {loc}: {rv} reserved, active reservations and the pool hold {held}")
+    _report(out, "pool differs from its ledger rows", session.execute(_POOLS).all(),
+            lambda s, loc, ledger, units: f"{s} at {loc}: the pool holds {units}, its ledger rows add up to {ledger}")
     _report(out, "reservation without its ledger rows", session.execute(_LINE_LEDGER).all(),
             lambda rid, s, loc, q, st, held, rel, sold: f"{rid} {s} at {loc} ({q} units, {st}): reserved {held}, "
                                                        f"released {-rel}, sold {-sold} in the ledger")

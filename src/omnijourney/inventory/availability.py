@@ -98,7 +98,7 @@ def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 _PLACES = select(Location.code, Location.name, Location.type, Location.channel_code, Location.latitude,
                  Location.longitude, Location.online_floor, Location.ships, Location.pickup, Location.handling_hours)
-_LEVELS = (select(Variant.sku, StockLevel.location_code, StockLevel.on_hand, StockLevel.reserved,
+_LEVELS = (select(Variant.sku, StockLevel.location_code, StockLevel.on_hand, StockLevel.reserved - StockLevel.pooled,
                   StockLevel.safety_stock).outerjoin(StockLevel, StockLevel.sku == Variant.sku))
 # built once with bound parameters: building and hashing the statements anew was a tenth of a request's CPU. The
 # locations come with whether each feeds the channel and, in the same round trip, the channel's type (NULL: unknown)

@@ -160,6 +160,6 @@ def levels(sku: Annotated[list[str] | None, typer.Option(help="a SKU (repeat for
         return
     table = Table("sku", "location", "on hand", "reserved", "safety stock", "free")
     for lv in found:
-        table.add_row(lv.sku, lv.location_code, str(lv.on_hand), str(lv.reserved), str(lv.safety_stock),
-                      str(lv.on_hand - lv.reserved))
+        table.add_row(lv.sku, lv.location_code, str(lv.on_hand), str(lv.held), str(lv.safety_stock),
+                      str(lv.free))
     console.print(table)

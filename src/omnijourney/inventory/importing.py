@@ -3,8 +3,8 @@
 Three steps. :func:`read_csv` reads the file and checks each row's form (no database). :func:`validate` checks
 every row against the database at once (SKUs, locations, counts against what is reserved). :func:`write` imports
 the good rows in chunks, each chunk one transaction of set-based statements: the missing stock levels created,
-the counted levels locked (``locks.rows``) and their counts checked again under the lock, then the ledger rows and
-one guarded ``UPDATE`` per level (``stock.apply_many``).
+the counted levels locked (``pools.lock_levels``) and their counts checked again under the lock, then the ledger
+rows and one guarded ``UPDATE`` per level (``stock.apply_many``).
 
 Rows apply in file order: a receipt after a count of the same SKU and location adds to the counted figure, a count
 after a receipt replaces it. A receipt adds ``quantity`` units; a count says ``quantity`` units are on the shelf
@@ -25,11 +25,11 @@ from typing import TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from omnijourney import locks
 from omnijourney.catalog.models import Variant
 from omnijourney.core.time import utcnow
 from omnijourney.db import Database, select_pairs
-from omnijourney.inventory.models import Location, StockLevel
+from omnijourney.inventory import pools
+from omnijourney.inventory.models import Location
 from omnijourney.inventory.stock import MAX_UNITS, Change, apply_many, ensure_levels
 
 COLUMNS = ("sku", "location", "quantity", "kind")
@@ -170,7 +170,8 @@ def validate(session: Session, rows: Sequence[Row]) -> list[BadRow]:
     places = {loc.code: loc for loc in session.scalars(select(Location))}
     counted = sorted({(r.sku, r.location) for r in rows if r.kind == "count" and r.quantity >= 0})
     reserved = {(s, loc): int(rv) for s, loc, rv in select_pairs(
-        session, "SELECT l.sku, l.location_code, l.reserved FROM stock_levels l "
+        session, "SELECT l.sku, l.location_code, l.reserved - COALESCE((SELECT SUM(s.units) FROM stock_pools s "
+                 "WHERE s.sku = l.sku AND s.location_code = l.location_code), 0) FROM stock_levels l "
                  "JOIN p ON l.sku = p.a AND l.location_code = p.b", counted)}
     first_count: dict[tuple[str, str], int] = {}
     for r in rows:
@@ -213,7 +214,7 @@ def write_chunk(session: Session, rows: Sequence[Row], *, ref: str, outcome: Out
     pg = session.get_bind().dialect.name == "postgresql"
     keys = {(r.sku, r.location) for r in rows} if counted and pg else counted
     ensure_levels(session, keys, now)  # a level must exist to be locked; apply_many makes the others
-    locked = locks.rows(session, StockLevel, keys)
+    locked = pools.lock_levels(session, keys, now=now, ref=ref)  # with what their pools set aside given back
     # on hand as this chunk leaves it, for the levels it counts: a count's delta is the figure minus that
     on_hand = {k: lv.on_hand for k, lv in locked.items()}
     changes = []

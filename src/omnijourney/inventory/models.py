@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, Float, ForeignKey, Index, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Boolean, CheckConstraint, Float, ForeignKey, Index, Integer, String, func, select
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from omnijourney.core.types import BigIntPK, UTCDateTime
 from omnijourney.db import Base
@@ -59,7 +59,12 @@ class LocationFeed(Base):
 
 
 class StockLevel(Base):
-    """One SKU in one location. Available to promise = on_hand - reserved - safety_stock (- the online floor)."""
+    """One SKU in one location. Available to promise = on_hand - held - safety_stock (- the online floor).
+
+    ``reserved`` counts the units held by reservations plus the units set aside in the level's pool
+    (``StockPool``, ``pooled``): a hot level hands blocks of units to its pool rows so that concurrent reservations
+    lock one of those instead of this row. Pooled units are still free to promise: ``held`` and ``free`` are what
+    readers show."""
 
     __tablename__ = "stock_levels"
     __table_args__ = (
@@ -76,9 +81,41 @@ class StockLevel(Base):
     safety_stock: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
+    @property
+    def held(self) -> int:
+        """Units held by reservations (``reserved`` without the pool's units)."""
+        return self.reserved - (self.pooled or 0)
+
+    @property
+    def free(self) -> int:
+        """Units on hand that nothing holds (before safety stock and a store's online floor)."""
+        return self.on_hand - self.held
+
+
+class StockPool(Base):
+    """A share of a level's free units set aside for reservations (``inventory.pools``): a reservation takes its
+    units from one pool row, so concurrent reservations of a hot SKU lock different rows instead of queueing on
+    the level's. The level counts these units in ``reserved``; ``units`` never goes below zero."""
+
+    __tablename__ = "stock_pools"
+    __table_args__ = (CheckConstraint("units >= 0", name="ck_stock_pools_units"),)
+
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    location_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    units: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# loaded with every level: the units its pool holds (an index probe on the pool's primary key)
+StockLevel.pooled = column_property(  # type: ignore[attr-defined]
+    select(func.coalesce(func.sum(StockPool.units), 0))
+    .where(StockPool.sku == StockLevel.sku, StockPool.location_code == StockLevel.location_code)
+    .correlate_except(StockPool).scalar_subquery())
+
 
 MOVEMENT_KINDS = ("receipt", "sale", "reservation", "release", "return", "adjustment", "transfer_out",
-                  "transfer_in", "count")
+                  "transfer_in", "count", "pool")
 
 
 class StockMovement(Base):

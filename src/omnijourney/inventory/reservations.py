@@ -5,17 +5,18 @@ transaction, so the stock comes back at ``expires_at`` even if nobody reads the 
 keeps its reservation (``hold``) until its goods leave (``consume``: a sale) or it is cancelled (``release``).
 
 The hot path (a reservation) is one transaction of inserts followed by one guarded ``UPDATE`` per line in
-(SKU, location) order (``stock.apply``); the guard is the check, evaluated under the row's lock, so when every
-channel reserves the last unit at once exactly one wins and the others get ``OutOfStock``.
+(SKU, location) order, of a pool row or of the level (``inventory.pools``); the guard is the check, evaluated
+under the row's lock, so when every channel reserves the last unit at once exactly one wins and the others get
+``OutOfStock``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from omnijourney import jobs, locks
@@ -23,8 +24,17 @@ from omnijourney.catalog.service import get_channel
 from omnijourney.core.errors import Conflict, Invalid, NotFound
 from omnijourney.core.ids import new_id
 from omnijourney.core.time import utcnow
+from omnijourney.inventory import pools
 from omnijourney.inventory.models import Location, LocationFeed, Reservation, ReservationLine
-from omnijourney.inventory.stock import Change, apply, check_location, check_skus, check_units
+from omnijourney.inventory.stock import (
+    Change,
+    apply,
+    change_level,
+    check_location,
+    check_skus,
+    check_units,
+    write_ledger,
+)
 
 DEFAULT_TTL_S = 15 * 60  # a checkout holds its units this long
 MAX_TTL_S = 30 * 24 * 3600
@@ -78,6 +88,92 @@ def _checked_wants(lines: Sequence[tuple[str, str, int]], field: str) -> list[tu
     return [(sku, loc, q) for (sku, loc), q in merged.items()]
 
 
+_CHECKS = text(
+    "SELECT l.code, l.active, l.type, l.channel_code, l.online_floor, "
+    "EXISTS (SELECT 1 FROM location_feeds f WHERE f.location_code = l.code AND f.channel_code = :ch), "
+    "(SELECT COUNT(*) FROM channels c WHERE c.code = :ch), "
+    "(SELECT COUNT(*) FROM variants v WHERE v.sku IN :skus) "
+    "FROM locations l WHERE l.code IN :locs").bindparams(bindparam("skus", expanding=True),
+                                                         bindparam("locs", expanding=True))
+# the same in psycopg's own style, for the pipeline below
+_PG_CHECKS = (
+    "SELECT l.code, l.active, l.type, l.channel_code, l.online_floor, "
+    "EXISTS (SELECT 1 FROM location_feeds f WHERE f.location_code = l.code AND f.channel_code = %(ch)s), "
+    "(SELECT COUNT(*) FROM channels c WHERE c.code = %(ch)s), "
+    "(SELECT COUNT(*) FROM variants v WHERE v.sku = ANY(%(skus)s)) "
+    "FROM locations l WHERE l.code = ANY(%(locs)s)")
+
+
+class _Place(NamedTuple):
+    code: str
+    active: bool
+    type: str
+    channel_code: str | None
+    online_floor: int
+    fed: bool
+    channels: int
+    skus: int
+
+
+def _rules(session: Session, found: Sequence[Any], channel_code: str, lines: Sequence[tuple[str, str, int]],
+           wants: list[tuple[str, str, int]], field: str) -> dict[str, tuple[int, bool]]:
+    """Each location's rules from the one-query checks; when one fails, the checks run again one by one to name
+    the field that is wrong (and raise)."""
+    places = [_Place(*r) for r in found]
+    skus = {s for s, _, _ in wants}
+    if (len(places) == len({loc for _, loc, _ in wants}) and places[0].channels == 1 and places[0].skus == len(skus)
+            and all(p.active and p.type not in ("transit", "quarantine") and (p.fed or p.channel_code == channel_code)
+                    for p in places)):
+        return {p.code: rules(p, channel_code) for p in places}  # type: ignore[arg-type]
+    get_channel(session, code=channel_code, field="channel")
+    _, checked = _wants(session, channel_code, lines, field)
+    return {code: rules(loc, channel_code) for code, loc in checked.items()}
+
+
+_RESERVATIONS = Reservation.__table__.insert()
+_LINES = ReservationLine.__table__.insert()
+
+# PostgreSQL with pools, one statement: the reservation, its lines, their ledger rows and the first line's take
+# from a pool (``pools.TAKE``), answering whether the units were taken and, with the checks, a row per location
+_PG_WRITES = (
+    "WITH r AS (INSERT INTO reservations (id, status, channel_code, ref, expires_at, created_at, updated_at) "
+    "VALUES (%(ref)s, 'active', %(ch)s, %(holds_for)s, %(expires)s, %(now)s, %(now)s)), "
+    "w AS (SELECT * FROM unnest(%(skus)s::text[], %(locs)s::text[], %(qs)s::int[]) AS w(sku, loc, q)), "
+    "l AS (INSERT INTO reservation_lines (reservation_id, sku, location_code, quantity, status) "
+    "SELECT %(ref)s, w.sku, w.loc, w.q, 'active' FROM w), "
+    "m AS (INSERT INTO stock_movements (sku, location_code, kind, on_hand_delta, reserved_delta, ref, channel_code, "
+    "created_at) SELECT w.sku, w.loc, 'reservation', 0, w.q, %(ref)s, %(ch)s, %(now)s FROM w), "
+    f"{pools.TAKE_CTES}, pm AS ({pools.TAKE_LEDGER} RETURNING 1) ")
+_PG_WRITTEN = _PG_WRITES + "SELECT (SELECT COUNT(*) FROM pm)"
+_PG_WRITTEN_CHECKED = (
+    _PG_WRITES + "SELECT (SELECT COUNT(*) FROM pm), c.* FROM (SELECT 1) one LEFT JOIN ("
+    + _PG_CHECKS.replace("%(locs)s", "%(places)s").replace("%(skus)s", "%(items)s") + ") c ON true")
+
+
+def _write_pooled(session: Session, row: dict[str, Any], wants: list[tuple[str, str, int]], *, check: bool,
+                  now: datetime) -> tuple[list[Any] | None, bool]:
+    """PostgreSQL with pools: the checks, the reservation, its lines, its ledger rows and the first line's take from
+    a pool in one statement, and its expiry job, sent in one pipeline through the driver: one network round trip
+    where SQLAlchemy would make seven (the hot path's cost is the client's CPU per statement and per round trip,
+    not the database's work). Rows written before the checks are known go with the transaction when a check fails
+    (the caller rolls it back). Returns the checks' rows (``None`` unless ``check``) and whether the first line's
+    units came from a pool; the other lines follow one by one, in key order."""
+    rid = row["id"]
+    sku, loc, q = wants[0]
+    params = pools.take_params(session, sku=sku, location=loc, quantity=q, ref=rid, now=now)
+    params.update(ch=row["channel_code"], holds_for=row["ref"], expires=row["expires_at"],
+                  skus=[w[0] for w in wants], locs=[w[1] for w in wants], qs=[w[2] for w in wants],
+                  items=sorted({w[0] for w in wants}), places=sorted({w[1] for w in wants}))
+    driver = session.connection().connection.driver_connection
+    with driver.cursor() as jobs_cur, driver.cursor() as cur:
+        with driver.pipeline():
+            if row["expires_at"] is not None:
+                jobs.enqueue_on(session, jobs_cur, EXPIRE_JOB, {"id": rid}, at=row["expires_at"])
+            cur.execute(_PG_WRITTEN_CHECKED if check else _PG_WRITTEN, params)
+        found = cur.fetchall()
+    taken = found[0][0] == 1
+    return ([r[1:] for r in found if r[1] is not None] if check else None), taken
+
 def reserve(session: Session, *, channel_code: str, lines: Sequence[tuple[str, str, int]], ref: str | None = None,
             ttl_s: float | None = DEFAULT_TTL_S, field: str = "lines",
             checked: Mapping[str, tuple[int, bool]] | None = None) -> Reservation:
@@ -88,32 +184,52 @@ def reserve(session: Session, *, channel_code: str, lines: Sequence[tuple[str, s
     ``checked``: each location's (units kept free, safety stock kept back) as :func:`rules` gives them, when the
     caller took the lines from this transaction's ``availability`` answer (checkout's sourcing), which lists only
     known SKUs at active locations that sell to the channel: those checks are not made again. The guarded update
-    still decides whether the units are there."""
-    get_channel(session, code=channel_code, field="channel")
+    still decides whether the units are there.
+
+    The hot path: the rows written first (reservation, lines, expiry job, ledger), then per line, in (SKU,
+    location) order, units taken from one of the level's pool rows (``inventory.pools``), or else from the level
+    itself by its guarded update, refilling a pool row while the level is locked anyway."""
     if ttl_s is not None and not 1 <= ttl_s <= MAX_TTL_S:
         raise Invalid(f"ttl_s must be between 1 and {MAX_TTL_S}", field="ttl_s")
-    if checked is not None and all(loc in checked for _, loc, _ in lines):
-        wants, kept = _checked_wants(lines, field), dict(checked)
-    else:
-        wants, places = _wants(session, channel_code, lines, field)
-        kept = {code: rules(loc, channel_code) for code, loc in places.items()}
+    wants = sorted(_checked_wants(lines, field))
+    kept = dict(checked) if checked is not None and all(loc in checked for _, loc, _ in lines) else None
+    if kept is not None:
+        get_channel(session, code=channel_code, field="channel")
     now = utcnow()
     expires = now + timedelta(seconds=ttl_s) if ttl_s is not None else None
     rid = new_id()
     row = {"id": rid, "status": "active", "channel_code": channel_code, "ref": ref, "expires_at": expires,
            "created_at": now, "updated_at": now}
-    session.execute(insert(Reservation), [row])
-    session.execute(insert(ReservationLine), [{"reservation_id": rid, "sku": s, "location_code": loc, "quantity": q,
-                                               "status": "active"} for s, loc, q in wants])
-    if expires is not None:
-        jobs.enqueue(session, EXPIRE_JOB, {"id": rid}, at=expires)
+    pooling = pools.slots(session) > 0
+    if pooling:
+        found, taken = _write_pooled(session, row, wants, check=kept is None, now=now)
+        if kept is None:
+            kept = _rules(session, found or [], channel_code, lines, wants, field)
+    else:
+        if kept is None:
+            found = session.execute(_CHECKS, {"ch": channel_code, "skus": sorted({s for s, _, _ in wants}),
+                                              "locs": sorted({loc for _, loc, _ in wants})}).all()
+            kept = _rules(session, found, channel_code, lines, wants, field)
+        session.execute(_RESERVATIONS, row)
+        held = [{"reservation_id": rid, "sku": s, "location_code": loc, "quantity": q, "status": "active"}
+                for s, loc, q in wants]
+        session.execute(_LINES, held if len(held) > 1 else held[0])
+        if expires is not None:
+            jobs.enqueue(session, EXPIRE_JOB, {"id": rid}, at=expires)
+        taken = False
     index = {(s, loc): i for i, (s, loc, _) in enumerate(lines)}
-    changes = []
-    for sku, loc, q in wants:
-        keep, safety = kept[loc]
-        changes.append(Change(sku, loc, "reservation", reserved=q, keep_free=keep, use_safety=safety, ref=rid,
-                              channel=channel_code, field=f"{field}[{index[(sku, loc)]}].quantity"))
-    apply(session, changes, now=now)  # the guarded updates last: a hot row is held for the update and the commit
+    changes = [Change(sku, loc, "reservation", reserved=q, keep_free=kept[loc][0], use_safety=kept[loc][1], ref=rid,
+                      channel=channel_code, field=f"{field}[{index[(sku, loc)]}].quantity") for sku, loc, q in wants]
+    if not pooling:
+        write_ledger(session, changes, now)
+    # the row locks last, in key order: a hot row is held only for its update and the commit
+    for i, c in enumerate(changes):
+        if taken if i == 0 else pooling and pools.take(session, sku=c.sku, location=c.location, quantity=c.reserved,
+                                                      ref=rid, now=now):
+            continue
+        change_level(session, c, now)
+        if pooling:
+            pools.refill(session, sku=c.sku, location=c.location, ref=rid, now=now)
     # the row as written, in the session without reading it back
     reservation = Reservation(**row)
     make_transient_to_detached(reservation)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select, text, union_all
+from sqlalchemy import func, literal, select, text, union_all
 from sqlalchemy.orm import Session
 
 from omnijourney import locks
@@ -25,6 +25,7 @@ from omnijourney.core.errors import Conflict, Invalid, NotFound
 from omnijourney.core.ids import new_id
 from omnijourney.core.time import utcnow
 from omnijourney.db import dialect_insert, encode, insert_encoded
+from omnijourney.inventory import pools
 from omnijourney.inventory.models import Location, StockLevel, StockMovement, Transfer
 
 MAX_UNITS = 1_000_000  # per movement: more is a typo
@@ -124,15 +125,40 @@ def apply(session: Session, changes: Sequence[Change], *, now: datetime | None =
     now = now or utcnow()
     grows = [(c.sku, c.location) for c in changes if c.on_hand > 0]
     ensure_levels(session, grows, now)
-    session.execute(insert(StockMovement), [
-        {"sku": c.sku, "location_code": c.location, "kind": c.kind, "on_hand_delta": c.on_hand,
-         "reserved_delta": c.reserved, "counted": c.counted, "reason": c.reason, "ref": c.ref,
-         "channel_code": c.channel, "created_at": now} for c in changes])
+    write_ledger(session, changes, now)
     for c in sorted(changes, key=lambda c: (c.sku, c.location)):
-        done = session.execute(_GUARDED, {"oh": c.on_hand, "rv": c.reserved, "now": now, "sku": c.sku,
-                                          "loc": c.location, "keep": c.keep_free, "use_safety": c.use_safety})
-        if done.rowcount != 1:
-            raise _refusal(session, c)
+        change_level(session, c, now)
+
+
+_LEDGER = StockMovement.__table__.insert()
+
+
+def write_ledger(session: Session, changes: Sequence[Change], now: datetime) -> None:
+    """The ledger rows of ``changes`` (one statement); their counter changes are :func:`change_level`'s."""
+    rows = [{"sku": c.sku, "location_code": c.location, "kind": c.kind, "on_hand_delta": c.on_hand,
+             "reserved_delta": c.reserved, "counted": c.counted, "reason": c.reason, "ref": c.ref,
+             "channel_code": c.channel, "created_at": now} for c in changes]
+    session.execute(_LEDGER, rows if len(rows) > 1 else rows[0])
+
+
+def change_level(session: Session, c: Change, now: datetime) -> None:
+    """``c``'s guarded counter change (its ledger row is the caller's, :func:`write_ledger`); ``OutOfStock`` or
+    ``Conflict`` naming its field if the level cannot grant it, even with its pool's units given back."""
+    params = {"oh": c.on_hand, "rv": c.reserved, "now": now, "sku": c.sku, "loc": c.location,
+              "keep": c.keep_free, "use_safety": c.use_safety}
+    done = session.execute(_GUARDED, params)
+    if done.rowcount != 1 and _drained(session, c, now):
+        done = session.execute(_GUARDED, params)  # with the units its pool had set aside back in the level
+    if done.rowcount != 1:
+        raise _refusal(session, c)
+
+
+def _drained(session: Session, c: Change, now: datetime) -> bool:
+    """The level's pool (``inventory.pools``) gave its units back, so a refused change may now pass."""
+    if not pools.slots(session) or not pools.pooled(session, c.sku, c.location):
+        return False
+    locks.rows(session, StockLevel, [(c.sku, c.location)])  # the level before its pool rows
+    return pools.drain(session, [(c.sku, c.location)], now=now, ref=c.ref) > 0
 
 
 _GUARDED_SET_PG = text(
@@ -200,7 +226,7 @@ def apply_many(session: Session, changes: Sequence[Change], *, now: datetime | N
 def _refusal(session: Session, c: Change) -> Conflict:
     level = session.scalar(select(StockLevel).where(StockLevel.sku == c.sku, StockLevel.location_code == c.location)
                           .execution_options(populate_existing=True))
-    have = (level.on_hand - level.reserved) if level else 0
+    have = level.free if level else 0
     details = {"sku": c.sku, "location": c.location, "available": have}
     if c.kind in ("reservation", "sale"):
         wanted = c.reserved or -c.on_hand
@@ -243,8 +269,9 @@ def count(session: Session, *, sku: str, location: str, counted: int, ref: str |
     check_units(counted, "counted", allow_zero=True)
     check_skus(session, [sku])
     check_location(session, location)
-    ensure_levels(session, [(sku, location)], utcnow())
-    current = locks.rows(session, StockLevel, [(sku, location)])[(sku, location)]
+    now = utcnow()
+    ensure_levels(session, [(sku, location)], now)
+    current = pools.lock_levels(session, [(sku, location)], now=now, ref=ref)[(sku, location)]
     if counted < current.reserved:
         raise Conflict(f"{sku} at {location}: counted {counted} but {current.reserved} are reserved; release or "
                        "reallocate those reservations first", field="counted", code="count_below_reserved")

@@ -87,15 +87,42 @@ def enqueue(session: Session, name: str, args: dict[str, Any] | None = None, *, 
     With ``unique_key``, enqueueing work that is already pending, running or failed (waiting for an operator's
     retry or discard) under that key does nothing; once that job is done, the key schedules new work again.
     """
-    spec = kind(name)
-    now = utcnow()
-    row = {"kind": name, "args": args or {}, "status": "pending", "run_at": at or now + timedelta(seconds=delay_s),
-           "attempts": 0, "max_attempts": spec.max_attempts, "unique_key": unique_key, "created_at": now}
+    row = _row(name, args, at, delay_s, unique_key)
     waiting: list[dict[str, Any]] | None = session.info.get(_BATCH)
     if waiting is not None:
         waiting.append(row)
         return
     _insert(session, [row])
+
+
+def _row(name: str, args: dict[str, Any] | None, at: datetime | None, delay_s: float,
+         unique_key: str | None) -> dict[str, Any]:
+    spec = kind(name)
+    now = utcnow()
+    return {"kind": name, "args": args or {}, "status": "pending", "run_at": at or now + timedelta(seconds=delay_s),
+            "attempts": 0, "max_attempts": spec.max_attempts, "unique_key": unique_key, "created_at": now}
+
+
+_INSERT_PG = ("INSERT INTO jobs (kind, args, status, run_at, attempts, max_attempts, unique_key, created_at) "
+              "VALUES (%(kind)s, %(args)s, %(status)s, %(run_at)s, %(attempts)s, %(max_attempts)s, %(unique_key)s, "
+              "%(created_at)s)")
+
+
+def enqueue_on(session: Session, cursor: Any, name: str, args: dict[str, Any] | None = None, *,
+               at: datetime | None = None) -> None:
+    """:func:`enqueue` (no ``unique_key``) through ``cursor``, a psycopg cursor of the session's own PostgreSQL
+    connection: for a hot path that sends its statements in one pipeline (``inventory.reservations``). The same
+    row, in the same transaction, and the same wake-up after the commit; inside :func:`batch` it waits for the
+    block like any other."""
+    from psycopg.types.json import Jsonb
+
+    row = _row(name, args, at, 0.0, None)
+    waiting: list[dict[str, Any]] | None = session.info.get(_BATCH)
+    if waiting is not None:
+        waiting.append(row)
+        return
+    cursor.execute(_INSERT_PG, {**row, "args": Jsonb(row["args"])})
+    after_commit(session, _wake)
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
