@@ -237,7 +237,7 @@ def _charts(request: Request, page: Page, values: dict[str, str]) -> list[Any]:
     showed gives the same rows, at once)."""
     from omnijourney.analytics.api import request_tables
 
-    key = (id(request.app), page.slug, tuple(sorted(values.items())))
+    key = (request.app.state.db.url, page.slug, tuple(sorted(values.items())))
     now = time.monotonic()
     with _cache_lock:
         hit = _cache.get(key)
