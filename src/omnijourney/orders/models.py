@@ -57,6 +57,9 @@ class Order(Base):
         Index("ix_orders_customer", "customer_id", "placed_at"),
         Index("ix_orders_placed", "placed_at", "id"),
         Index("ix_orders_pickup_code", "pickup_code", unique=True),
+        # a guest's orders are found by the email given at checkout (the console's returns desk)
+        Index("ix_orders_guest_email", "email", "placed_at", sqlite_where=text("customer_id IS NULL"),
+              postgresql_where=text("customer_id IS NULL")),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
