@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from omnijourney.analytics.schemas import FunnelQuery
 from omnijourney.core.errors import Invalid
 from tests.analytics.conftest import AnalyticsDB
 from tests.analytics.shop import funnel_shop
+from tests.factories import msg, send, source
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -123,3 +125,47 @@ def test_bad_questions_name_the_field(adb: AnalyticsDB, body: dict[str, Any], fi
     with adb.tables() as t, pytest.raises(Invalid) as err:
         funnels.funnel(t, FunnelQuery(**body))
     assert err.value.field == field
+
+
+def test_ordered_funnel_agrees_with_walking_each_persons_events(adb: AnalyticsDB) -> None:
+    """Random journeys with ties in time and steps exactly a window apart: every channel's counts are those of the
+    plain rule (from each entry, the next step's first event strictly later, until the window closes; the entry that
+    got furthest, the earliest among equals, gives the channel)."""
+    rng = random.Random(15)
+    sources = {c: source(adb.db, c) for c in ("web", "app")}
+    journeys: dict[str, list[tuple[int, str, str]]] = {}
+    for n in range(40):
+        # entries at distinct hours (between two entries at the same second the event id decides); adds and orders
+        # on the hour, often at the hour of an entry or of each other (ties, which do not count: a step comes
+        # strictly later), exactly a window (a day) after an entry (which counts), or within 40 hours of the first
+        hours = rng.sample(range(72), rng.randint(0, 3))
+        base = min(hours, default=rng.randrange(72))
+        later: list[int] = []
+        for _ in range(rng.randint(1, 6)):
+            later.append(rng.choice([*hours, *later, *(h + 24 for h in hours), *[base + rng.randrange(40)] * 2]))
+        touches = [(h * 60, VIEW, rng.choice(["web", "app"])) for h in hours]
+        touches += [(h * 60, rng.choice([ADD, BUY]), rng.choice(["web", "app"])) for h in later]
+        journeys[f"r{n}"] = touches
+        send(adb.db, *[msg(sources[ch], user_id=f"r{n}", event=ev, minutes=m) for m, ev, ch in touches])
+    expected: dict[str, list[int]] = {}
+    for touches in journeys.values():
+        best, channel = 0, None
+        for start, ev, ch in sorted(touches):
+            if ev != VIEW:
+                continue
+            last, reached = start, 1
+            for m, ev2, _ in sorted(touches):
+                if m > start + 24 * 60:  # the window (a day) is inclusive
+                    break
+                if reached < 3 and ev2 == (VIEW, ADD, BUY)[reached] and m > last:
+                    last, reached = m, reached + 1
+            if reached > best:
+                best, channel = reached, ch
+        if best:
+            counts_ = expected.setdefault(channel, [0, 0, 0])
+            for k in range(best):
+                counts_[k] += 1
+    with adb.tables() as t:
+        df = funnels.funnel(t, q(VIEW, ADD, BUY, window=1, breakdown="channel"))
+    assert {c: counts(df, c) for c in set(df.breakdown)} == expected
+    assert sum(v[0] for v in expected.values()) > 10 and sum(v[2] for v in expected.values()) > 2  # a real funnel
