@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import stat
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,12 @@ def test_a_second_demo_serves_the_first_with_working_keys(tmp_path: Path, monkey
     # the test payment provider's book of the demo's card payments sits beside it, under its name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["omni-demo.db", "omni-demo.keys",
                                                           "omni-demo.test-provider.db"]
+    with closing(sqlite3.connect(path)) as con:  # its history ends when it was built: nothing is overdue when served
+        latest, overdue = con.execute(
+            "SELECT MAX(placed_at), (SELECT COUNT(*) FROM jobs WHERE run_at < :cut) FROM orders",
+            {"cut": (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")}).fetchone()
+    assert latest is not None and latest >= (datetime.now(UTC) - timedelta(days=20)).strftime("%Y-%m-%d")
+    assert overdue == 0
     with closing(sqlite3.connect(path)) as con, con:  # what a user did with the demo: kept on a restart
         con.execute("UPDATE sources SET name = 'Renamed shop' WHERE name = 'Web shop'")
 

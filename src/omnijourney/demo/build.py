@@ -194,4 +194,12 @@ STEPS: list[Step] = [(name, size, reproducible(name, run)) for name, size, run i
 
 
 def default_now() -> datetime:
+    """A fixed "now" for tests: the same history for the same seed on any day."""
     return datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+def built_now() -> datetime:
+    """The "now" of a demo built to be served (``omni demo``): the hour it is built, so that its history ends today
+    and what waits for a deadline (uncollected pickups, open checkouts) waits in the days after, instead of every
+    deadline firing at once the moment it is served."""
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)

@@ -132,7 +132,7 @@ Progress = Callable[[str, int], Callable[[int], None]]  # (step name, size) -> a
 
 def build(path: Path, *, seed: int, people: int, progress: Progress) -> DemoKeys:
     """Build the demo retailer into ``path`` (replacing what is there) and write its keys file."""
-    from omnijourney.demo.build import STEPS, DemoContext, default_now
+    from omnijourney.demo.build import STEPS, DemoContext, built_now
     from omnijourney.migrate import upgrade
 
     building = Path(f"{path}.building")
@@ -143,7 +143,7 @@ def build(path: Path, *, seed: int, people: int, progress: Progress) -> DemoKeys
     db = Database(sqlite_url(building))
     try:
         upgrade(db.engine)
-        ctx = DemoContext(db=db, seed=seed, people=people, now=default_now(), rng=random.Random(seed))
+        ctx = DemoContext(db=db, seed=seed, people=people, now=built_now(), rng=random.Random(seed))
         for name, size, run in STEPS:
             run(ctx, progress(name, size(ctx)))
         logins = demo_staff.create(db)  # one account per role, with the store channels made
