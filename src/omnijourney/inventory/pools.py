@@ -19,7 +19,11 @@ Exact all the same:
 Lock order, so that two transactions never wait on each other in a circle: a level's row before its pool rows,
 pool rows in slot order. A reservation taking from a pool never waits for a pool row (it skips the busy ones) and
 then locks nothing else of that level; a refill, which holds the level, does not wait for one either; only a
-drain waits for the pool rows, holding the level, so for reservations that are about to commit.
+drain waits for the pool rows, holding the level, so for reservations that are about to commit. One gap: when a
+row changes between a take's look and its lock and no longer holds the units, PostgreSQL keeps the lock; if that
+reservation then waits for the level while a drain (a count, a till sale of the last units) waits for the row,
+PostgreSQL detects the deadlock within a second and refuses one of the two, which changes nothing and can be
+retried.
 """
 
 from __future__ import annotations
