@@ -70,3 +70,25 @@ def test_framework_errors_answer_in_the_error_format(client: TestClient, admin_h
     assert (r.status_code, r.json()["code"], r.json()["field"]) == (422, "invalid", "body")
     r = client.get("/api/v1/no-such-thing", headers=admin_headers)
     assert (r.status_code, r.json()["code"]) == (404, "not_found")
+
+
+def test_a_transaction_the_database_broke_off_for_a_concurrent_one_answers_503_try_again(
+        client: TestClient, admin_headers: dict[str, str]) -> None:
+    """PostgreSQL refusing one of two transactions that wait on each other (or a serialisation failure) is not a
+    server error: nothing was written, and the client sends the same request again after Retry-After."""
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    def broken_off() -> None:
+        raise OperationalError("UPDATE stock_levels ...", {}, psycopg.errors.DeadlockDetected("deadlock detected"))
+
+    def failing() -> None:
+        raise OperationalError("SELECT 1", {}, psycopg.errors.UndefinedTable("no such table"))
+
+    client.app.add_api_route("/api/v1/test-deadlock", broken_off)
+    client.app.add_api_route("/api/v1/test-broken", failing)
+    r = client.get("/api/v1/test-deadlock", headers=admin_headers)
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+    assert r.json()["code"] == "try_again" and "nothing was changed" in r.json()["message"]
+    with pytest.raises(OperationalError):  # any other database failure stays a server error
+        client.get("/api/v1/test-broken", headers=admin_headers)

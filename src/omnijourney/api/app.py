@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omnijourney import __version__
@@ -17,6 +18,8 @@ from omnijourney.api.openapi import install as install_openapi
 from omnijourney.config import Settings, get_settings
 from omnijourney.core.errors import OmniError, TooBusy
 from omnijourney.db import Database
+
+_RETRYABLE = {"40P01", "40001", "55P03"}  # deadlock_detected, serialization_failure, lock_not_available
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -49,6 +52,16 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     async def _omni_error(_: Request, exc: OmniError) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooBusy) else None
         return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(DBAPIError)
+    async def _database_refused(request: Request, exc: DBAPIError) -> JSONResponse:
+        # PostgreSQL ended the transaction because of a concurrent one (a deadlock it broke, a serialisation
+        # failure, a lock it could not take): nothing was written, and the same request can simply be sent again
+        if getattr(exc.orig, "sqlstate", None) not in _RETRYABLE:
+            raise exc
+        return JSONResponse({"code": "try_again", "message": "the database refused this change because of a "
+                             "concurrent one; nothing was changed: send the request again"},
+                            status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(Replay)
     async def _replay(_: Request, exc: Replay) -> JSONResponse:
