@@ -12,8 +12,9 @@ reservations/s, p50/p99 latency and the machine, then runs the checker (``invent
 acknowledged reservation: no level negative, reserved equal to what the reservations hold, the ledger rebuilding
 the counters.
 
-    .venv/bin/python bench/inventory_hot.py                          # 32 threads in this process
-    .venv/bin/python bench/inventory_hot.py --processes 4            # 4 processes x 8 threads
+    .venv/bin/python bench/inventory_hot.py                          # 32 clients: 4 processes x 8 threads
+    .venv/bin/python bench/inventory_hot.py --processes 1            # 32 threads in one process (its GIL)
+    OMNI_INVENTORY__POOL_SLOTS=0 .venv/bin/python bench/inventory_hot.py   # no pools: every client on one row
     .venv/bin/python bench/inventory_hot.py --ttl none               # no expiry job (diagnosis)
     .venv/bin/python bench/inventory_hot.py --path bare              # psycopg UPDATE + INSERT only (the floor)
     .venv/bin/python bench/inventory_hot.py --path lean              # the same rows as reserve, 2 round trips
@@ -186,7 +187,8 @@ def run_clients(url: str, threads: int, first: int, skus: int, path: str, ttl: f
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=32)
-    ap.add_argument("--processes", type=int, default=1, help="client processes (the clients split among them)")
+    ap.add_argument("--processes", type=int, default=4,
+                    help="client processes (the clients split among them; one process alone is bound by its GIL)")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--ttl", default="900", help="reservation ttl_s, or 'none' (no expiry job)")
     ap.add_argument("--path", choices=["reserve", "bare", "lean"], default="reserve")
