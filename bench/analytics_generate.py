@@ -56,7 +56,8 @@ def generate(events: int, out: Path, seed: int, batch: int = 250_000) -> int:
         nonlocal cols
         if cols["id"]:
             con.register("batch", pa.table(cols, schema=_SCHEMA))
-            con.execute("INSERT INTO events SELECT * EXCLUDE (properties), CAST(properties AS JSON) FROM batch")
+            con.execute("INSERT INTO events BY NAME SELECT * REPLACE (CAST(properties AS JSON) AS properties) "
+                        "FROM batch")
             con.unregister("batch")
             cols = {f.name: [] for f in _SCHEMA}
 
@@ -76,6 +77,7 @@ def generate(events: int, out: Path, seed: int, batch: int = 250_000) -> int:
         cols["ts"].append(ts)
         cols["received_at"].append(ts)
         cols["properties"].append(dumps(props).decode())
+        cols["campaign"].append(None)  # the campaigns here are a property (the email and SMS events')
 
     t0 = time.monotonic()
     for m in journeys(people=people, seed=seed, channels=CHANNELS, start=start, days=90):

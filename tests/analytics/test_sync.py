@@ -142,3 +142,22 @@ def test_no_chain_without_the_embedded_worker_or_with_the_app_backend(db: Databa
         analytics_jobs.schedule(db, settings)
     with db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_a_store_made_before_campaigns_were_kept_gains_them_and_syncs_on(db: Database, store_path: str) -> None:
+    import duckdb
+
+    from omnijourney.analytics.store import SCHEMA, close_store
+
+    old = duckdb.connect(store_path)  # the store as the first releases made it: no campaign column
+    for ddl in SCHEMA:
+        if not ddl.startswith("ALTER"):
+            old.execute(ddl)
+    old.close()
+    web = source(db, "web")
+    send(db, msg(web, anonymous_id="a1", context={"campaign": {"name": "spring-sale", "source": "google"}}),
+         msg(web, anonymous_id="a2", minutes=1, context={"campaign": {"name": " "}}), msg(web, anonymous_id="a3"))
+    assert sync(db, open_store(store_path)).events == 3
+    with open_store(store_path).cursor() as cur:
+        assert cur.execute("SELECT campaign FROM events ORDER BY id").fetchall() == [("spring-sale",), (None,), (None,)]
+    close_store(store_path)

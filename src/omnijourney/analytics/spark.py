@@ -87,7 +87,7 @@ def spark_tables(store: Store) -> Iterator[Tables]:
             cur.execute(f"COPY people TO '{people}' (FORMAT parquet)")
         spark.read.parquet(str(events)).createOrReplaceTempView("events_raw")
         spark.sql("SELECT id, type, event, name, customer_id, anonymous_id, user_id, channel, store_code, ts, "
-                  "received_at, from_json(properties_json, 'map<string,string>') AS properties FROM events_raw"
-                  ).createOrReplaceTempView("events")
+                  "received_at, from_json(properties_json, 'map<string,string>') AS properties, campaign "
+                  "FROM events_raw").createOrReplaceTempView("events")
         spark.read.parquet(str(people)).createOrReplaceTempView("people")
         yield tables_on(spark)

@@ -4,7 +4,7 @@ It holds what the sync (:mod:`omnijourney.analytics.sync`) copied from the appli
 to, in the same file:
 
 * ``events``: every touchpoint and domain event, as the feed handed it out (never updated: a profile merge is a row
-  of ``people``, not a rewrite of events);
+  of ``people``, not a rewrite of events), with the campaign of its context (the rest of the context is not kept);
 * ``people``: merged profile -> its survivor, chains already followed (A merged into B, B later into C: A -> C), so
   a person's events count once, under the survivor;
 * ``sync_state``: the feed's cursor and the merge log's watermark, written in the same DuckDB transaction as the
@@ -46,6 +46,9 @@ SCHEMA = [
         received_at TIMESTAMPTZ,
         properties JSON
     )""",
+    # the campaign the touch came from (Segment's context.campaign.name: analytics.js sets it from utm_campaign);
+    # added after the first stores were made, so a column of its own at the end (writers insert BY NAME)
+    "ALTER TABLE events ADD COLUMN IF NOT EXISTS campaign VARCHAR",
     "CREATE TABLE IF NOT EXISTS people (merged_id VARCHAR PRIMARY KEY, survivor_id VARCHAR NOT NULL)",
     "CREATE TABLE IF NOT EXISTS sync_state (key VARCHAR PRIMARY KEY, value VARCHAR)",
 ]

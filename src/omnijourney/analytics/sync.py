@@ -49,7 +49,7 @@ _SCHEMA = pa.schema([
     ("id", pa.int64()), ("type", pa.string()), ("event", pa.string()), ("name", pa.string()),
     ("customer_id", pa.string()), ("anonymous_id", pa.string()), ("user_id", pa.string()), ("channel", pa.string()),
     ("store_code", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("received_at", pa.timestamp("us", tz="UTC")),
-    ("properties", pa.string()),
+    ("properties", pa.string()), ("campaign", pa.string()),
 ])
 _COLUMNS = [f.name for f in _SCHEMA]
 
@@ -92,7 +92,19 @@ def _arrow(events: list[dict[str, Any]]) -> pa.Table:
         cols["ts"].append(e["timestamp"])
         cols["received_at"].append(e["received_at"])
         cols["properties"].append(orjson.dumps(e["properties"] or {}).decode())
+        cols["campaign"].append(context_campaign(e.get("context")))
     return pa.table(cols, schema=_SCHEMA)
+
+
+def context_campaign(context: dict[str, Any] | None) -> str | None:
+    """The campaign's name in a message's context (Segment's ``context.campaign.name``, which analytics.js fills
+    from ``utm_campaign``), as text; None without one."""
+    campaign = (context or {}).get("campaign")
+    name = campaign.get("name") if isinstance(campaign, dict) else None
+    if name is None or isinstance(name, dict | list):
+        return None
+    text = str(name).strip()
+    return text or None
 
 
 def _watermark(cursor: str | None) -> int:
@@ -123,7 +135,7 @@ def _write(store: Store, events: list[dict[str, Any]], merges: list[tuple[int, s
         try:
             if events:
                 cur.register("batch", _arrow(events))  # scanned in place, no copy
-                cur.execute(f"INSERT INTO events SELECT {', '.join(_COLUMNS[:-1])}, CAST(properties AS JSON) "
+                cur.execute("INSERT INTO events BY NAME SELECT * REPLACE (CAST(properties AS JSON) AS properties) "
                             "FROM batch")
                 cur.unregister("batch")
             if merges:

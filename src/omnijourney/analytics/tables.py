@@ -127,6 +127,20 @@ class Tables:
         return self.opaque(j.select("order_id", j.return_id, "person", "channel", "ts", "t",
                                     refund=ibis.coalesce(j.refund, 0.0)))
 
+    def with_campaign(self, events: ir.Table) -> ir.Table:
+        """``events`` with ``campaign``: the campaign of the event's context (Segment's ``context.campaign.name``,
+        which analytics.js fills from ``utm_campaign``), else its property ``campaign_name`` (Segment's email and
+        push events), else its property ``campaign``; null when none names one. Blank names count as none."""
+        raw = self.con.table("events")
+        # the store keeps the context's campaign as a column; PostgreSQL reads it from the event's context
+        ctx = json_text(raw.context["campaign"]["name"]) if self.backend == "postgresql" else raw.campaign
+        c = raw.select(campaign_event_id=raw.id, context_campaign=ctx)
+        j = events.left_join(c, events.id == c.campaign_event_id)
+        props = j.properties
+        names = [j.context_campaign, json_text(props["campaign_name"]), json_text(props["campaign"])]
+        campaign = ibis.coalesce(*(n.strip().nullif("") for n in names))
+        return self.opaque(j.mutate(campaign=campaign).drop("campaign_event_id", "context_campaign"))
+
     def has_table(self, name: str) -> bool:
         return name in self.con.list_tables()
 
