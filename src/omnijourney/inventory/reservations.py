@@ -169,7 +169,12 @@ def _write_pooled(session: Session, row: dict[str, Any], wants: list[tuple[str, 
         with driver.pipeline():
             if row["expires_at"] is not None:
                 jobs.enqueue_on(session, jobs_cur, EXPIRE_JOB, {"id": rid}, at=row["expires_at"])
+            # the statement's plan is the same for every reservation, but PostgreSQL kept planning it anew (its
+            # estimate for the arrays makes the generic plan look dearer): 0.85-0.95 -> 0.55-0.62 ms of the
+            # database's CPU a reservation; only for this statement (the caller's may match partial indexes)
+            jobs_cur.execute("SET LOCAL plan_cache_mode = force_generic_plan")
             cur.execute(_PG_WRITTEN_CHECKED if check else _PG_WRITTEN, params)
+            jobs_cur.execute("SET LOCAL plan_cache_mode TO DEFAULT")
         found = cur.fetchall()
     taken = found[0][0] == 1
     return ([r[1:] for r in found if r[1] is not None] if check else None), taken
