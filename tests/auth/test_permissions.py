@@ -124,8 +124,8 @@ RULES: dict[str, str] = {
     "PATCH /api/v1/locations/{code}": STOCK_WRITE,
     # analytics: analysts and marketers read it; forcing a sync is an admin's
     **{f"GET /api/v1/analytics/{name}": "AMN" for name in (
-        "attribution", "clv", "journey-map", "kpis", "lifecycle", "paths", "repeat-purchase", "retention",
-        "stickiness", "sync")},
+        "attribution", "clv", "clv/customers", "journey-map", "kpis", "lifecycle", "paths", "repeat-purchase",
+        "retention", "stickiness", "sync")},
     **{f"POST /api/v1/analytics/{name}": "AMN" for name in ("funnels", "funnels/people", "funnels/time-to-convert")},
     "POST /api/v1/analytics/sync": "A",
     "GET /api/v1/inventory/availability": STOCK_READ,

@@ -7,6 +7,7 @@ the function it calls as a list of rows. A bad question is a 422 naming the fiel
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -169,24 +170,67 @@ def kpis(request: Request, _: Reader, since: Since = None, until: Until = None,
 
 @router.get("/attribution")
 def attribution(request: Request, _: Reader, since: Since = None, until: Until = None,
-                lookback_days: Annotated[float, Query(gt=0, le=365)] = 30.0,
-                order: Annotated[int, Query(ge=1, le=4)] = 1) -> dict[str, Any]:
-    """Every attribution model on the platform's journeys (conversions and revenue per channel)."""
+                lookback_days: Annotated[float, Query(gt=0, le=365, description="days before the conversion a "
+                                                                                "touch may be")] = 30.0,
+                order: Annotated[int, Query(ge=1, le=4, description="the Markov chain's order")] = 1,
+                by: Annotated[Literal["channel", "campaign"], Query(description="credit channels or campaigns")]
+                = "channel") -> dict[str, Any]:
+    """Conversions and revenue credited to each channel (or campaign) by every model: first and last touch, linear,
+    time decay, position based, Markov chain (removal effect) and Shapley value, over the platform's journeys."""
     from omnijourney.analytics import journeys
 
     with request_tables(request) as t:
-        return journeys.attribution(t, Period(since=since, until=until), lookback_days=lookback_days, order=order)
+        return finite(journeys.attribution(t, Period(since=since, until=until), lookback_days=lookback_days,
+                                           order=order, by=by))
+
+
+CalibrationEnd = Annotated[date, Query(description="the last day of the orders the models are fitted on")]
+HoldoutEnd = Annotated[date | None, Query(description="the last day of the holdout: predicted against actual "
+                                                      "purchases after calibration_end")]
+Unit = Annotated[Literal["days", "weeks"], Query(description="the models' time unit")]
+Horizon = Annotated[float | None, Query(gt=0, description="CLV horizon in units [default: a year]")]
+Discount = Annotated[float, Query(gt=-1, le=10, description="annual discount rate of the CLV")]
 
 
 @router.get("/clv")
-def clv(request: Request, _: Reader, calibration_end: date, holdout_end: date | None = None,
-        since: Since = None, until: Until = None, unit: Literal["days", "weeks"] = "weeks") -> dict[str, Any]:
-    """BG/NBD and Gamma-Gamma on the orders of every channel, with a calibration/holdout check."""
+def clv(request: Request, _: Reader, calibration_end: CalibrationEnd, holdout_end: HoldoutEnd = None,
+        since: Since = None, until: Until = None, unit: Unit = "weeks", horizon: Horizon = None,
+        annual_discount_rate: Discount = 0.1) -> dict[str, Any]:
+    """BG/NBD and Gamma-Gamma fitted on the orders of every channel: parameters, log-likelihoods, the
+    calibration/holdout check (with ``holdout_end``), expected purchases and CLV in total and per segment (the
+    channel of each customer's first order)."""
     from omnijourney.analytics import journeys
 
     with request_tables(request) as t:
-        return journeys.clv(t, Period(since=since, until=until), calibration_end=calibration_end,
-                            holdout_end=holdout_end, unit=unit)
+        return finite(journeys.clv(t, Period(since=since, until=until), calibration_end=calibration_end,
+                                   holdout_end=holdout_end, unit=unit, horizon=horizon,
+                                   annual_discount_rate=annual_discount_rate))
+
+
+@router.get("/clv/customers", response_model=Table)
+def clv_customers(request: Request, _: Reader, calibration_end: CalibrationEnd, holdout_end: HoldoutEnd = None,
+                  since: Since = None, until: Until = None, unit: Unit = "weeks", horizon: Horizon = None,
+                  annual_discount_rate: Discount = 0.1, segment: str | None = None,
+                  limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> Table:
+    """Per customer, the most valuable first: the calibration summary, purchases in the holdout, expected purchases,
+    P(alive), expected spend and CLV (the same fit as ``/clv``); optionally of one segment."""
+    from omnijourney.analytics import journeys
+
+    with request_tables(request) as t:
+        return Table(rows=rows(journeys.clv_customers(
+            t, Period(since=since, until=until), calibration_end=calibration_end, holdout_end=holdout_end, unit=unit,
+            horizon=horizon, annual_discount_rate=annual_discount_rate, segment=segment, limit=limit)))
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every figure no JSON number can be (NaN, infinity: a degenerate fit) as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
 
 
 @router.get("/sync")

@@ -117,20 +117,36 @@ _ATTRIBUTION_HELP = (
     "The CSV has the columns path (channels in time order joined by ' > '), conversions, and optionally value "
     "(revenue of those conversions), nulls (journeys on that path that did not convert) and days_before (for each "
     "touch, the days before the conversion, joined by ' > ': needed by time decay and --lookback-days). A row is "
-    "one journey or many identical ones; other columns are ignored."
+    "one journey or many identical ones; other columns are ignored.\n\n"
+    "Without --paths: the platform's own journeys (each order ends one; the touches since the person's previous "
+    "order, from every channel), per channel or --by campaign, over --since/--until, with a 30-day lookback unless "
+    "--lookback-days says otherwise."
 )
+
+
+class By(StrEnum):
+    channel = "channel"
+    campaign = "campaign"
 
 
 @app.command("attribution", help=_ATTRIBUTION_HELP)
 def attribution_command(
-    paths: Annotated[Path, typer.Option("--paths", metavar="FILE.csv", help="journeys: path, conversions, ...",
-                                        show_default=False)],
+    paths: Annotated[Path | None, typer.Option("--paths", metavar="FILE.csv", help="journeys: path, conversions, "
+                                                "... [default: the platform's own journeys]", show_default=False)]
+    = None,
     lookback_days: Annotated[float | None, typer.Option(help="drop touches older than this many days before the "
-                                                             "conversion (needs days_before)")] = None,
+                                                             "conversion (a file needs days_before) [default: none "
+                                                             "for a file, 30 for the platform's journeys]",
+                                                        show_default=False)] = None,
     order: Annotated[int, typer.Option(min=1, max=10, help="Markov chain order (states of k channels)")] = 1,
     half_life_days: Annotated[float, typer.Option(help="time decay: a touch this much older counts half")] = 7.0,
     position: Annotated[str, typer.Option(help="position based: first,last shares (the middle gets the rest)")]
     = "0.4,0.4",
+    by: Annotated[By, typer.Option(help="the platform's journeys: credit channels or campaigns")] = By.channel,
+    since: Annotated[datetime | None, typer.Option(help="the platform's journeys: from (inclusive), e.g. "
+                                                        "2026-03-01", show_default=False)] = None,
+    until: Annotated[datetime | None, typer.Option(help="the platform's journeys: to (exclusive)",
+                                                   show_default=False)] = None,
 ) -> None:
     """See ``_ATTRIBUTION_HELP``."""
     try:
@@ -143,6 +159,12 @@ def attribution_command(
         _fail("--lookback-days must be more than 0")
     if not half_life_days > 0:
         _fail("--half-life-days must be more than 0")
+    if paths is None:
+        _print_json(_own_attribution(since, until, lookback_days=30.0 if lookback_days is None else lookback_days,
+                                     order=order, half_life_days=half_life_days,
+                                     position=(first_last[0], first_last[1]), by=by.value))
+        return
+    _only_own(since=since, until=until, by=None if by is By.channel else by, file="--paths")
     try:
         journeys = read_paths(paths)
     except BadInput as exc:
@@ -158,6 +180,22 @@ def attribution_command(
     except OmniError as exc:
         _fail(exc.message)
     _print_json(result)
+
+
+def _own_attribution(since: datetime | None, until: datetime | None, **kw: Any) -> dict[str, Any]:
+    """Every model on the platform's journeys (``analytics.journeys.attribution``); a bad option is one line."""
+    from omnijourney.analytics import journeys
+    from omnijourney.analytics.commands import _period, _tables
+
+    with _tables() as t:
+        return journeys.attribution(t, _period(since, until), **kw)
+
+
+def _only_own(*, file: str, **options: Any) -> None:
+    """Options that only the platform's own data takes: one line when given with a file."""
+    given = [f"--{name.replace('_', '-')}" for name, value in options.items() if value is not None]
+    if given:
+        _fail(f"{', '.join(given)}: only for the platform's own data (without {file}); filter the file instead")
 
 
 def read_paths(path: Path):
@@ -228,16 +266,19 @@ _CLV_HELP = (
     "The CSV has the columns customer_id, timestamp (a date or an ISO 8601 time; with a zone it is taken in UTC) "
     "and amount (the order's value, not negative), and optionally segment (a customer's segment is that of their "
     "first order). Orders on the same day are one purchase. Orders up to --calibration-end (inclusive) fit the "
-    "models; those after it, up to --holdout-end, are compared with the predictions."
+    "models; those after it, up to --holdout-end, are compared with the predictions.\n\n"
+    "Without --orders: the platform's own orders from every channel over --since/--until, each customer's segment "
+    "the channel of their first order."
 )
 
 
 @app.command("clv", help=_CLV_HELP)
 def clv_command(
-    orders: Annotated[Path, typer.Option("--orders", metavar="FILE.csv", help="orders: customer_id, timestamp, "
-                                                                              "amount", show_default=False)],
     calibration_end: Annotated[str, typer.Option(help="last day of the calibration period (YYYY-MM-DD)",
                                                  show_default=False)],
+    orders: Annotated[Path | None, typer.Option("--orders", metavar="FILE.csv", help="orders: customer_id, "
+                                                 "timestamp, amount [default: the platform's own orders]",
+                                                 show_default=False)] = None,
     unit: Annotated[Unit, typer.Option(help="time unit of the model (alpha and T are in it)")] = Unit.weeks,
     holdout_end: Annotated[str | None, typer.Option(help="last day of the holdout period: predicted against "
                                                          "actual purchases")] = None,
@@ -245,6 +286,10 @@ def clv_command(
     discount_rate: Annotated[float, typer.Option(help="annual discount rate of the CLV")] = 0.1,
     out: Annotated[Path | None, typer.Option(help="write per-customer predictions (expected purchases, P(alive), "
                                                   "expected spend, CLV) to this CSV")] = None,
+    since: Annotated[datetime | None, typer.Option(help="the platform's orders: from (inclusive), e.g. 2026-03-01",
+                                                   show_default=False)] = None,
+    until: Annotated[datetime | None, typer.Option(help="the platform's orders: to (exclusive)",
+                                                   show_default=False)] = None,
 ) -> None:
     """See ``_CLV_HELP``."""
     cal = _day(calibration_end, "--calibration-end")
@@ -255,6 +300,12 @@ def clv_command(
         _fail("--discount-rate must be more than -1")
     if horizon is not None and not horizon > 0:
         _fail("--horizon must be more than 0")
+    if orders is None:
+        _own_clv(since, until, calibration_end=date.fromordinal(cal),
+                 holdout_end=None if hold is None else date.fromordinal(hold), unit=unit.value, horizon=horizon,
+                 annual_discount_rate=discount_rate, out=out)
+        return
+    _only_own(since=since, until=until, file="--orders")
     try:
         ids, days, amounts, segments = read_orders(orders)
     except BadInput as exc:
@@ -280,11 +331,7 @@ def clv_command(
         report = model.report(horizon=horizon_units, annual_discount_rate=discount_rate)
     except OmniError as exc:
         _fail(exc.message)
-    if any(not 1e-5 < v < 1e5 for v in model.bgnbd.params().values()):
-        warnings.append("the purchase model's parameters ran to the edge (too few customers or repeat purchases): "
-                        "its predictions are not to be trusted")
-    if model.gamma_gamma is None:
-        warnings.append("too few customers with repeat purchases of a positive amount to fit the spend model")
+    warnings += model.warnings()
     info = summary.info
     result: dict[str, Any] = {
         "orders": info["orders"],
@@ -301,6 +348,25 @@ def clv_command(
         result["warnings"] = warnings
     if out is not None:
         _write_predictions(out, model, horizon_units, discount_rate)
+        result["predictions_file"] = str(out)
+    _print_json(result)
+
+
+def _own_clv(since: datetime | None, until: datetime | None, *, out: Path | None, **kw: Any) -> None:
+    """The report of ``analytics.journeys.clv`` on the platform's orders, and per customer to ``out``."""
+    from omnijourney.analytics import journeys
+    from omnijourney.analytics.commands import _period, _tables
+
+    with _tables() as t:
+        period = _period(since, until)
+        result = journeys.clv(t, period, **kw)
+        if out is not None:
+            customers = journeys.clv_customers(t, period, limit=100_000, **kw)
+    if out is not None:
+        try:
+            customers.to_csv(out, index=False)
+        except OSError as exc:
+            _fail(f"--out {out}: cannot write ({exc.strerror})")
         result["predictions_file"] = str(out)
     _print_json(result)
 

@@ -461,6 +461,21 @@ class Fit:
                              horizon=horizon, unit=s.unit, annual_discount_rate=annual_discount_rate)
         return out
 
+    def warnings(self) -> list[str]:
+        """What makes the fit untrustworthy, in words (none: an empty list)."""
+        out = []
+        if any(not 1e-5 < v < 1e5 for v in self.bgnbd.params().values()):
+            out.append("the purchase model's parameters ran to the edge (too few customers or repeat purchases): "
+                       "its predictions are not to be trusted")
+        gg = self.gamma_gamma
+        if gg is None:
+            out.append("too few customers with repeat purchases of a positive amount to fit the spend model")
+        elif not (1e-5 < gg.p < 1e5 and 1e-5 < gg.q < 1e5 and 0 < gg.v < math.inf):
+            # p and q are shapes (FHL's CDNOW: 6.25, 3.74); v is in money, whose scale depends on the currency
+            out.append("the spend model's parameters ran to the edge (too few repeat customers, or spend that "
+                       "hardly varies): its expected spend and CLV are not to be trusted")
+        return out
+
     def report(self, *, horizon: float | None = None, annual_discount_rate: float = 0.1,
                digits: int = 6) -> dict[str, Any]:
         """The fit as a JSON-ready dict: parameters, log-likelihoods, the holdout check, CLV by segment."""
