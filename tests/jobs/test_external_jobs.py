@@ -49,3 +49,41 @@ def test_a_failing_external_job_is_retried_like_any_other(db: Database) -> None:
         job = session.query(Job).filter(Job.kind == "tests.external").one()
     assert (job.status, job.attempts) == ("pending", 1)
     assert "the provider is down" in (job.last_error or "")
+
+
+during: list[list[str]] = []
+
+
+@jobs.handler("tests.external_completes", external=True, max_attempts=2, backoff_s=0.01)
+def _completes(db: Database, args: dict[str, Any]) -> None:
+    from omnijourney.jobs.service import complete
+
+    with db.transaction() as session:  # the provider's answer recorded, and the job ended with it
+        session.add(Job(kind="jobs.noop", args={"recorded": True}, status="failed", run_at=_now(), attempts=0,
+                        max_attempts=1, created_at=_now()))
+        complete(session)
+        if args.get("fail"):
+            raise RuntimeError("recording the answer failed")
+    with db.transaction() as session:  # what another process sees the moment that transaction committed
+        during.append(sorted(j.kind for j in session.query(Job)))
+
+
+def test_an_external_job_can_end_in_the_transaction_that_records_its_effect(db: Database) -> None:
+    during.clear()
+    with db.transaction() as session:
+        jobs.enqueue(session, "tests.external_completes")
+    assert run_jobs(db) == 1
+    assert during == [["jobs.noop"]]  # gone together with the effect: no moment with the effect and the job both
+    with db.transaction() as session:
+        assert [j.kind for j in session.query(Job)] == ["jobs.noop"]
+
+
+def test_an_external_job_whose_last_transaction_rolls_back_is_retried(db: Database) -> None:
+    during.clear()
+    with db.transaction() as session:
+        jobs.enqueue(session, "tests.external_completes", {"fail": True})
+    run_jobs(db)
+    with db.transaction() as session:
+        [job] = session.query(Job).all()  # the effect rolled back with the job's end
+    assert (job.kind, job.status, job.attempts) == ("tests.external_completes", "pending", 1)
+    assert "recording the answer failed" in (job.last_error or "")

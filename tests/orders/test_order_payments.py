@@ -47,6 +47,23 @@ def test_a_gift_card_and_a_card_pay_one_order(db, client, admin_headers):
     assert {status for _, status, _ in payments_of(db)} == {"captured"}
 
 
+def test_the_capture_job_alone_makes_the_order_paid(db, client, admin_headers):
+    from omnijourney.jobs.models import Job
+    from omnijourney.jobs.worker import Worker
+
+    shop(db)
+    h = admin_headers
+    code = gift_card(db, "15.00")
+    order = checkout(client, h, cart(client, h, "web", ("TEE-M", 1))["id"],
+                     payments=[{"method": "gift_card", "code": code, "amount": "15.00"}, CARD]).json()
+    assert order["payment_status"] == "authorised"
+    Worker(db, name="tests").run_once()  # one round: the jobs due now, the two captures among them
+    assert client.get(f"/api/v1/orders/{order['id']}", headers=h).json()["payment_status"] == "paid"
+    with db.transaction() as s:  # followed in the capture's own transaction: nothing left to do for the order
+        assert s.scalar(select(func.count()).select_from(Job).where(Job.kind.in_(
+            ("payments.capture", "orders.follow_payment")))) == 0
+
+
 def test_a_declined_card_gives_the_gift_card_its_money_back(db, client, admin_headers):
     shop(db)
     h = admin_headers

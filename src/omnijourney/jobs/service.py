@@ -16,7 +16,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -233,6 +234,43 @@ def finish(session: Session, job: Claimed, worker: str) -> None:
     gone = session.execute(delete(Job).where(Job.id == job.id, Job.locked_by == worker, Job.status == "running"))
     if gone.rowcount != 1:
         raise LeaseLost(f"job {job.id} is no longer held by {worker}")
+
+
+@dataclass(slots=True)
+class Running:
+    """An external job while its handler runs: whether the handler completed it in a transaction of its own."""
+
+    job: Claimed
+    worker: str
+    completed: list[bool] = field(default_factory=list)  # [True] once that transaction committed
+
+
+_running: ContextVar[Running | None] = ContextVar("omni_running_job", default=None)
+_COMPLETING = "omni_completing_job"  # session.info: the job this session's transaction deletes
+
+
+@contextmanager
+def running(job: Claimed, worker: str) -> Iterator[Running]:
+    """The worker runs an external handler inside this block, so that :func:`complete` finds its job."""
+    state = Running(job, worker)
+    token = _running.set(state)
+    try:
+        yield state
+    finally:
+        _running.reset(token)
+
+
+def complete(session: Session) -> None:
+    """In an external handler's last transaction: delete its job there, so that its effects and the job's end commit
+    together and the worker needs no transaction of its own for it (a capture: one commit less). Raises
+    :class:`LeaseLost` (rolling the transaction back) if another worker holds the job now. Does nothing outside a
+    worker (the handler called directly) or once done."""
+    state = _running.get()
+    if state is None or state.completed or session.info.get(_COMPLETING) is state:
+        return
+    finish(session, state.job, state.worker)
+    session.info[_COMPLETING] = state
+    after_commit(session, lambda: state.completed.append(True))
 
 
 def backoff(spec: Kind, attempts: int) -> float:

@@ -52,9 +52,11 @@ class Worker:
         try:
             spec = service.kind(job.kind)
             if spec.external:  # calls another system: no transaction (no lock) open meanwhile
-                spec.handler(self.db, job.args)
-                with self.db.transaction() as session:
-                    service.finish(session, job, self.name)
+                with service.running(job, self.name) as state:
+                    spec.handler(self.db, job.args)
+                if not state.completed:  # else the handler's last transaction deleted it (service.complete)
+                    with self.db.transaction() as session:
+                        service.finish(session, job, self.name)
                 self.ran += 1
                 return
             with self.db.transaction() as session:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, insert, inspect, or_, select
+from sqlalchemy import and_, event, insert, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from omnijourney import jobs, locks
@@ -42,6 +43,7 @@ RELEASE_JOB = "orders.release_uncollected"
 SETTLE_JOB = "orders.settle_cancelled"
 PAYMENT_JOB = "orders.follow_payment"
 MAX_PAGE = 200
+_LOCKED = "omni_locked_orders"  # session.info: the orders this transaction holds locked, by id
 
 
 # ---------------------------------------------------------------- reading
@@ -385,7 +387,22 @@ def lock(session: Session, order_id: str) -> Order:
         locks.anonymous(session, [order.anonymous_id])
     if order.customer_id:
         locks.customer(session, order.customer_id)
-    return locks.row(session, Order, order.id, field="order_id")
+    locked = locks.row(session, Order, order.id, field="order_id")
+    session.info.setdefault(_LOCKED, {})[locked.id] = locked
+    return locked
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _unlocked(session: Session) -> None:
+    session.info.pop(_LOCKED, None)  # row locks end with the transaction
+
+
+@payments.on_lock
+def _lock_for_capture(session: Session, order_id: str) -> None:
+    """A capture of this order's payment is about to be recorded: the order is locked first (see payment_changed)."""
+    with suppress(NotFound):  # no such order (a payment's order_id always names one): nothing to follow
+        lock(session, order_id)
 
 
 def _active_reservation(session: Session, order: Order) -> Reservation | None:
@@ -567,10 +584,15 @@ def release_uncollected(session: Session, args: dict[str, Any]) -> None:
 
 @payments.on_change
 def payment_changed(session: Session, payment: Any) -> None:
-    """A payment changed by itself (a webhook): its order is looked at by a job, which takes the order's locks in
-    the lock module's order (the webhook holds the payment's row)."""
+    """A payment changed by itself (a webhook, a capture): its order is looked at by a job, which takes the order's
+    locks in the lock module's order (a webhook holds the payment's row). A capture took the order's locks first
+    (``_lock_for_capture``): an authorised order is followed at once, in the capture's transaction."""
     order_id = payment.order_id or session.scalar(select(Checkout.order_id).where(Checkout.id == payment.ref))
-    if order_id is not None and session.get(Order, order_id) is not None:
+    held = session.info.get(_LOCKED, {}).get(order_id) if order_id is not None else None
+    if held is not None and held.payment_status == "authorised":
+        _paid_once_captured(session, held)
+        return
+    if order_id is not None and (held is not None or session.get(Order, order_id) is not None):
         jobs.enqueue(session, PAYMENT_JOB, {"order_id": order_id})  # no unique key: each change is looked at
 
 
@@ -581,9 +603,7 @@ def follow_payment(session: Session, args: dict[str, Any]) -> None:
     captured is paid."""
     order = lock(session, args["order_id"])
     if order.payment_status == "authorised":  # the capture jobs ran: paid once every tender is captured
-        taken = payments.find(session, order_id=order.id)
-        if taken and all(p.status in ("captured", "partly_refunded", "refunded") for p in taken):
-            order.payment_status, order.updated_at = "paid", utcnow()
+        _paid_once_captured(session, order)
         return
     if order.payment_status != "pending" or order.status != "placed":
         return
@@ -601,6 +621,13 @@ def follow_payment(session: Session, args: dict[str, Any]) -> None:
         _secured(session, order, ids, order.channel_code)
     elif any(p.status in ("declined", "failed", "voided") for p in tenders):
         cancel(session, order_id=order.id, channel_code=order.channel_code, reason="payment declined")
+
+
+def _paid_once_captured(session: Session, order: Order) -> None:
+    """An authorised order (locked) whose tenders are all captured is paid."""
+    taken = payments.find(session, order_id=order.id)
+    if taken and all(p.status in ("captured", "partly_refunded", "refunded") for p in taken):
+        order.payment_status, order.updated_at = "paid", utcnow()
 
 
 def payments_of(session: Session, order: Order) -> list[Any]:

@@ -14,6 +14,7 @@ from typing import Any
 from omnijourney import jobs
 from omnijourney.core.errors import Conflict, NotFound
 from omnijourney.db import Database
+from omnijourney.jobs import service as job_service
 from omnijourney.payments import models, refunds, webhooks  # noqa: F401  (tables; the whole service)
 from omnijourney.payments.providers import ProviderUnavailable
 from omnijourney.payments.service import CAPTURE_JOB, RECONCILE_JOB, REFUND_JOB, VOID_JOB, capture, void
@@ -36,7 +37,8 @@ def _void_job(db: Database, args: dict[str, Any]) -> None:
 def _capture_job(db: Database, args: dict[str, Any]) -> None:
     amount = Decimal(args["amount"]) if args.get("amount") is not None else None
     try:
-        capture(db, args["payment_id"], amount=amount)
+        # the job ends in the transaction that records the capture: one commit, not two
+        capture(db, args["payment_id"], amount=amount, also=job_service.complete)
     except Conflict as exc:  # nothing to capture, or refused for good: recorded on the payment, retrying cannot help
         log.warning("capture of payment %s not done: %s", args["payment_id"], exc.message)
 

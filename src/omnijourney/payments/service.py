@@ -57,6 +57,7 @@ _CARD_DATA = ("number", "card_number", "pan", "cvc", "cvv", "exp_month", "exp_ye
 
 Listener = Callable[[Session, Payment], None]
 _listeners: list[Listener] = []
+_lockers: list[Callable[[Session, str], None]] = []
 
 
 def on_change(fn: Listener) -> Listener:
@@ -73,6 +74,22 @@ def on_change(fn: Listener) -> Listener:
 def _changed(session: Session, payment: Payment) -> None:
     for fn in list(_listeners):
         fn(session, payment)
+
+
+def on_lock(fn: Callable[[Session, str], None]) -> Callable[[Session, str], None]:
+    """Call ``fn(session, order_id)`` first in a transaction of this module's that records a capture of an order's
+    payment, before the payment's row is locked: the orders domain takes the order's locks there, in the lock
+    module's order (an order before its payments), so that its :func:`on_change` listener may write the order in
+    the capture's own transaction instead of a job of its own. Usable as a decorator."""
+    if fn not in _lockers:
+        _lockers.append(fn)
+    return fn
+
+
+def _lock_owner(session: Session, payment: Payment) -> None:
+    if payment.order_id is not None:
+        for fn in list(_lockers):
+            fn(session, payment.order_id)
 
 
 # ---------------------------------------------------------------- begin: the tenders of a checkout
@@ -427,10 +444,15 @@ def enqueue_capture(session: Session, payment_ids: Sequence[str],
                      unique_key=f"{CAPTURE_JOB}:{pid}")
 
 
-def capture(db: Database, payment_id: str, *, amount: Decimal | None = None) -> Payment:
+def capture(db: Database, payment_id: str, *, amount: Decimal | None = None,
+            also: Callable[[Session], None] | None = None) -> Payment:
     """Take ``amount`` (default: all that was authorised; never more) of an authorised payment. Idempotent: a
     captured payment is returned as it is. 409 ``payment_not_capturable`` when it holds no money (voided,
-    declined...); ``ProviderUnavailable`` when the provider did not answer (retry: same key, one capture)."""
+    declined...); ``ProviderUnavailable`` when the provider did not answer (retry: same key, one capture).
+
+    The provider's answer is recorded in one transaction with the order's locks taken first (:func:`on_lock`), so
+    the order's listener follows it there (paid once every tender is captured); ``also(session)`` runs in it too
+    (the capture job's own completion: ``jobs.service.complete``)."""
     key = f"{payment_id}:capture"
     with db.transaction() as session:
         p = locks.row(session, Payment, payment_id, field="payment_id")
@@ -452,6 +474,7 @@ def capture(db: Database, payment_id: str, *, amount: Decimal | None = None) -> 
         raise
     except ProviderError as exc:
         with db.transaction() as session:
+            _lock_owner(session, p)
             p = locks.row(session, Payment, payment_id)
             _log(session, p, "capture", "result", "failed", idempotency_key=key, code=exc.code,
                  message=exc.message[:1000])
@@ -463,6 +486,7 @@ def capture(db: Database, payment_id: str, *, amount: Decimal | None = None) -> 
         raise Conflict(f"the provider refused the capture: {exc.message}", field="payment_id",
                        code="capture_refused") from exc
     with db.transaction() as session:
+        _lock_owner(session, p)
         p = locks.row(session, Payment, payment_id)
         _log(session, p, "capture", "result", "captured", idempotency_key=key,
              amount_minor=to_minor(captured.amount, p.currency))
@@ -470,6 +494,8 @@ def capture(db: Database, payment_id: str, *, amount: Decimal | None = None) -> 
             p.status, p.captured_minor, p.updated_at = "captured", to_minor(captured.amount, p.currency), utcnow()
             session.flush()
             _changed(session, p)  # the order learns its money is taken
+        if also is not None:
+            also(session)
         session.flush()
         return p
 
