@@ -82,12 +82,28 @@ def prepare(tables: Tables, q: FunnelQuery) -> Prepared:
 
 
 def _events(tables: Tables, p: Prepared) -> ir.Table:
+    """The events the funnel reads: every event for a strict funnel (a step must be the person's very next event),
+    else only the steps' and exclusions' events, with the columns the steps, filters and breakdown read."""
     e = tables.events()
+    if p.query.order != "strict":
+        names = {*p.names, *(common.canonical_event_name(x.event) for x in p.query.exclusions)}
+        e = e.filter(e.name.isin(sorted(names)))
+        wanted = ["id", "person", "name", "channel", "store_code", "t"]
+        if _reads_properties(p.query):
+            wanted.append("properties")
+        e = e.select(*wanted)
     if p.since is not None:
         e = e.filter(e.t >= p.since)
     if p.until is not None:
         e = e.filter(e.t < p.until + p.window)  # later steps may fall after the period, within the window
     return e
+
+
+def _reads_properties(q: FunnelQuery) -> bool:
+    """Does a step's or an exclusion's filter, or the breakdown, read an event property?"""
+    filters = [f for s in q.steps for f in s.filters] + [f for x in q.exclusions for f in x.filters]
+    return (any(f.key not in ("channel", "store_code", "name") for f in filters)
+            or (q.breakdown or "").startswith("property:"))
 
 
 def _step_events(e: ir.Table, p: Prepared, k: int) -> ir.Table:
@@ -127,6 +143,9 @@ def _joined_chain(e: ir.Table, p: Prepared, required: list[int]) -> ir.Table:
                        b_0=first.bval)
     for k in required[1:]:
         s = _step_events(e, p, k)
+        # only the events of people who entered the funnel: most of a step's events are not theirs, and the join
+        # sorts or hashes every event it is given
+        s = s.filter(s.person.isin(first.person))
         s = s.select(p_=s.person, tk=s.t, idk=s.id, ck=s.channel, bk=s.bval, rkk=s.rk if strict else ibis.literal(0))
         keep = [c for c in cur.columns if c not in ("last_t", "last_id", "last_rk")]
         if asof and not strict:
@@ -224,10 +243,16 @@ def _exclude(e: ir.Table, p: Prepared, m: ir.Table) -> ir.Table:
 def matches(tables: Tables, p: Prepared) -> ir.Table:
     """One row per person who entered: ``person, t_start``, and per step k ``t_k`` (epoch seconds of the event that
     did it, null if not done), ``c_k`` (its channel), ``b_k`` (its breakdown value); plus ``breakdown``."""
+    def build(e: ir.Table) -> ir.Table:
+        m = _unordered(e, p) if p.query.order == "unordered" else _ordered(e, p)
+        m = _exclude(e, p, m)
+        return m.mutate(breakdown=_attributed(m, p))
+
     e = _events(tables, p)
-    m = _unordered(e, p) if p.query.order == "unordered" else _ordered(e, p)
-    m = _exclude(e, p, m)
-    return m.mutate(breakdown=_attributed(m, p))
+    if p.query.order == "strict":  # every event: computed where it is read, as written
+        return build(e)
+    # the steps' events are read once per step (and exclusion): read out of the store once (on DuckDB)
+    return tables.shared(e, build, name="funnel_events")
 
 
 def _done(m: ir.Table, p: Prepared, k: int) -> ir.BooleanValue:

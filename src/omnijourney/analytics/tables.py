@@ -18,7 +18,7 @@ without a profile.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -106,6 +106,18 @@ class Tables:
             cols = ", ".join(f'CAST("{n}" AS json) AS "{n}"' if t.is_json() else f'"{n}"' for n, t in schema.items())
             sql = f"SELECT {cols} FROM ({sql}) AS _opaque"
         return self.con.sql(sql, schema=schema)
+
+    def shared(self, relation: ir.Table, build: Callable[[ir.Table], ir.Table], name: str) -> ir.Table:
+        """``build(r)``, where ``r`` stands for ``relation`` computed once. Ibis writes a relation out again at each
+        place a query reads it, and the engine then computes it once per read; on DuckDB ``relation`` becomes a
+        materialized CTE named ``name`` instead (elsewhere ``build(relation)``, as written)."""
+        if self.backend != "duckdb":
+            return build(relation)
+        placeholder = ibis.table(relation.schema(), name=name)
+        body = build(placeholder)
+        sql = (f'WITH "{name}" AS MATERIALIZED ({self.con.compile(relation)}) '
+               f'SELECT * FROM ({self.con.compile(body)}) AS "{name}_body"')
+        return self.con.sql(sql, schema=body.schema())
 
     def orders(self, events: ir.Table | None = None) -> ir.Table:
         """One row per order completed in any channel, from its "Order Completed" event (the first one, if a channel
