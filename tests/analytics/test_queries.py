@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pandas as pd
 import pytest
 
 from omnijourney.analytics import kpis, queries
@@ -104,6 +105,28 @@ def test_kpis_are_defined_numbers_or_say_why_not(adb: AnalyticsDB) -> None:
     o = {(r.kpi, r.channel): r.value for r in per_channel.itertuples()}
     assert o[("orders", "web")] == 4 and o[("orders", "store")] == 2 and o[("revenue", "store")] == 160
     assert weekly.set_index("bucket")["value"].to_dict() == {"2026-02-23": 4, "2026-03-02": 2}
+
+
+def test_kpis_of_several_views_in_one_query_are_each_views_own(adb: AnalyticsDB) -> None:
+    """The dashboard asks for the period's totals and the weekly trends at once: the same tables as asked apart (a
+    view's people, carts or channels never leak into another's), and the same question again is not compiled
+    again."""
+    richer_shop(adb)
+    views = [("period", False), ("week", True), ("day", False), ("month", True)]
+    with adb.tables() as t:
+        together = kpis.kpi_views(t, MARCH, views)
+        for (interval, by_channel), got in zip(views, together, strict=True):
+            alone = kpis.kpis(t, MARCH, interval=interval, by_channel=by_channel)
+            pd.testing.assert_frame_equal(got, alone)
+        assert together[0].set_index("kpi").loc["orders", "value"] == 6
+        web = together[1][(together[1].kpi == "cross_channel_share") & (together[1].channel == "web")]
+        assert web["value"].between(0, 1).all() and len(web) == 2  # two weeks with web touchpoints
+
+        def compile_again(*args: object, **kwargs: object) -> None:
+            raise AssertionError("the same question was compiled again")
+
+        t.con.compile = compile_again
+        pd.testing.assert_frame_equal(kpis.kpi_views(t, MARCH, views)[1], together[1])
 
 
 @pytest.mark.parametrize(("call", "field"), [

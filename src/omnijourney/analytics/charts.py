@@ -405,11 +405,11 @@ def kpi_trends(tables: Tables, period: Period, *, interval: str = "week", by_cha
     chart = Chart("kpis", "KPIs over time",
                   f"Each KPI per {interval}" + (" and channel" if by_channel else "")
                   + " (definitions in docs/analytics.md); the first table below holds the whole period.")
-    chart.missing = data_missing(tables, period)
-    if chart.missing:
+    try:  # the whole period and the trends from one query
+        summary, trends = kpis.kpi_views(tables, period, [("period", False), (interval, by_channel)], names=names)
+    except common.NoEvents as exc:
+        chart.missing = exc.message
         return chart
-    summary = kpis.kpis(tables, period, names=names, interval="period")
-    trends = kpis.kpis(tables, period, names=names, interval=interval, by_channel=by_channel)
     chart.tables = [Table("summary", "KPIs over the whole period", summary),
                     Table("trends", f"KPIs per {interval}" + (" and channel" if by_channel else ""), trends)]
     wanted = list(dict.fromkeys(trends["kpi"]))

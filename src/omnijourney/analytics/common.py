@@ -43,13 +43,23 @@ def in_period(e: ir.Table, since: int | None, until: int | None) -> ir.Table:
     return e
 
 
+class NoEvents(Invalid):
+    """The period holds no event at all (a 422 naming ``since``): an empty answer would look like a measured
+    zero. A chart catches it to say so instead of drawing nothing."""
+
+
+def no_events(since: int | None, until: int | None) -> NoEvents:
+    """The error for a period without any event."""
+    if since is None and until is None:
+        return NoEvents("there are no events yet (is the analytics store synced? `omni analytics sync`)",
+                        field="since")
+    return NoEvents("no event at all falls between since and until", field="since")
+
+
 def check_data(tables: Tables, events: ir.Table, since: int | None, until: int | None) -> None:
     """422 when the period holds no event at all: an empty answer would look like a measured zero."""
     if in_period(events, since, until).limit(1).count().execute() == 0:
-        if since is None and until is None:
-            raise Invalid("there are no events yet (is the analytics store synced? `omni analytics sync`)",
-                          field="since")
-        raise Invalid("no event at all falls between since and until", field="since")
+        raise no_events(since, until)
 
 
 def event_name(tables: Tables, events: ir.Table, name: str, field: str) -> str:

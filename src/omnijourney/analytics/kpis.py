@@ -8,13 +8,20 @@ never a silent zero.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import ibis
+import ibis.expr.operations as ops
+import ibis.expr.schema as sch
 import ibis.expr.types as ir
 import pandas as pd
+from ibis.formats.pandas import PandasData
 
 from omnijourney.analytics import common
 from omnijourney.analytics.schemas import Period
@@ -55,232 +62,327 @@ KPIS: dict[str, KPI] = {k.name: k for k in [
 ]}
 
 
-@dataclass
-class _Ctx:
-    tables: Tables
-    events: ir.Table  # every event (history matters: previous orders, carts created earlier)
-    period: ir.Table  # the events of the period
-    interval: str
-    by_channel: bool
-    lookback_s: int
-    since: int | None
-    until: int | None
-
-    def bucket(self, t: ir.Table) -> ir.Table:
-        b = ibis.literal("period") if self.interval == "period" else t.ts.truncate(_TRUNC[self.interval]).cast(
-            "string").substr(0, 10)
-        c = t.channel if self.by_channel else ibis.literal("all")
-        return t.mutate(bucket=b, kchannel=c)
+View = tuple[str, bool]  # (interval, by_channel)
+_KEYS = ["slot", "bucket", "kchannel"]
+_ORDER_KPIS = ("conversion_rate", "orders", "revenue", "aov", "return_rate", "touchpoints_per_purchase",
+               "cart_abandonment")
+# what the existence of each KPI's data is read from: a count of these events over all the data
+_FLAGS = ("events", "orders", "returns", "carts", "conversations", "loyalty", "nps", "csat")
 
 
-def _exists(e: ir.Table, cond: ir.BooleanValue) -> bool:
-    return bool(e.filter(cond).limit(1).count().execute())
+class _Query:
+    """The relations of one question, each built once: every KPI reads the same ``events``, ``period`` and
+    ``orders`` expressions, and all of them go out as one query (Ibis writes a relation read twice as one CTE).
+
+    Each view (interval, by channel or not) gets its own copy of the rows it buckets, marked ``slot``; the
+    aggregates group by ``slot, bucket, kchannel``, so the period's totals and the trends come from the same pass.
+    """
+
+    def __init__(self, tables: Tables, views: list[View], wanted: set[str], since: int | None, until: int | None,
+                 lookback_s: int) -> None:
+        self.tables, self.views, self.wanted = tables, views, wanted
+        self.since, self.until, self.lookback_s = since, until, lookback_s
+        self.ctes: dict[str, str] = {}
+        self.events = self.named("kpi_events", tables.events())
+        self.period = common.in_period(self.events, since, until)
+
+    def named(self, name: str, relation: ir.Table) -> ir.Table:
+        """A stand-in for ``relation``, which the query defines once as the CTE ``name``: Ibis would write the
+        relation's SQL out again wherever the query reads it (12 copies of the events for all the KPIs), which
+        costs time to compile and to plan."""
+        op = relation.op()
+        self.ctes[name] = op.query if isinstance(op, ops.SQLQueryResult) else self.tables.con.compile(relation)
+        return ibis.table(relation.schema(), name=name)
+
+    @cached_property
+    def orders(self) -> ir.Table:
+        return self.named("kpi_orders", self.tables.orders(self.events))
+
+    @cached_property
+    def returns(self) -> ir.Table:
+        return self.named("kpi_returns", self.tables.returns(self.events))
+
+    def bucketed(self, t: ir.Table) -> ir.Table:
+        """``t`` once per view, with ``slot`` (the view's number), ``bucket`` (the day, week or month it starts,
+        or "period") and ``kchannel`` (its channel, or "all")."""
+        parts = []
+        for i, (interval, by_channel) in enumerate(self.views):
+            b = ibis.literal("period") if interval == "period" else t.ts.truncate(_TRUNC[interval]).cast(
+                "string").substr(0, 10)
+            c = t.channel.cast("string") if by_channel else ibis.literal("all")  # (PostgreSQL: varchar(32))
+            parts.append(t.mutate(slot=ibis.literal(i, "int16"), bucket=b, kchannel=c))
+        return parts[0] if len(parts) == 1 else ibis.union(*parts, distinct=False)
+
+    @cached_property
+    def order_totals(self) -> ir.Table:
+        """Per bucket: orders, revenue, buyers and (for the return rate) orders with goods returned."""
+        o = common.in_period(self.orders, self.since, self.until)
+        if "return_rate" in self.wanted:
+            r = self.returns
+            r = r.select(rid=r.order_id).distinct()
+            j = o.left_join(r, o.order_id == r.rid)
+            o = j.select("order_id", "person", "channel", "ts", "revenue", returned=j.rid.notnull())
+        b = self.bucketed(o)
+        aggs: dict[str, ir.Value] = {"orders": b.order_id.nunique(), "revenue": b.revenue.sum(),
+                                     "buyers": b.person.nunique()}
+        if "return_rate" in self.wanted:
+            aggs["returned"] = b.order_id.nunique(where=b.returned)
+        return b.group_by(_KEYS).aggregate(**aggs)
+
+    @cached_property
+    def event_totals(self) -> ir.Table:
+        """Per bucket: people active, people active in two or more channels (in the bucket, whatever the
+        channel breakdown), people with a loyalty event."""
+        p = self.bucketed(self.period.filter(self.period.person.notnull()))
+        # one row per person and bucket first: counting rows then costs less than counting distinct people
+        p = p.group_by([*_KEYS, "person"]).aggregate(first=p.channel.min(), last=p.channel.max(),
+                                                     loyal=p.name.isin(LOYALTY_EVENTS).any())
+        cross = "cross_channel_share" in self.wanted
+        if cross:
+            # two or more channels: the first and the last of a person's channels in the bucket differ
+            w = ibis.window(group_by=[p.slot, p.bucket, p.person])
+            p = p.mutate(multi=p.first.min().over(w) != p.last.max().over(w))
+        aggs: dict[str, ir.Value] = {"active": p.count()}
+        if cross:
+            aggs["multi"] = p.count(where=p.multi)
+        if "loyalty_participation" in self.wanted:
+            aggs["loyal"] = p.count(where=p.loyal)
+        return p.group_by(_KEYS).aggregate(**aggs)
+
+    @cached_property
+    def survey_totals(self) -> ir.Table:
+        s = self.period.filter(self.period.name == SURVEY_EVENT)
+        s = s.mutate(survey=json_text(s.properties["survey"]).lower(), score=json_number(s.properties["score"]))
+        s = self.bucketed(s.filter(s.survey.isin(["nps", "csat"]) & s.score.notnull()))
+        nps_, csat_ = s.survey == "nps", s.survey == "csat"
+        vote = ibis.cases((s.score >= 9, 100.0), (s.score <= 6, -100.0), else_=0.0)
+        return s.group_by(_KEYS).aggregate(nps_n=s.count(where=nps_), nps_sum=vote.sum(where=nps_),
+                                           csat_n=s.count(where=csat_), csat_ok=s.count(where=csat_ & (s.score >= 4)))
+
+    @cached_property
+    def conversation_totals(self) -> ir.Table:
+        """Per bucket of the conversations started: seconds to the first message and to the close, and how many
+        had each."""
+        e = self.events.mutate(conv=json_text(self.events.properties["conversation_id"]))
+        starts = e.filter((e.name == CONVERSATION_STARTED) & e.conv.notnull())
+        starts = common.in_period(starts, self.since, self.until)
+        ends = e.filter(e.name.isin([MESSAGE_SENT, CONVERSATION_CLOSED]) & e.conv.notnull())
+        ends = ends.group_by(ec=ends.conv).aggregate(first=ends.t.min(where=ends.name == MESSAGE_SENT),
+                                                     closed=ends.t.max(where=ends.name == CONVERSATION_CLOSED))
+        j = starts.left_join(ends, starts.conv == ends.ec)
+        j = self.bucketed(j.select("ts", "channel", responded=(j.first - j.t).cast("float64"),
+                                   resolved=(j.closed - j.t).cast("float64")))
+        return j.group_by(_KEYS).aggregate(response_n=j.responded.count(), response_s=j.responded.sum(),
+                                           resolution_n=j.resolved.count(), resolution_s=j.resolved.sum())
+
+    def rows(self, t: ir.Table, numerator: ir.Value | float, denominator: ir.Value | float) -> ir.Table:
+        return t.select(*_KEYS, numerator=ibis.literal(numerator).cast("float64") if isinstance(numerator, float)
+                        else numerator.cast("float64"),
+                        denominator=ibis.literal(denominator).cast("float64") if isinstance(denominator, float)
+                        else denominator.cast("float64"))
+
+    def conversion_rate(self) -> ir.Table:
+        a = self.event_totals
+        o = self.order_totals
+        o = o.select(ov=o.slot, ob=o.bucket, oc=o.kchannel, buyers=o.buyers)
+        j = a.left_join(o, [a.slot == o.ov, a.bucket == o.ob, a.kchannel == o.oc])
+        return self.rows(j, ibis.coalesce(j.buyers, 0), j.active)
+
+    def cart_abandonment(self) -> ir.Table:
+        e = self.events
+        adds = e.filter(e.name == CART_EVENT)
+        # a cart is its cart_id (the platform's carts); a channel that sends none: the person's adds of one day
+        cart = ibis.coalesce(json_text(adds.properties["cart_id"]),
+                             "person:" + adds.person + ":" + adds.ts.truncate("D").cast("string"))
+        adds = adds.mutate(cart=cart)
+        w = ibis.window(group_by=adds.cart, order_by=[adds.t, adds.id])
+        created = adds.mutate(_n=ibis.row_number().over(w)).filter(lambda t: t._n == 0)
+        created = common.in_period(created, self.since, self.until)
+        # completed: the cart's person completed an order after it was created, within the lookback (a till's
+        # sale without a cart completes none)
+        o = self.orders
+        j = created.left_join(o, [created.person == o.person, o.t >= created.t,
+                                  o.t <= created.t + self.lookback_s])
+        j = self.bucketed(j.select(created.cart, created.ts, created.channel, done=o.order_id.notnull()))
+        c = j.group_by(_KEYS).aggregate(carts=j.cart.nunique(), completed=j.cart.nunique(where=j.done))
+        return self.rows(c, c.carts - c.completed, c.carts)  # abandoned carts
+
+    def touchpoints_per_purchase(self) -> ir.Table:
+        o = self.orders
+        w = ibis.window(group_by=o.person, order_by=[o.t, o.id])
+        o = o.mutate(prev_t=o.t.lag().over(w))
+        o = common.in_period(o, self.since, self.until)
+        e = self.events.filter(self.events.name != ORDER_EVENT).select(ep=self.events.person, et=self.events.t)
+        lower = ibis.greatest(o.t - self.lookback_s, ibis.coalesce(o.prev_t, o.t - self.lookback_s))
+        j = o.left_join(e, [o.person == e.ep, e.et >= lower, e.et < o.t])
+        per = j.group_by(["order_id", "ts", "channel"]).aggregate(n=j.et.count())  # one row per order
+        per = self.bucketed(per)
+        t = per.group_by(_KEYS).aggregate(touchpoints=per.n.sum(), orders=per.order_id.count())
+        return self.rows(t, t.touchpoints, t.orders)
+
+    def kpi(self, name: str) -> ir.Table:
+        """``slot, bucket, kchannel, numerator, denominator`` of KPI ``name``: one row per bucket it has data in."""
+        if name in ("orders", "revenue", "aov", "return_rate"):
+            o = self.order_totals
+            num = o["returned" if name == "return_rate" else "orders" if name == "orders" else "revenue"]
+            return self.rows(o, num, o.orders if name in ("aov", "return_rate") else 1.0)
+        if name in ("cross_channel_share", "loyalty_participation"):
+            a = self.event_totals
+            return self.rows(a, a["multi" if name == "cross_channel_share" else "loyal"], a.active)
+        if name == "nps":
+            s = self.survey_totals.filter(lambda t: t.nps_n > 0)
+            return self.rows(s, s.nps_sum, s.nps_n)
+        if name == "csat":
+            s = self.survey_totals.filter(lambda t: t.csat_n > 0)
+            return self.rows(s, s.csat_ok, s.csat_n)
+        if name in ("first_response_time", "resolution_time"):
+            k = "response" if name == "first_response_time" else "resolution"
+            c = self.conversation_totals.filter(lambda t: t[f"{k}_n"] > 0)
+            return self.rows(c, c[f"{k}_s"], c[f"{k}_n"])
+        compute: Callable[[], ir.Table] = getattr(self, name)
+        return compute()
+
+    def flags(self) -> ir.Table:
+        """One row per fact the answers depend on (``kpi`` "?events", "?orders", ...): how many events show it.
+        ``?events`` counts the period's events; the others count all the data (a KPI's data exists or not)."""
+        e = self.events
+        in_period = ibis.literal(True)
+        if self.since is not None:
+            in_period &= e.t >= self.since
+        if self.until is not None:
+            in_period &= e.t < self.until
+        # the survey's kind is read from a survey's properties only: reading JSON is what costs here
+        survey = ibis.ifelse(e.name == SURVEY_EVENT, json_text(e.properties["survey"]).lower(), ibis.null("string"))
+        conds = {"events": in_period, "orders": e.name == ORDER_EVENT, "returns": e.name == "Order Returned",
+                 "carts": e.name == CART_EVENT, "conversations": e.name == CONVERSATION_STARTED,
+                 "loyalty": e.name.isin(LOYALTY_EVENTS), "nps": survey == "nps", "csat": survey == "csat"}
+        f = e.aggregate(**{k: e.count(where=conds[k]) for k in _FLAGS})
+        return ibis.union(*(f.select(kpi=ibis.literal(f"?{k}"), slot=ibis.literal(-1, "int16"),
+                                     bucket=ibis.literal(None, "string"), kchannel=ibis.literal(None, "string"),
+                                     numerator=f[k].cast("float64"), denominator=ibis.literal(1.0))
+                            for k in _FLAGS), distinct=False)
+
+    def compile(self) -> tuple[str, sch.Schema]:
+        """The SQL of every wanted KPI's rows (``kpi`` its name) and the flags, as one table, and its schema."""
+        parts = [self.flags()]
+        for name in sorted(self.wanted):
+            k = self.kpi(name)
+            parts.append(k.select(kpi=ibis.literal(name), slot=k.slot, bucket=k.bucket, kchannel=k.kchannel,
+                                  numerator=k.numerator, denominator=k.denominator))
+        body = ibis.union(*parts, distinct=False)
+        ctes = ", ".join(f"{name} AS ({sql})" for name, sql in self.ctes.items())
+        return f"WITH {ctes} SELECT * FROM ({self.tables.con.compile(body)}) AS kpis", body.schema()
 
 
-def _ratio(num: ir.Table, den: ir.Table) -> ir.Table:
-    """Join numerators and denominators (both: bucket, kchannel, value) on the denominator's rows."""
-    n = num.rename(nb="bucket", nc="kchannel", numerator="value")
-    j = den.left_join(n, [den.bucket == n.nb, den.kchannel == n.nc])
-    return j.select("bucket", "kchannel", numerator=ibis.coalesce(j.numerator, 0.0).cast("float64"),
-                    denominator=j.value.cast("float64"))
-
-
-def _count(t: ir.Table, value: Callable[[ir.Table], ir.Value]) -> ir.Table:
-    return t.group_by(["bucket", "kchannel"]).aggregate(value=value)
-
-
-def _orders(c: _Ctx) -> ir.Table:
-    return c.bucket(common.in_period(c.tables.orders(c.events), c.since, c.until))
-
-
-def _active(c: _Ctx) -> ir.Table:
-    return _count(c.bucket(c.period), lambda t: t.person.nunique())
-
-
-def conversion_rate(c: _Ctx) -> ir.Table:
-    o = _orders(c)
-    return _ratio(_count(o, lambda t: t.person.nunique()), _active(c))
-
-
-def cart_abandonment(c: _Ctx) -> ir.Table:
-    adds = c.events.filter(c.events.name == CART_EVENT)
-    # a cart is its cart_id (the platform's carts); a channel that sends none: the person's adds of one day
-    cart = ibis.coalesce(json_text(adds.properties["cart_id"]),
-                         "person:" + adds.person + ":" + adds.ts.truncate("D").cast("string"))
-    adds = adds.mutate(cart=cart)
-    w = ibis.window(group_by=adds.cart, order_by=[adds.t, adds.id])
-    created = adds.mutate(_n=ibis.row_number().over(w)).filter(lambda t: t._n == 0)
-    created = c.bucket(common.in_period(created, c.since, c.until))
-    # completed: the cart's person completed an order after it was created, within the lookback (a till's sale
-    # without a cart completes none)
-    o = c.tables.orders(c.events)
-    done = created.join(o, [created.person == o.person, o.t >= created.t, o.t <= created.t + c.lookback_s])
-    completed = _count(done, lambda t: t.cart.nunique())
-    carts = _count(created, lambda t: t.cart.nunique())
-    r = _ratio(completed, carts)
-    return r.mutate(numerator=r.denominator - r.numerator)  # abandoned carts
-
-
-def orders(c: _Ctx) -> ir.Table:
-    o = _count(_orders(c), lambda t: t.order_id.nunique())
-    return o.select("bucket", "kchannel", numerator=o.value.cast("float64"), denominator=ibis.literal(1.0))
-
-
-def revenue(c: _Ctx) -> ir.Table:
-    o = _count(_orders(c), lambda t: t.revenue.sum())
-    return o.select("bucket", "kchannel", numerator=o.value.cast("float64"), denominator=ibis.literal(1.0))
-
-
-def aov(c: _Ctx) -> ir.Table:
-    o = _orders(c)
-    return _ratio(_count(o, lambda t: t.revenue.sum()), _count(o, lambda t: t.order_id.nunique()))
-
-
-def touchpoints_per_purchase(c: _Ctx) -> ir.Table:
-    o = c.tables.orders(c.events)
-    w = ibis.window(group_by=o.person, order_by=[o.t, o.id])
-    o = o.mutate(prev_t=o.t.lag().over(w))
-    o = c.bucket(common.in_period(o, c.since, c.until))
-    e = c.events.filter(c.events.name != ORDER_EVENT).select(ep=c.events.person, et=c.events.t)
-    lower = ibis.greatest(o.t - c.lookback_s, ibis.coalesce(o.prev_t, o.t - c.lookback_s))
-    j = o.left_join(e, [o.person == e.ep, e.et >= lower, e.et < o.t])
-    per = j.group_by(["bucket", "kchannel", "order_id"]).aggregate(n=j.et.count())
-    return _ratio(per.group_by(["bucket", "kchannel"]).aggregate(value=per.n.sum()),
-                  per.group_by(["bucket", "kchannel"]).aggregate(value=per.order_id.count()))
-
-
-def cross_channel_share(c: _Ctx) -> ir.Table:
-    p = c.bucket(c.period)
-    # the channels a person used in the bucket, whatever the channel breakdown
-    b = p.group_by(["bucket", "person"]).aggregate(channels=p.channel.nunique())
-    multi = b.filter(b.channels >= 2)
-    multi = multi.select(mb=multi.bucket, mp=multi.person)
-    who = p.select("bucket", "kchannel", "person").distinct()
-    j = who.left_join(multi, [who.bucket == multi.mb, who.person == multi.mp])
-    num = j.filter(j.mp.notnull()).group_by(["bucket", "kchannel"]).aggregate(value=lambda t: t.person.nunique())
-    return _ratio(num, _count(who, lambda t: t.person.nunique()))
-
-
-def return_rate(c: _Ctx) -> ir.Table:
-    o = _orders(c)
-    r = c.tables.returns(c.events)
-    r = r.select(rid=r.order_id).distinct()
-    j = o.left_join(r, o.order_id == r.rid)
-    num = j.filter(j.rid.notnull()).group_by(["bucket", "kchannel"]).aggregate(value=lambda t: t.order_id.nunique())
-    return _ratio(num, _count(o, lambda t: t.order_id.nunique()))
-
-
-def _survey(c: _Ctx, kind: str) -> ir.Table:
-    s = c.period.filter(c.period.name == SURVEY_EVENT)
-    s = s.mutate(survey=json_text(s.properties["survey"]).lower(), score=json_number(s.properties["score"]))
-    return c.bucket(s.filter((s.survey == kind) & s.score.notnull()))
-
-
-def nps(c: _Ctx) -> ir.Table:
-    s = _survey(c, "nps")
-    s = s.mutate(v=ibis.cases((s.score >= 9, 100.0), (s.score <= 6, -100.0), else_=0.0))
-    return _ratio(_count(s, lambda t: t.v.sum()), _count(s, lambda t: t.count()))
-
-
-def csat(c: _Ctx) -> ir.Table:
-    s = _survey(c, "csat")
-    return _ratio(_count(s, lambda t: (t.score >= 4).ifelse(1, 0).sum()), _count(s, lambda t: t.count()))
-
-
-def _conversations(c: _Ctx, end_event: str, first: bool) -> ir.Table:
-    e = c.events.mutate(conv=json_text(c.events.properties["conversation_id"]))
-    starts = e.filter((e.name == CONVERSATION_STARTED) & e.conv.notnull())
-    starts = c.bucket(common.in_period(starts, c.since, c.until))
-    ends = e.filter((e.name == end_event) & e.conv.notnull())
-    ends = ends.group_by(ec=ends.conv).aggregate(et=ends.t.min() if first else ends.t.max())
-    j = starts.join(ends, starts.conv == ends.ec).mutate(d=lambda t: (t.et - t.t).cast("float64"))
-    return _ratio(_count(j, lambda t: t.d.sum()), _count(j, lambda t: t.count()))
-
-
-def first_response_time(c: _Ctx) -> ir.Table:
-    return _conversations(c, MESSAGE_SENT, True)
-
-
-def resolution_time(c: _Ctx) -> ir.Table:
-    return _conversations(c, CONVERSATION_CLOSED, False)
-
-
-def loyalty_participation(c: _Ctx) -> ir.Table:
-    p = c.bucket(c.period)
-    loyal = p.filter(p.name.isin(LOYALTY_EVENTS))
-    return _ratio(_count(loyal, lambda t: t.person.nunique()), _active(c))
-
-
-_COMPUTE: dict[str, Callable[[_Ctx], ir.Table]] = {
-    "conversion_rate": conversion_rate, "cart_abandonment": cart_abandonment, "orders": orders, "revenue": revenue,
-    "aov": aov, "touchpoints_per_purchase": touchpoints_per_purchase, "cross_channel_share": cross_channel_share,
-    "return_rate": return_rate, "nps": nps, "csat": csat, "first_response_time": first_response_time,
-    "resolution_time": resolution_time, "loyalty_participation": loyalty_participation,
-}
-
-
-def _missing(c: _Ctx, name: str) -> str | None:
+def _missing(name: str, has: dict[str, bool]) -> str | None:
     """Why a KPI has no data at all yet (its events were never recorded), or None."""
-    e = c.events
     if name in ("nps", "csat"):
-        s = e.filter(e.name == SURVEY_EVENT)
-        if not _exists(s, json_text(s.properties["survey"]).lower() == name):
+        if not has[name]:
             return f"no {name.upper()} survey answers yet (Survey Answered events with survey={name} and a score)"
     elif name in ("first_response_time", "resolution_time"):
-        if not _exists(e, e.name == CONVERSATION_STARTED):
+        if not has["conversations"]:
             return "no conversations yet (the contact center records Conversation Started / Message Sent / " \
                    "Conversation Closed)"
     elif name == "loyalty_participation":
-        if not _exists(e, e.name.isin(LOYALTY_EVENTS)):
+        if not has["loyalty"]:
             return "no loyalty events yet (Points Earned, Points Redeemed, Tier Changed)"
-    elif name in ("conversion_rate", "orders", "revenue", "aov", "return_rate", "touchpoints_per_purchase",
-                  "cart_abandonment"):
-        if not _exists(e, e.name == ORDER_EVENT):
+    elif name in _ORDER_KPIS:
+        if not has["orders"]:
             return "no orders yet (Order Completed)"
-        if name == "return_rate" and not _exists(e, e.name == "Order Returned"):
+        if name == "return_rate" and not has["returns"]:
             return "no returns recorded yet (Order Returned): a return rate of 0 would be a guess"
-        if name == "cart_abandonment" and not _exists(e, e.name == CART_EVENT):
+        if name == "cart_abandonment" and not has["carts"]:
             return "no carts yet (Product Added)"
     return None
+
+
+# The SQL of a question, kept: building and compiling the Ibis expressions costs far more than running them on a
+# store of demo size, and a dashboard asks the same question again and again. The SQL depends only on the question
+# (the tables' shape is the code's), never on the data.
+_SQL_CACHE: OrderedDict[tuple[object, ...], tuple[str, sch.Schema]] = OrderedDict()
+_SQL_CACHE_SIZE = 64
+_SQL_LOCK = threading.Lock()
+
+
+def _compiled(tables: Tables, key: tuple[object, ...],
+              build: Callable[[], tuple[str, sch.Schema]]) -> tuple[str, sch.Schema]:
+    key = (tables.backend, *key)
+    with _SQL_LOCK:
+        hit = _SQL_CACHE.get(key)
+        if hit is not None:
+            _SQL_CACHE.move_to_end(key)
+            return hit
+    compiled = build()
+    with _SQL_LOCK:
+        _SQL_CACHE[key] = compiled
+        while len(_SQL_CACHE) > _SQL_CACHE_SIZE:
+            _SQL_CACHE.popitem(last=False)
+    return compiled
+
+
+def _fetch(tables: Tables, sql: str, schema: sch.Schema) -> pd.DataFrame:
+    """Run ``sql`` on the backend and type its rows by ``schema``, as Ibis's own ``execute`` does."""
+    con = tables.con
+    if tables.backend == "spark":
+        df = con.raw_sql(sql).toPandas()
+    elif tables.backend == "duckdb":  # the cursor is the store's connection itself: not closed
+        df = pd.DataFrame.from_records(con.raw_sql(sql).fetchall(), columns=schema.names, coerce_float=True)
+    else:
+        with closing(con.raw_sql(sql)) as cur:
+            df = pd.DataFrame.from_records(cur.fetchall(), columns=schema.names, coerce_float=True)
+    return PandasData.convert_table(df, schema)
+
+
+def kpi_views(tables: Tables, period: Period, views: Sequence[View], *, names: list[str] | None = None,
+              lookback_days: float = 30.0) -> list[pd.DataFrame]:
+    """The KPIs once per view ``(interval, by_channel)``: for each, the table :func:`kpis` gives, all from one
+    query (a dashboard's totals of the period and its trends per week cost one pass, not two)."""
+    for i, n in enumerate(names or []):
+        if n not in KPIS:
+            raise Invalid(f"unknown KPI {n!r}: one of {', '.join(KPIS)}", field=f"kpis[{i}]")
+    wanted = list(dict.fromkeys(names or KPIS))  # a KPI asked for twice is answered once
+    for interval, _ in views:
+        if interval not in ("day", "week", "month", "period"):
+            raise Invalid("interval is day, week, month or period", field="interval")
+    if not 0 < lookback_days <= 365:
+        raise Invalid("lookback_days is more than 0 and at most 365", field="lookback_days")
+    since, until = common.check_period(period)
+    unique = list(dict.fromkeys((interval, bool(by_channel)) for interval, by_channel in views))
+    lookback_s = int(lookback_days * 86400)
+    key = (tuple(sorted(set(wanted))), tuple(unique), lookback_s, since, until)
+    sql, schema = _compiled(tables, key, lambda: _Query(tables, unique, set(wanted), since, until,
+                                                        lookback_s).compile())
+    got = _fetch(tables, sql, schema)
+    flags = got[got.slot == -1]
+    has = {k[1:]: bool(v > 0) for k, v in zip(flags.kpi, flags.numerator, strict=True)}
+    if not has["events"]:
+        raise common.no_events(since, until)
+    return [_view_frame(got[got.slot == unique.index((interval, bool(by_channel)))], wanted, has)
+            for interval, by_channel in views]
+
+
+def _view_frame(got: pd.DataFrame, wanted: list[str], has: dict[str, bool]) -> pd.DataFrame:
+    """One view's table, as :func:`kpis` documents it, from its rows of the query."""
+    reasons = {name: _missing(name, has) for name in wanted}
+    df = got[got.kpi.isin([n for n in wanted if reasons[n] is None])].drop(columns="slot")
+    df = df.rename(columns={"kchannel": "channel"})
+    unit = df["kpi"].map({n: KPIS[n].unit for n in wanted}).astype("str")
+    value = df["numerator"] / df["denominator"].where(df["denominator"] > 0)
+    value = value.where(unit != "ratio", value.clip(upper=1.0))  # a ratio is at most 1
+    df = df.assign(value=value.round(6), unit=unit)
+    df["status"] = df["value"].notna().map({True: "ok", False: "no data"})
+    df["reason"] = df["value"].isna().map({True: "nothing to divide by in this bucket", False: None})
+    missing = [{"kpi": n, "bucket": None, "channel": None, "value": None, "numerator": None, "denominator": None,
+                "unit": KPIS[n].unit, "status": "no data", "reason": r} for n, r in reasons.items() if r is not None]
+    out = pd.concat([df, pd.DataFrame(missing)], ignore_index=True) if missing else df
+    out = out[["kpi", "bucket", "channel", "value", "numerator", "denominator", "unit", "status", "reason"]]
+    order = {n: i for i, n in enumerate(wanted)}
+    return (out.assign(_o=out.kpi.map(order)).sort_values(["_o", "bucket", "channel"], na_position="first")
+            .drop(columns="_o").reset_index(drop=True))
 
 
 def kpis(tables: Tables, period: Period, *, names: list[str] | None = None, interval: Interval = "period",
          by_channel: bool = False, lookback_days: float = 30.0) -> pd.DataFrame:
     """The KPIs (all, or ``names``) per bucket and channel: ``kpi, bucket, channel, value, numerator, denominator,
     unit, status ("ok" or "no data"), reason``."""
-    wanted = names or list(KPIS)
-    for i, n in enumerate(wanted):
-        if n not in KPIS:
-            raise Invalid(f"unknown KPI {n!r}: one of {', '.join(KPIS)}", field=f"kpis[{i}]")
-    if interval not in ("day", "week", "month", "period"):
-        raise Invalid("interval is day, week, month or period", field="interval")
-    if not 0 < lookback_days <= 365:
-        raise Invalid("lookback_days is more than 0 and at most 365", field="lookback_days")
-    since, until = common.check_period(period)
-    events = tables.events()
-    common.check_data(tables, events, since, until)
-    c = _Ctx(tables, events, common.in_period(events, since, until), interval, by_channel, int(lookback_days * 86400),
-             since, until)
-    frames = []
-    for name in wanted:
-        kpi = KPIS[name]
-        reason = _missing(c, name)
-        if reason is not None:
-            frames.append(pd.DataFrame([{"kpi": name, "bucket": None, "channel": None, "value": None,
-                                         "numerator": None, "denominator": None, "unit": kpi.unit,
-                                         "status": "no data", "reason": reason}]))
-            continue
-        df = _COMPUTE[name](c).execute().rename(columns={"kchannel": "channel"})
-        df["kpi"], df["unit"] = name, kpi.unit
-        value = df["numerator"] / df["denominator"].where(df["denominator"] > 0)
-        if name == "cart_abandonment" or kpi.unit == "ratio":
-            value = value.clip(upper=1.0)
-        df["value"] = value.round(6)
-        df["status"] = df["value"].notna().map({True: "ok", False: "no data"})
-        df["reason"] = df["value"].isna().map({True: "nothing to divide by in this bucket", False: None})
-        frames.append(df)
-    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    out = out[["kpi", "bucket", "channel", "value", "numerator", "denominator", "unit", "status", "reason"]]
-    order = {n: i for i, n in enumerate(wanted)}
-    return (out.assign(_o=out.kpi.map(order)).sort_values(["_o", "bucket", "channel"], na_position="first")
-            .drop(columns="_o").reset_index(drop=True))
+    return kpi_views(tables, period, [(interval, by_channel)], names=names, lookback_days=lookback_days)[0]
