@@ -25,6 +25,9 @@ Both pandas versions start from the four steps' events already in a DataFrame (`
 read out of DuckDB with the person resolved as the analyses resolve it): reading them is not timed, in pandas'
 favour.
 
+Each time is wall-clock, with the process's CPU seconds beside it (all threads: DuckDB uses both cores, pandas one),
+which a loaded machine disturbs less.
+
 Memory: each process's peak RSS while computing (the high-water mark is reset once the store is open or the events
 loaded, so that reading them is not counted), beside its RSS before; for ours also DuckDB's own peak buffer memory.
 """
@@ -87,6 +90,13 @@ def reset_peak_rss() -> None:
         pass
 
 
+def cpu_s() -> float:
+    """CPU seconds this process has used (all its threads): less sensitive than wall time to the shared machine's
+    load, though not immune (caches, memory bandwidth)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory since :func:`reset_peak_rss`, in MB."""
     return _status_mb("VmHWM")
@@ -103,20 +113,21 @@ def run_ours(path: str, runs: int) -> dict:
     store = Store(path)
     q = FunnelQuery(steps=[{"event": s} for s in STEPS], window=7, window_unit="day", breakdown="channel")
     load = os.getloadavg()[0]
-    times, df = [], None
+    times, cpu, df = [], [], None
     with store.cursor() as cur:
         tables = Tables("duckdb", ibis.duckdb.from_connection(cur))
         before = rss_mb()
         reset_peak_rss()
         for _ in range(runs):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_s()
             df = funnels.funnel(tables, q)
             times.append(time.perf_counter() - t0)
+            cpu.append(cpu_s() - c0)
         peak_rss = peak_rss_mb()
         buffer_mb = duckdb_peak_buffer_mb(cur, lambda: funnels.funnel(tables, q))
     counts = {f"{r.breakdown}|{r.step}": int(r.people) for r in df.itertuples()}
-    return {"times": times, "counts": counts, "peak_mb": peak_rss, "before_mb": before, "duckdb_buffer_mb": buffer_mb,
-            "load": [load, os.getloadavg()[0]]}
+    return {"times": times, "cpu": cpu, "counts": counts, "peak_mb": peak_rss, "before_mb": before,
+            "duckdb_buffer_mb": buffer_mb, "load": [load, os.getloadavg()[0]]}
 
 
 def duckdb_peak_buffer_mb(cur: duckdb.DuckDBPyConnection, call: Callable[[], object]) -> float | None:
@@ -153,13 +164,14 @@ def run_pandas(path: str, runs: int, kind: str) -> dict:
     loaded_rss = rss_mb()
     implementation = straightforward_funnel if kind == "straightforward" else vectorised_funnel
     load = os.getloadavg()[0]
-    times, counts = [], {}
+    times, cpu, counts = [], [], {}
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_s()
         counts = implementation(ev)
         times.append(time.perf_counter() - t0)
-    return {"times": times, "counts": counts, "peak_mb": peak_rss_mb(), "before_mb": loaded_rss, "rows": len(ev),
-            "load": [load, os.getloadavg()[0]]}
+        cpu.append(cpu_s() - c0)
+    return {"times": times, "cpu": cpu, "counts": counts, "peak_mb": peak_rss_mb(), "before_mb": loaded_rss,
+            "rows": len(ev), "load": [load, os.getloadavg()[0]]}
 
 
 def straightforward_funnel(ev: pd.DataFrame) -> dict[str, int]:
@@ -233,10 +245,11 @@ def child(kind: str, path: str, runs: int) -> dict:
 
 
 def timing(r: dict) -> str:
-    t = r["times"]
+    t, c = r["times"], r["cpu"]
     if len(t) == 1:
-        return f"{t[0]:.2f} s (1 run)"
-    return f"best {min(t):.2f} s, median {statistics.median(t):.2f} s of {len(t)} runs"
+        return f"{t[0]:.2f} s (1 run; CPU {c[0]:.2f} s)"
+    return (f"best {min(t):.2f} s, median {statistics.median(t):.2f} s of {len(t)} runs (CPU: best {min(c):.2f} s, "
+            f"median {statistics.median(c):.2f} s)")
 
 
 def main() -> None:
