@@ -69,19 +69,20 @@ _SPARE = text("SELECT l.on_hand - l.reserved - l.safety_stock "
               "FROM stock_levels l JOIN locations o ON o.code = l.location_code "
               "WHERE l.sku = :sku AND l.location_code = :loc")
 
+# new rows, each with a block (rows are added when every row nobody holds still holds units: reservations meet)
 _ADD_ROWS = text("INSERT INTO stock_pools (sku, location_code, slot, units, updated_at) "
-                 "SELECT :sku, :loc, n, 0, :now FROM generate_series(CAST(:first AS int), CAST(:last AS int)) AS n "
+                 "SELECT :sku, :loc, n, :b, :now FROM generate_series(CAST(:first AS int), CAST(:last AS int)) AS n "
                  "ON CONFLICT DO NOTHING")
 
-# the emptiest pool row nobody holds (the caller holds the level, so it must not wait for a pool row)
-_FREE_ROW = text("SELECT slot, units FROM stock_pools WHERE sku = :sku AND location_code = :loc "
-                 "ORDER BY units, slot LIMIT 1 FOR UPDATE SKIP LOCKED")
+# the empty pool rows nobody holds (the caller holds the level, so it must not wait for a pool row)
+_EMPTY_ROWS = text("SELECT slot FROM stock_pools WHERE sku = :sku AND location_code = :loc AND units = 0 "
+                   "ORDER BY slot FOR UPDATE SKIP LOCKED")
 
 _SET_ASIDE = text("UPDATE stock_levels SET reserved = reserved + :b, updated_at = :now "
                   "WHERE sku = :sku AND location_code = :loc AND on_hand - reserved - safety_stock - :b >= 0")
 
 _FILL = text("UPDATE stock_pools SET units = units + :b, updated_at = :now "
-             "WHERE sku = :sku AND location_code = :loc AND slot = :slot")
+             "WHERE sku = :sku AND location_code = :loc AND slot = ANY(CAST(:slots AS int[]))")
 
 _LEDGER = text("INSERT INTO stock_movements (sku, location_code, kind, on_hand_delta, reserved_delta, ref, "
                "channel_code, created_at) VALUES (:sku, :loc, 'pool', 0, :rv, :ref, NULL, :now)")
@@ -105,32 +106,31 @@ def take(session: Session, *, sku: str, location: str, quantity: int, ref: str |
 
 
 def refill(session: Session, *, sku: str, location: str, ref: str | None, now: datetime) -> int:
-    """Hand a block of the level's spare units to its emptiest free pool row; the caller holds the level's lock (it
-    has just changed it). Returns the units set aside (0 when the level has too few to share or every pool row is
-    busy)."""
+    """Hand blocks of the level's spare units to its empty pool rows that nobody holds, or to new rows when there
+    are none (every row busy or still holding units: reservations meet on this level, its rows double up to the
+    setting; a level reserved one at a time keeps one). All of them at once, so that rows emptied together do not
+    send their next reservations to the level one by one. The caller holds the level's lock (it has just changed
+    it). Returns the units set aside (0 when the level has too few to share or has all its rows, busy)."""
     n = slots(session)
     spare, rows = session.execute(_SPARE, {"sku": sku, "loc": location}).one()
     conf = get_settings().inventory
     block = min(conf.pool_block, (spare or 0) // (n * conf.pool_share))
     if block < 1:
         return 0
-    free = session.execute(_FREE_ROW, {"sku": sku, "loc": location}).first()
-    if free is not None and free.units == 0:
-        slot = free.slot  # a row ran dry
-    else:
-        # every row busy, or the free ones still hold units (the caller came here because the rows that hold them
-        # were busy), or none yet: the level's rows double, up to the setting, so that they grow with the number of
-        # reservations that meet on it (a level reserved one at a time keeps one)
-        if rows >= n:
-            return 0
-        slot = rows
-        session.execute(_ADD_ROWS, {"sku": sku, "loc": location, "first": rows, "last": min(n, 2 * rows or 1) - 1,
-                                    "now": now})
-    if session.execute(_SET_ASIDE, {"b": block, "now": now, "sku": sku, "loc": location}).rowcount != 1:
+    empty = list(session.scalars(_EMPTY_ROWS, {"sku": sku, "loc": location}))
+    count = len(empty) or (min(n, 2 * rows or 1) - rows)
+    if count <= 0:
         return 0
-    session.execute(_FILL, {"sku": sku, "loc": location, "slot": slot, "b": block, "now": now})
-    session.execute(_LEDGER, {"sku": sku, "loc": location, "rv": block, "ref": ref, "now": now})
-    return block
+    # at most n blocks of spare/(n x share): under the level's lock the guard below holds (it stays, as everywhere)
+    if session.execute(_SET_ASIDE, {"b": block * count, "now": now, "sku": sku, "loc": location}).rowcount != 1:
+        return 0
+    if empty:
+        session.execute(_FILL, {"sku": sku, "loc": location, "slots": empty, "b": block, "now": now})
+    else:
+        session.execute(_ADD_ROWS, {"sku": sku, "loc": location, "first": rows, "last": rows + count - 1, "b": block,
+                                    "now": now})
+    session.execute(_LEDGER, {"sku": sku, "loc": location, "rv": block * count, "ref": ref, "now": now})
+    return block * count
 
 
 _HELD = text("SELECT sku, location_code, units FROM stock_pools WHERE sku = :sku AND location_code = :loc "
