@@ -44,11 +44,19 @@ import json, os, signal, sys, threading
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
-counts = {"statements": 0, "commits": 0, "rollbacks": 0, "checkouts": 0}
+counts = {"statements": 0, "commits": 0, "rollbacks": 0, "checkouts": 0, "calls": 0}
 lock = threading.Lock()
 def bump(name):
     with lock:
         counts[name] += 1
+if os.environ.get("OMNI_BENCH_CALLS"):  # every Python and C function call in every thread: work that load cannot blur
+    import itertools
+    calls = itertools.count()
+    def profiler(frame, event, arg, tick=calls.__next__):
+        if event == "call" or event == "c_call":
+            tick()
+    sys.setprofile(profiler)
+    threading.setprofile(profiler)
 event.listen(Engine, "before_cursor_execute", lambda *a: bump("statements"))
 event.listen(Engine, "commit", lambda *a: bump("commits"))
 event.listen(Engine, "rollback", lambda *a: bump("rollbacks"))
@@ -56,6 +64,8 @@ event.listen(Pool, "checkout", lambda *a: bump("checkouts"))
 def dump(*_):
     with lock:
         data = dict(counts)
+    if os.environ.get("OMNI_BENCH_CALLS"):
+        data["calls"] = int(repr(calls)[6:-1])  # "count(N)": the count so far, read without counting
     with open(os.environ["OMNI_BENCH_COUNTS_OUT"], "w") as f:
         json.dump(data, f)
 signal.signal(signal.SIGUSR1, dump)
@@ -67,11 +77,13 @@ uvicorn.run("omnijourney.api.asgi:app", host="127.0.0.1", port=int(sys.argv[1]),
 class Server:
     """The counting server on ``url``; :meth:`counts` reads its counters."""
 
-    def __init__(self, url: str, folder: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, url: str, folder: Path, env: dict[str, str] | None = None, calls: bool = False) -> None:
         self.port = _free_port()
         self.out = folder / "counts.json"
         environ = {**os.environ, "OMNI_DATABASE_URL": url, "OMNI_JOBS__EMBEDDED": "true",
                    "OMNI_BENCH_COUNTS_OUT": str(self.out), **(env or {})}
+        if calls:
+            environ["OMNI_BENCH_CALLS"] = "1"
         self.log = open(folder / "server.log", "wb")  # noqa: SIM115  (the server writes to it)
         self.proc = subprocess.Popen([sys.executable, "-c", _COUNTING_SERVER, str(self.port)], env=environ,
                                      stdout=self.log, stderr=subprocess.STDOUT)
@@ -135,7 +147,9 @@ def measure(server: Server, meter: CpuMeter | None, n: int, one, settle=None, sp
     print(f"  per request: server CPU {(t1 - t0) / n * 1000:.2f} ms" +
           (f", PostgreSQL backends {(p1 - p0) / n * 1000:.2f} ms" if meter else "") +
           f"; statements {per['statements']:.1f}, commits {per['commits']:.1f}, rollbacks {per['rollbacks']:.1f}, "
-          f"pool checkouts {per['checkouts']:.1f}; wall {wall / n * 1000:.2f} ms a request (client included)")
+          f"pool checkouts {per['checkouts']:.1f}; wall {wall / n * 1000:.2f} ms a request (client included)" +
+          (f"; Python function calls {per['calls'] / 1000:.1f}k (CPU figures inflated by counting them)"
+           if per["calls"] else ""))
 
 
 def availability(args: argparse.Namespace, folder: Path) -> None:
@@ -145,7 +159,7 @@ def availability(args: argparse.Namespace, folder: Path) -> None:
     codes, key = network(db, 1_000, 5)
     url = db.url
     db.dispose()
-    server = Server(url, folder)
+    server = Server(url, folder, calls=args.calls)
     meter = CpuMeter(server.proc.pid, url) if args.db == "postgresql" else None
     rng = random.Random(5)
     try:
@@ -173,7 +187,8 @@ def checkout(args: argparse.Namespace, folder: Path) -> None:
     warm = 20
     carts = make_carts(PG, 1, warm + args.n, 20)[0]
     _settle_jobs(PG)
-    server = Server(PG, folder, {"OMNI_PAYMENTS__TEST_PROVIDER_PATH": str(folder / "test-provider.db")})
+    server = Server(PG, folder, {"OMNI_PAYMENTS__TEST_PROVIDER_PATH": str(folder / "test-provider.db")},
+                    calls=args.calls)
     meter = CpuMeter(server.proc.pid, PG)
     try:
         with httpx.Client(base_url=server.base, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
@@ -209,6 +224,8 @@ def main() -> None:
     ap.add_argument("--db", choices=["sqlite", "postgresql"], default="postgresql",
                     help="availability only (checkout runs on PostgreSQL)")
     ap.add_argument("-n", type=int, default=0, help="requests measured (default 1,000 availability, 200 checkouts)")
+    ap.add_argument("--calls", action="store_true", help="count the server's Python function calls (every thread): "
+                    "a measure of its work that other processes cannot change; slows it down")
     ap.add_argument("--py-spy", metavar="OUT", help="a py-spy profile of the server while measured (.svg, or .txt: "
                     "collapsed stacks)")
     args = ap.parse_args()
