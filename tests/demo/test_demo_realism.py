@@ -1,5 +1,6 @@
 """The demo retailer tells a consistent story: orders cost what the channel quoted, calls land on the caller's
-profile, and every phone number is one reserved for fiction."""
+profile, every phone number is one reserved for fiction, and customers come back and leave as buy-till-you-die
+models expect."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import json
 import random
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
+from omnijourney.analytics import clv
 from omnijourney.customers.models import Customer, Identity
 from omnijourney.db import Database
 from omnijourney.demo.build import STEPS, DemoContext, default_now, order_channel
-from omnijourney.demo.people import FICTIONAL_PHONES, fictional_phone
+from omnijourney.demo.people import FICTIONAL_PHONES, Channels, fictional_phone, journeys
 from omnijourney.migrate import upgrade
 from omnijourney.pricing.quoting import quote
 from omnijourney.tracking.messages import Message
@@ -86,3 +90,25 @@ def test_the_reserved_numbers_run_out_rather_than_leave_the_range() -> None:
     assert len(set(numbers)) == FICTIONAL_PHONES
     assert all(n and RESERVED.fullmatch(n) for n in numbers)
     assert fictional_phone(FICTIONAL_PHONES) is None
+
+
+@pytest.mark.parametrize("seed", [42, 7])
+def test_repeat_purchases_follow_buy_till_you_die(seed: int) -> None:
+    """People buy again at paces of their own and some stop for good, so the models of customer lifetime value fit
+    the demo: BG/NBD fitted on the journeys' orders lands inside its range (purchases bunched in one burst per person
+    drove a and b to ~1e7, a homogeneous dropout), and a repeat buyer's purchases spread over weeks."""
+    start = datetime(2026, 5, 1, tzinfo=UTC)
+    end = start + timedelta(days=90)
+    channels = Channels(web=("web", "Web shop"), app=("app", "Mobile app"), call_center=("cc", "Call center"),
+                        whatsapp=("wa", "WhatsApp"), stores=(("s1", "Berlin Mitte POS", "S01"),))
+    orders = [m for m in journeys(people=3000, seed=seed, channels=channels, start=start, events_per_person=6.0)
+              if m.event == "Order Completed" and m.timestamp <= end]
+    person = np.array([int(m.message_id.split("-")[1]) for m in orders])  # m-<person>-<n>
+    days = np.array([m.timestamp.date() for m in orders], dtype="datetime64[D]")
+    s = clv.summarise(person, days, np.ones(len(orders)), days.max())
+    with np.errstate(all="ignore"):
+        bg = clv.fit_bgnbd(s.frequency, s.recency, s.T).params()
+    assert all(1e-3 < bg[k] < 1e3 for k in ("r", "alpha", "a", "b")), bg
+    repeat = s.frequency > 0
+    assert 0.3 < repeat.mean() < 0.8  # some buy once and are gone, many come back
+    assert np.median(s.recency[repeat]) > 2  # weeks from a repeat buyer's first purchase to their last

@@ -40,6 +40,17 @@ class Channels:
 FICTIONAL_PHONE_BLOCKS = ("+493023125", "+496990009", "+494066969", "+492214710", "+498999998")
 FICTIONAL_PHONES = 1000 * len(FICTIONAL_PHONE_BLOCKS)
 
+# When people come back and when they leave for good (buy till you die, see _person): a person's visits a day
+# vary across people as a gamma (shape, mean); their chance of leaving after a purchase as a beta (a, b); a visit
+# that bought nothing is the last with LEAVE_WITHOUT_PURCHASE. A visit makes about ``events_per_person`` /
+# VISITS_PER_PERSON messages, so that a person makes about ``events_per_person`` in all.
+VISIT_RATE_SHAPE, VISIT_RATE_MEAN = 1.0, 1 / 6
+LEAVE_AFTER_PURCHASE = (0.4, 1.6)
+LEAVE_WITHOUT_PURCHASE = 0.75
+VISITS_PER_PERSON = 2.5
+MAX_VISITS = 60
+LIKED_PRODUCTS, LIKED_SHARE = 2, 0.9  # the products a person likes, and how often they pick one of them
+
 PhoneNumbers = Callable[[int], "str | None"]  # the k-th person with a phone -> their number (None: no phone)
 
 
@@ -76,6 +87,11 @@ def journeys(*, people: int, seed: int, channels: Channels, start: datetime, day
     ``phones`` numbers the people who give a phone number, in order (the demo passes :func:`fictional_phone`);
     by default :func:`synthetic_phone` of the person's index. ``Order Completed`` carries the basket
     (``products``: sku and quantity) without prices: the demo prices it as the channel would (``build``).
+
+    A person visits now and then, at a pace of their own, until they leave for good: after a repeat purchase (a
+    chance of their own), or, before they ever bought, after any visit; so repeat purchases follow the
+    buy-till-you-die pattern that BG/NBD models (see the constants above). A visit makes about
+    ``events_per_person`` / ``VISITS_PER_PERSON`` messages.
     """
     rng = random.Random(seed)
     skus = skus or [f"SKU-{n:04d}" for n in range(1, 301)]
@@ -94,8 +110,16 @@ def _person(i: int, rng: random.Random, ch: Channels, start: datetime, days: int
             per_person: float, phone: Callable[[], str | None] | None) -> Iterator[Message]:
     traits = person_traits(i, rng, phone)
     t = start + timedelta(minutes=rng.randrange(days * 24 * 60))
+    end = start + timedelta(days=days)
     n = 0
-    budget = max(1, int(rng.expovariate(1 / per_person)))
+    # buy till you die (Fader, Hardie and Lee 2005): a person comes back at a pace of their own (visits are a
+    # Poisson process whose rate varies across people as a gamma) and after each repeat purchase may leave for
+    # good (with a probability of their own, a beta across people); before buying, any visit may be the last
+    visits_per_day = rng.gammavariate(VISIT_RATE_SHAPE, VISIT_RATE_MEAN / VISIT_RATE_SHAPE)
+    leaves_after_purchase = rng.betavariate(*LEAVE_AFTER_PURCHASE)
+    # a taste of their own: most of what a person looks at and buys comes from a few products they like, so each
+    # customer spends at a level of their own (what Gamma-Gamma models), the catalog's cheap tees or its jackets
+    liked = rng.sample(skus, min(len(skus), LIKED_PRODUCTS))
     anon = f"anon-{seed_hex(rng)}"
     device = f"dev-{seed_hex(rng)}" if rng.random() < 0.4 else None
     user_id = f"user-{i}" if rng.random() < 0.65 else None
@@ -115,67 +139,88 @@ def _person(i: int, rng: random.Random, ch: Channels, start: datetime, days: int
     mobile = device is not None
     src, channel = (ch.app, "app") if mobile else (ch.web, "web")
     ctx = {"device": {"id": device}} if mobile else {}
-    while n < budget:
-        roll = rng.random()
-        if rng.random() < 0.15:  # the same person on their other device
-            mobile = not mobile
-            src, channel = (ch.app, "app") if mobile else (ch.web, "web")
-            ctx = {"device": {"id": device or f"dev-{i}"}} if mobile else {}
-        sku = rng.choice(skus)
-        if roll < 0.45:
-            kind = "screen" if mobile else "page"
-            yield make(src, kind, channel, anonymous_id=anon, event="Product", props={"sku": sku}, ctx=ctx,
-                       uid=user_id if n > 2 else None)
-            yield make(src, "track", channel, anonymous_id=anon, event="Product Viewed",
-                       props={"sku": sku, "product_id": sku.rsplit("-", 1)[0]}, ctx=ctx)
-        elif roll < 0.55:
-            yield make(src, "track", channel, anonymous_id=anon, event="Products Searched",
-                       props={"query": rng.choice(SEARCHES)}, ctx=ctx)
-        elif roll < 0.70:
-            # login or sign-up: the anonymous history becomes the known customer's; some register their
-            # loyalty card or phone number in the account, which later ties store and phone visits to it
-            given = {"email": traits["email"], "first_name": traits["first_name"]}
-            if "phone" in traits and rng.random() < 0.6:
-                given["phone"] = traits["phone"]
-            login_ctx = dict(ctx)
-            if card and rng.random() < 0.6:
-                login_ctx["externalIds"] = [{"id": card, "type": "loyalty_card"}]
-            yield make(src, "identify", channel, anonymous_id=anon, uid=user_id, trait=given, ctx=login_ctx)
-            yield make(src, "track", channel, anonymous_id=anon, uid=user_id, event="Product Added",
-                       props={"sku": sku, "quantity": 1}, ctx=ctx)
-            if rng.random() < 0.5:
-                yield make(src, "track", channel, anonymous_id=anon, uid=user_id, event="Order Completed",
-                           props={"order_id": f"o-{i}-{n}", "currency": "EUR",
-                                  "products": [{"sku": sku, "quantity": 1}]}, ctx=ctx)
-        elif roll < 0.82:
-            # a store visit: the loyalty card (or the email at the till) identifies them
-            ids = [{"id": card, "type": "loyalty_card"}] if card else []
-            pos_anon = f"pos-{store[2]}-{i}-{n}"
-            sid = (store[0], store[1])
-            yield make(sid, "identify", "store", anonymous_id=pos_anon, store_code=store[2],
-                       trait=None if card else {"email": traits["email"]}, ctx={"externalIds": ids})
-            basket = [sku] if rng.random() < 0.6 else sorted({sku, rng.choice(skus)})
-            yield make(sid, "track", "store", anonymous_id=pos_anon, event="Order Completed", store_code=store[2],
-                       props={"order_id": f"pos-{i}-{n}", "currency": "EUR",
-                              "products": [{"sku": s, "quantity": 1} for s in basket]},
-                       ctx={"externalIds": ids})
-        elif roll < 0.92 and "phone" in traits:
-            # the agent finds the caller's account (caller id, then name and email to confirm): the call
-            # centre's system sends the account's user id and the email, so the call joins the caller's profile
-            # instead of starting an anonymous one; the phone number is linked to it on the way
-            # one id for the whole call (make() counts n up between the two messages)
-            call_id = f"call-{i}-{n}"
-            caller = {"phone": traits["phone"], "email": traits["email"], "last_name": traits["last_name"]}
-            yield make(ch.call_center, "identify", "call_center", anonymous_id=call_id, uid=user_id, trait=caller)
-            yield make(ch.call_center, "track", "call_center", anonymous_id=call_id, uid=user_id,
-                       event="Call Completed", props={"reason": rng.choice(["order status", "returns", "sizing"])})
-        elif "phone" in traits:
-            wa = {"externalIds": [{"id": traits["phone"], "type": "whatsapp"}],
-                  "consent": {"categoryPreferences": {"marketing_whatsapp": rng.random() < 0.6}}}
-            yield make(ch.whatsapp, "track", "whatsapp", anonymous_id=f"wa-{traits['phone']}",
-                       event="Message Received", props={"text": "Where is my order?"}, ctx=wa)
-        else:
-            yield make(src, "track", channel, anonymous_id=anon, event="Cart Viewed", ctx=ctx)
+    visit = purchases = 0
+    bought = False
+    while t <= end and visit < MAX_VISITS:
+        if visit:
+            purchases += bought
+            # as BG/NBD has it, a customer may leave only right after a repeat purchase (the first makes them a
+            # customer); one who never bought may give up after any visit
+            if not purchases:
+                leaves = LEAVE_WITHOUT_PURCHASE
+            else:
+                leaves = leaves_after_purchase if bought and purchases > 1 else 0.0
+            if rng.random() < leaves:
+                break  # gone for good
+            t += timedelta(days=rng.expovariate(visits_per_day))  # until the next visit
+        visit += 1
+        bought = False
+        budget = n + max(1, int(rng.expovariate(VISITS_PER_PERSON / per_person)))
+        while n < budget and not bought:
+            roll = rng.random()
+            if rng.random() < 0.15:  # the same person on their other device
+                mobile = not mobile
+                src, channel = (ch.app, "app") if mobile else (ch.web, "web")
+                ctx = {"device": {"id": device or f"dev-{i}"}} if mobile else {}
+            sku = rng.choice(liked) if rng.random() < LIKED_SHARE else rng.choice(skus)
+            if roll < 0.45:
+                kind = "screen" if mobile else "page"
+                yield make(src, kind, channel, anonymous_id=anon, event="Product", props={"sku": sku}, ctx=ctx,
+                           uid=user_id if n > 2 else None)
+                yield make(src, "track", channel, anonymous_id=anon, event="Product Viewed",
+                           props={"sku": sku, "product_id": sku.rsplit("-", 1)[0]}, ctx=ctx)
+            elif roll < 0.55:
+                yield make(src, "track", channel, anonymous_id=anon, event="Products Searched",
+                           props={"query": rng.choice(SEARCHES)}, ctx=ctx)
+            elif roll < 0.70:
+                # login or sign-up: the anonymous history becomes the known customer's; some register their
+                # loyalty card or phone number in the account, which later ties store and phone visits to it
+                given = {"email": traits["email"], "first_name": traits["first_name"]}
+                if "phone" in traits and rng.random() < 0.6:
+                    given["phone"] = traits["phone"]
+                login_ctx = dict(ctx)
+                if card and rng.random() < 0.6:
+                    login_ctx["externalIds"] = [{"id": card, "type": "loyalty_card"}]
+                yield make(src, "identify", channel, anonymous_id=anon, uid=user_id, trait=given, ctx=login_ctx)
+                yield make(src, "track", channel, anonymous_id=anon, uid=user_id, event="Product Added",
+                           props={"sku": sku, "quantity": 1}, ctx=ctx)
+                if rng.random() < 0.5:
+                    yield make(src, "track", channel, anonymous_id=anon, uid=user_id, event="Order Completed",
+                               props={"order_id": f"o-{i}-{n}", "currency": "EUR",
+                                      "products": [{"sku": sku, "quantity": 1}]}, ctx=ctx)
+                    bought = True
+            elif roll < 0.82:
+                # a store visit: the loyalty card (or the email at the till) identifies them
+                ids = [{"id": card, "type": "loyalty_card"}] if card else []
+                pos_anon = f"pos-{store[2]}-{i}-{n}"
+                sid = (store[0], store[1])
+                yield make(sid, "identify", "store", anonymous_id=pos_anon, store_code=store[2],
+                           trait=None if card else {"email": traits["email"]}, ctx={"externalIds": ids})
+                basket = [sku] if rng.random() < 0.6 else sorted({sku, rng.choice(skus)})
+                yield make(sid, "track", "store", anonymous_id=pos_anon, event="Order Completed",
+                           store_code=store[2], props={"order_id": f"pos-{i}-{n}", "currency": "EUR",
+                                                       "products": [{"sku": s, "quantity": 1} for s in basket]},
+                           ctx={"externalIds": ids})
+                bought = True
+            elif roll < 0.92 and "phone" in traits:
+                # the agent finds the caller's account (caller id, then name and email to confirm): the call
+                # centre's system sends the account's user id and the email, so the call joins the caller's
+                # profile instead of starting an anonymous one; the phone number is linked to it on the way
+                # one id for the whole call (make() counts n up between the two messages)
+                call_id = f"call-{i}-{n}"
+                caller = {"phone": traits["phone"], "email": traits["email"], "last_name": traits["last_name"]}
+                yield make(ch.call_center, "identify", "call_center", anonymous_id=call_id, uid=user_id,
+                           trait=caller)
+                yield make(ch.call_center, "track", "call_center", anonymous_id=call_id, uid=user_id,
+                           event="Call Completed",
+                           props={"reason": rng.choice(["order status", "returns", "sizing"])})
+            elif "phone" in traits:
+                wa = {"externalIds": [{"id": traits["phone"], "type": "whatsapp"}],
+                      "consent": {"categoryPreferences": {"marketing_whatsapp": rng.random() < 0.6}}}
+                yield make(ch.whatsapp, "track", "whatsapp", anonymous_id=f"wa-{traits['phone']}",
+                           event="Message Received", props={"text": "Where is my order?"}, ctx=wa)
+            else:
+                yield make(src, "track", channel, anonymous_id=anon, event="Cart Viewed", ctx=ctx)
 
 
 def seed_hex(rng: random.Random) -> str:
