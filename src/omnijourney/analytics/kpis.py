@@ -71,8 +71,8 @@ _FLAGS = ("events", "orders", "returns", "carts", "conversations", "loyalty", "n
 
 
 class _Query:
-    """The relations of one question, each built once: every KPI reads the same ``events``, ``period`` and
-    ``orders`` expressions, and all of them go out as one query (Ibis writes a relation read twice as one CTE).
+    """The relations of one question, each built once: every KPI reads the same events, orders and returns, which
+    the statement defines once each as a CTE (``kpi_events``, ...), and every KPI goes out in that one statement.
 
     Each view (interval, by channel or not) gets its own copy of the rows it buckets, marked ``slot``; the
     aggregates group by ``slot, bucket, kchannel``, so the period's totals and the trends come from the same pass.
@@ -270,7 +270,12 @@ class _Query:
             parts.append(k.select(kpi=ibis.literal(name), slot=k.slot, bucket=k.bucket, kchannel=k.kchannel,
                                   numerator=k.numerator, denominator=k.denominator))
         body = ibis.union(*parts, distinct=False)
-        ctes = ", ".join(f"{name} AS ({sql})" for name, sql in self.ctes.items())
+        # DuckDB: the events read where they are used (a copy of every event, JSON and all, costs more than reading
+        # them again), the orders once (their JSON read and their first event found once); PostgreSQL keeps a CTE
+        # read twice, which suits its events (the event's canonical name is a long CASE)
+        hints = {"kpi_events": "NOT MATERIALIZED ", "kpi_orders": "MATERIALIZED "} \
+            if self.tables.backend == "duckdb" else {}
+        ctes = ", ".join(f"{name} AS {hints.get(name, '')}({sql})" for name, sql in self.ctes.items())
         return f"WITH {ctes} SELECT * FROM ({self.tables.con.compile(body)}) AS kpis", body.schema()
 
 
