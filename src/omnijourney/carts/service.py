@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -59,8 +59,14 @@ class CartView:
 
 # ---------------------------------------------------------------- reading
 
+# the reads of every cart change and checkout, built once with bound parameters
+_CART = select(Cart).where(Cart.id == bindparam("id")).execution_options(populate_existing=True)
+_LINES = select(CartLine).where(CartLine.cart_id == bindparam("id")).order_by(CartLine.added_at, CartLine.sku)
+_RESOLVED = select(Identity.customer_id).where(Identity.type == "anonymous_id", Identity.value == bindparam("anon"))
+
+
 def _cart(session: Session, cart_id: str) -> Cart:
-    cart = session.scalar(select(Cart).where(Cart.id == cart_id).execution_options(populate_existing=True))
+    cart = session.scalar(_CART, {"id": cart_id})
     if cart is None:
         raise NotFound(f"no cart {cart_id!r}", field="cart_id")
     return cart
@@ -87,8 +93,7 @@ def cart_view(session: Session, *, cart_id: str, channel_code: str | None = None
 
 
 def _view(session: Session, cart: Cart, channel_code: str, fulfilment: str | None = None) -> CartView:
-    lines = list(session.scalars(select(CartLine).where(CartLine.cart_id == cart.id)
-                                 .order_by(CartLine.added_at, CartLine.sku)))
+    lines = list(session.scalars(_LINES, {"id": cart.id}))
     items = catalog.variants_for_skus(session, [ln.sku for ln in lines], channel_code)
     quote = quote_cart(session, currency=cart.currency, channel_code=channel_code, customer_id=cart.customer_id,
                        lines=[(ln.sku, ln.quantity) for ln in lines], items=items,
@@ -206,8 +211,7 @@ def _customer_of(session: Session, cart: Cart) -> str | None:
     (``timeline.record`` follows it to the survivor, under its lock)."""
     if cart.customer_id is not None or cart.anonymous_id is None:
         return cart.customer_id
-    return session.scalar(select(Identity.customer_id).where(
-        and_(Identity.type == "anonymous_id", Identity.value == cart.anonymous_id)))
+    return session.scalar(_RESOLVED, {"anon": cart.anonymous_id})
 
 
 def _record(session: Session, cart: Cart, channel: Channel, event: str, properties: dict[str, Any]) -> None:

@@ -126,10 +126,18 @@ def enqueue_on(session: Session, cursor: Any, name: str, args: dict[str, Any] | 
     after_commit(session, _wake)
 
 
+_INSERTS: dict[tuple[str, bool], Any] = {}  # (dialect, with a unique key?): the INSERT, built once
+
+
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
-    stmt = dialect_insert(session, Job.__table__)
-    if any(r["unique_key"] is not None for r in rows):
-        stmt = stmt.on_conflict_do_nothing(index_elements=["unique_key"])
+    unique = any(r["unique_key"] is not None for r in rows)
+    key = (session.get_bind().dialect.name, unique)
+    stmt = _INSERTS.get(key)
+    if stmt is None:
+        stmt = dialect_insert(session, Job.__table__)
+        if unique:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["unique_key"])
+        _INSERTS[key] = stmt
     # the rows as parameters (one INSERT of them all on PostgreSQL, "insertmanyvalues"): one compiled statement
     # whatever their number, where .values(rows) compiled anew for each
     session.execute(stmt, rows)
@@ -229,9 +237,15 @@ class LeaseLost(Exception):
     """The job was given to another worker while this one ran it (its lease lapsed): this run is rolled back."""
 
 
+# built once, on the table (an ORM DELETE through the session also works out which loaded objects it removes)
+_FINISH = delete(Job.__table__).where(Job.__table__.c.id == bindparam("id"),
+                                      Job.__table__.c.locked_by == bindparam("worker"),
+                                      Job.__table__.c.status == "running")
+
+
 def finish(session: Session, job: Claimed, worker: str) -> None:
     """Delete the job in the handler's transaction; raises :class:`LeaseLost` if it is no longer ours."""
-    gone = session.execute(delete(Job).where(Job.id == job.id, Job.locked_by == worker, Job.status == "running"))
+    gone = session.execute(_FINISH, {"id": job.id, "worker": worker})
     if gone.rowcount != 1:
         raise LeaseLost(f"job {job.id} is no longer held by {worker}")
 

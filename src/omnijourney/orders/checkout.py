@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -142,15 +142,19 @@ def _earlier(found: Checkout, fingerprint: str) -> Checkout | Answer:
     return Answer(found.answer_status, found.answer) if found.answer is not None else found  # type: ignore[arg-type]
 
 
+# a twin with this key, or another checkout of the cart in flight (built once)
+_EARLIER = (select(Checkout).where(Checkout.cart_id == bindparam("cart"), or_(
+    Checkout.idempotency_key == bindparam("key"), Checkout.status.in_(("reserved", "paying"))))
+    .execution_options(populate_existing=True))
+
+
 def _reserve(session: Session, req: Request, key: str, fingerprint: str) -> _Begun | Checkout | Answer:
     """Step 1; returns the checkout to pay (begun now, or an earlier request's with this key still unanswered), or
     the stored answer of an earlier request with this key."""
     cart = carts.lock_once(session, req.cart_id)
     # after the lock: a twin with this key (a double click) may have committed while we waited for the cart; and
     # in the same read, whether another checkout of this cart is in flight
-    found = session.scalars(select(Checkout).where(
-        Checkout.cart_id == cart.id, or_(Checkout.idempotency_key == key, Checkout.status.in_(("reserved", "paying"))))
-        .execution_options(populate_existing=True)).all()
+    found = session.scalars(_EARLIER, {"cart": cart.id, "key": key}).all()
     mine = next((c for c in found if c.idempotency_key == key), None)
     if mine is not None:
         return _earlier(mine, fingerprint)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, event, insert, inspect, or_, select
+from sqlalchemy import and_, bindparam, event, insert, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from omnijourney import jobs, locks
@@ -292,12 +292,11 @@ def _write_placed(session: Session, *, checkout: Checkout, cart: Cart, channel: 
     shipments = [Shipment(id=new_id(), order_id=order_id, location_code=p["location"], to_location=p["to_location"],
                           lines=p["lines"], status=parcel_status, carrier=None, tracking=None, created_at=now,
                           updated_at=now) for p in src["parcels"]]
-    session.execute(insert(Order.__table__), [_row(order)])
-    session.execute(insert(OrderLine.__table__), [_row(ln) for ln in lines])
+    session.execute(_INSERT[Order], [_row(order)])
+    session.execute(_INSERT[OrderLine], [_row(ln) for ln in lines])
     if shipments:
-        session.execute(insert(Shipment.__table__), [_row(sh) for sh in shipments])
-    session.execute(insert(OrderHistory.__table__), [{k: v for k, v in _row(h).items() if k != "id"}
-                                                      for h in history])
+        session.execute(_INSERT[Shipment], [_row(sh) for sh in shipments])
+    session.execute(_INSERT[OrderHistory], [{k: v for k, v in _row(h).items() if k != "id"} for h in history])
     if cart.status == "active":
         cart.status = "converted"
         carts.touch(session, cart=cart, channel=channel)  # type: ignore[arg-type]
@@ -318,8 +317,15 @@ def _write_placed(session: Session, *, checkout: Checkout, cart: Cart, channel: 
     return order, body
 
 
+_INSERT = {m: insert(m.__table__) for m in (Order, OrderLine, Shipment, OrderHistory)}  # a placed order's rows
+_KEYS: dict[type, tuple[str, ...]] = {}
+
+
 def _row(obj: Any) -> dict[str, Any]:
-    return {c.key: getattr(obj, c.key) for c in inspect(type(obj)).column_attrs}
+    keys = _KEYS.get(type(obj))
+    if keys is None:
+        keys = _KEYS[type(obj)] = tuple(c.key for c in inspect(type(obj)).column_attrs)
+    return {k: getattr(obj, k) for k in keys}
 
 
 def read_new(session: Session, order: Order, *, lines: list[OrderLine], shipments: list[Shipment],
@@ -380,9 +386,13 @@ def _ship_all(session: Session, order: Order, status: str, location: str | None 
 
 # ---------------------------------------------------------------- changes
 
+_PEOPLE = select(Order.id, Order.anonymous_id, Order.customer_id).where(Order.id == bindparam("id"))
+
+
 def lock(session: Session, order_id: str) -> Order:
     """Lock an order for a change: its person first (anonymous id, customer), then its row; read as locked."""
-    order = get(session, order_id)
+    # the people from three columns (the row itself is read once, as locked): by id, else by number
+    order = session.execute(_PEOPLE, {"id": order_id}).first() or get(session, order_id)
     if order.anonymous_id:
         locks.anonymous(session, [order.anonymous_id])
     if order.customer_id:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import exists, insert, select
+from sqlalchemy import bindparam, exists, insert, select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from omnijourney import jobs, locks
@@ -222,16 +222,17 @@ def get(session: Session, payment_id: str) -> Payment:
     return payment
 
 
+_FIND = {(r, o): select(Payment).where(*([Payment.ref == bindparam("ref")] if r else []),
+                                       *([Payment.order_id == bindparam("order_id")] if o else []))
+         .order_by(Payment.ref, Payment.position) for r in (True, False) for o in (True, False)}  # built once
+
+
 def find(session: Session, *, ref: str | None = None, order_id: str | None = None) -> list[Payment]:
     """The payments of a checkout (``ref``) or of an order, in tender order."""
-    q = select(Payment)
-    if ref is not None:
-        q = q.where(Payment.ref == ref)
-    if order_id is not None:
-        q = q.where(Payment.order_id == order_id)
     if ref is None and order_id is None:
         raise Invalid("ref or order_id is needed", field="ref")
-    return list(session.scalars(q.order_by(Payment.ref, Payment.position)))
+    q = _FIND[(ref is not None, order_id is not None)]
+    return list(session.scalars(q, {k: v for k, v in (("ref", ref), ("order_id", order_id)) if v is not None}))
 
 
 def operations(session: Session, payment_id: str) -> list[PaymentOperation]:

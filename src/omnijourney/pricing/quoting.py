@@ -32,9 +32,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from threading import Lock
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from omnijourney.catalog.models import Channel
@@ -61,9 +63,32 @@ _cache: dict[str, tuple[tuple[int, object], PromotionIndex]] = {}
 _cache_lock = Lock()
 
 
+@cache
+def _statements() -> dict[str, Any]:
+    """The reads of every quote, built once with bound parameters (building them cost about what running them
+    did): the promotions' stamp, a tax market, and the candidate price lists (a channel's default list or every
+    base list in its currency; the prices of some SKUs or of all)."""
+    TM, TR, PL, PE = models.TaxMarket, models.TaxRate, models.PriceList, models.PriceEntry
+    out: dict[str, Any] = {
+        "stamp": select(func.count(), func.max(models.Promotion.updated_at)),
+        "market": select(TM.taxes_included, TM.shipping_fees, TR.tax_class, TR.rate_ppm)
+        .outerjoin(TR, TR.market == TM.market).where(TM.market == bindparam("market"))}
+    for by_default in (True, False):
+        base = PL.code == bindparam("base") if by_default else PL.currency == bindparam("base")
+        for some in (True, False):
+            on = PE.price_list_code == PL.code
+            if some:
+                on = and_(on, PE.sku.in_(bindparam("skus", expanding=True)))
+            out[f"lists:{by_default}:{some}"] = (
+                select(PL.code, PL.currency, PL.priority, PL.channel_codes, PL.channel_types, PL.segments,
+                       PL.valid_from, PL.valid_to, PL.prices_include_tax, PE.sku, PE.amount_minor)
+                .outerjoin(PE, on).where(PL.active.is_(True), or_(PL.kind != "base", base)).order_by(PL.code))
+    return out
+
+
 def promotion_index(session: Session) -> PromotionIndex:
     """Every active promotion, indexed by target; cached per database until the promotions table changes."""
-    stamp = tuple(session.execute(select(func.count(), func.max(models.Promotion.updated_at))).one())
+    stamp = tuple(session.execute(_statements()["stamp"]).one())
     key = session.get_bind().url.render_as_string(hide_password=True)
     hit = _cache.get(key)
     if hit is not None and hit[0] == stamp:
@@ -77,9 +102,7 @@ def promotion_index(session: Session) -> PromotionIndex:
 
 def market_for(session: Session, *, market: str, currency: str, with_shipping: bool = True) -> engine.Market:
     """The engine's view of a tax market (no row: prices include tax, no rates, no shipping fee), in one query."""
-    TM, TR = models.TaxMarket, models.TaxRate
-    rows = session.execute(select(TM.taxes_included, TM.shipping_fees, TR.tax_class, TR.rate_ppm)
-                           .outerjoin(TR, TR.market == TM.market).where(TM.market == market)).all()
+    rows = session.execute(_statements()["market"], {"market": market}).all()
     if not rows:
         return engine.Market(market)
     included, fees = rows[0][0], rows[0][1]
@@ -91,15 +114,12 @@ def market_for(session: Session, *, market: str, currency: str, with_shipping: b
 def candidate_lists(session: Session, channel: Channel, skus: Iterable[str] | None) -> list[engine.PriceList]:
     """The channel's base list (its default; without one, every base list in its currency) and every active
     targeted list, with their prices for ``skus`` (``None``: all prices), in one query."""
-    PL, PE = models.PriceList, models.PriceEntry
-    base = PL.code == channel.default_price_list if channel.default_price_list else PL.currency == channel.currency
-    on = PE.price_list_code == PL.code
+    by_default = bool(channel.default_price_list)
+    params: dict[str, object] = {"base": channel.default_price_list if by_default else channel.currency}
     if skus is not None:
-        on = and_(on, PE.sku.in_(sorted(set(skus))))
-    rows = session.execute(
-        select(PL.code, PL.currency, PL.priority, PL.channel_codes, PL.channel_types, PL.segments, PL.valid_from,
-               PL.valid_to, PL.prices_include_tax, PE.sku, PE.amount_minor)
-        .outerjoin(PE, on).where(PL.active.is_(True), or_(PL.kind != "base", base)).order_by(PL.code)).all()
+        params["skus"] = sorted(set(skus))
+    statement = _statements()[f"lists:{by_default}:{skus is not None}"]
+    rows = session.execute(statement, params).all()
     heads: dict[str, tuple] = {}
     prices: dict[str, dict[str, Decimal]] = {}
     for row in rows:

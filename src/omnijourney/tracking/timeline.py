@@ -23,6 +23,8 @@ from omnijourney.core.time import utcnow
 from omnijourney.tracking import names
 from omnijourney.tracking.models import Event
 
+_INSERT = insert(Event.__table__)  # built once: every domain change of a checkout writes events
+
 
 def record(session: Session, *, customer_id: str | None, event: str, channel: str,
            properties: dict[str, Any] | None = None, anonymous_id: str | None = None,
@@ -36,7 +38,7 @@ def record(session: Session, *, customer_id: str | None, event: str, channel: st
         customer_id = locks.customer(session, customer_id)
     now = utcnow()
     message_id = new_id()
-    session.execute(insert(Event.__table__), [{
+    session.execute(_INSERT, [{
         "source_id": None, "message_id": message_id, "type": "track", "event": event,
         "customer_id": customer_id, "user_id": user_id, "anonymous_id": anonymous_id, "channel": channel,
         "store_code": store_code, "timestamp": timestamp or now, "original_timestamp": None,
@@ -65,5 +67,5 @@ def record_many(session: Session, *, customer_id: str | None, events: Sequence[t
              "user_id": None, "anonymous_id": anonymous_id, "channel": channel, "store_code": store_code,
              "timestamp": timestamp or now, "original_timestamp": None, "sent_at": None, "received_at": now,
              "properties": properties or {}, "traits": None, "context": None} for event, properties in events]
-    session.execute(insert(Event.__table__), rows)
+    session.execute(_INSERT, rows)
     return [r["message_id"] for r in rows]
