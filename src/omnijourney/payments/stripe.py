@@ -182,12 +182,7 @@ class StripeProvider:
                                   headers={"Idempotency-Key": idempotency_key})
         except httpx.HTTPError as exc:  # connection refused, timeout, reset: the request may or may not have landed
             raise ProviderUnavailable("network", f"Stripe did not answer: {exc}") from exc
-        try:
-            body = r.json()
-        except ValueError:
-            body = {}
-        if r.status_code >= 500 or r.status_code == 429:
-            raise ProviderUnavailable(f"http_{r.status_code}", _message(body) or "Stripe is unavailable")
+        body = _answer(r)
         error = body.get("error") if isinstance(body, dict) else None
         if r.status_code == 409 or (error and error.get("code") == "idempotency_key_in_use"):
             # a concurrent request with the same key is under way: its outcome is the answer, ask again later
@@ -205,12 +200,7 @@ class StripeProvider:
             r = self._client.get(path, params=encode_form(params) if params else None)
         except httpx.HTTPError as exc:
             raise ProviderUnavailable("network", f"Stripe did not answer: {exc}") from exc
-        try:
-            body = r.json()
-        except ValueError:
-            body = {}
-        if r.status_code >= 500 or r.status_code == 429:
-            raise ProviderUnavailable(f"http_{r.status_code}", _message(body) or "Stripe is unavailable")
+        body = _answer(r)
         if r.status_code >= 400 or not isinstance(body, dict):
             error = body.get("error") if isinstance(body, dict) else None
             code = (error or {}).get("code") or (error or {}).get("type") or f"http_{r.status_code}"
@@ -289,6 +279,18 @@ class StripeProvider:
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     lower = name.lower()
     return next((v for k, v in headers.items() if k.lower() == lower), None)
+
+
+def _answer(r: httpx.Response) -> Any:
+    """Stripe's JSON answer (``{}`` if it is not JSON); ``ProviderUnavailable`` when Stripe is down or busy (5xx,
+    429), where the request may be sent again."""
+    try:
+        body = r.json()
+    except ValueError:
+        body = {}
+    if r.status_code >= 500 or r.status_code == 429:
+        raise ProviderUnavailable(f"http_{r.status_code}", _message(body) or "Stripe is unavailable")
+    return body
 
 
 def _message(body: Any) -> str | None:
