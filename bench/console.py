@@ -38,7 +38,7 @@ from omnijourney.tracking.service import ingest
 
 PAGE_TARGET_MS = 150
 BIG_360_TARGET_MS = 300
-UMAR = "01a196564a80776b0a5ac83e774e3cef"  # the README's customer (seed 42)
+MIA = "01a196564a807876ae284e34e5ea9576"  # the README's customer (seed 42)
 
 
 class Timed:
@@ -156,9 +156,9 @@ def main() -> None:
         pages = [
             ("overview", "/console"),
             ("customers, newest", "/console/customers"),
-            ("customers, search by name", "/console/customers?q=Umar"),
+            ("customers, search by name", "/console/customers?q=Mia Smith"),
             ("customers, search by email", "/console/customers?q=umar.nguyen%40"),
-            ("customer 360 (README's customer)", f"/console/customers/{UMAR}"),
+            ("customer 360 (README's customer)", f"/console/customers/{MIA}"),
             ("products", "/console/catalog/products"),
             ("products in S01", "/console/catalog/products?channel=S01"),
             ("product", f"/console/catalog/products/{product}"),

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from omnijourney.auth.service import create_key
 from omnijourney.config import IdentitySettings
 from omnijourney.core.ids import seeded_ids
-from omnijourney.core.time import clock
+from omnijourney.core.time import clock, utcnow
 from omnijourney.db import Database
 from omnijourney.demo.carts import build_carts, carts_size
 from omnijourney.demo.catalog import build_catalog, catalog_size, demo_clock
@@ -67,7 +67,10 @@ def reproducible(name: str, run: Run) -> Run:
     own (``demo_clock``), so no id or timestamp of the demo reads the wall clock.
     """
     def step(ctx: DemoContext, advance: Advance) -> None:
-        with clock(lambda: ctx.now), seeded_ids(f"omni-demo/{ctx.seed}/{name}"):
+        # ids are stamped as if the demo ended on the fixed date: a demo built to be served (built_now) has the
+        # same ids as any other build of its seed, only its times are later by whole days
+        shift = ctx.now - default_now()
+        with clock(lambda: ctx.now), seeded_ids(f"omni-demo/{ctx.seed}/{name}", now=lambda: utcnow() - shift):
             run(ctx, advance)
 
     return step
@@ -199,7 +202,9 @@ def default_now() -> datetime:
 
 
 def built_now() -> datetime:
-    """The "now" of a demo built to be served (``omni demo``): the hour it is built, so that its history ends today
-    and what waits for a deadline (uncollected pickups, open checkouts) waits in the days after, instead of every
-    deadline firing at once the moment it is served."""
-    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    """The "now" of a demo built to be served (``omni demo``): the fixed date's time of day on the latest day it has
+    passed, so that its history ends today and what waits for a deadline (uncollected pickups, open checkouts)
+    waits in the days after, instead of every deadline firing at once the moment it is served. Whole days later
+    than the fixed date: shop hours fall the same, and the ids are the same (:func:`reproducible`)."""
+    fixed = default_now()
+    return fixed + (datetime.now(UTC) - fixed) // timedelta(days=1) * timedelta(days=1)

@@ -132,6 +132,8 @@ def _person(i: int, rng: random.Random, ch: Channels, start: datetime, days: int
         nonlocal n, t
         n += 1
         t = t + timedelta(minutes=rng.expovariate(1 / 600))
+        if channel in OPEN_HOURS:  # a shop's till and the call centre's agents work by day
+            t = open_hours(t, *OPEN_HOURS[channel])
         return Message(message_id=f"m-{i}-{n}", type=kind, channel=channel, timestamp=t, received_at=t,
                        user_id=uid, anonymous_id=anonymous_id, event=event, properties=props or {},
                        traits=trait, context=ctx or {}, source_id=src[0], source_name=src[1], store_code=store_code)
@@ -221,6 +223,20 @@ def _person(i: int, rng: random.Random, ch: Channels, start: datetime, days: int
                            event="Message Received", props={"text": "Where is my order?"}, ctx=wa)
             else:
                 yield make(src, "track", channel, anonymous_id=anon, event="Cart Viewed", ctx=ctx)
+
+
+# when a store's till and the call centre take people, in UTC hours (9:00 to 20:00 and 8:00 to 20:00 in Germany's
+# winter time)
+OPEN_HOURS = {"store": (8, 19), "call_center": (7, 19)}
+
+
+def open_hours(t: datetime, opens: int, closes: int) -> datetime:
+    """``t`` if it falls within the opening hours, else a moment of the next opening day at the same minute: the
+    night's hours spread over the day (no draw of the random stream, so the rest of a person stays as it was)."""
+    if opens <= t.hour < closes:
+        return t
+    day = t if t.hour < opens else t + timedelta(days=1)
+    return day.replace(hour=opens + t.hour % (closes - opens))
 
 
 def seed_hex(rng: random.Random) -> str:
