@@ -30,10 +30,28 @@ def test_a_connection_closed_by_the_server_while_idle_is_replaced(db: Database, 
     assert _backend(db) != old
 
 
-def test_a_lone_read_runs_without_a_transaction_on_postgresql(db: Database) -> None:
-    with db.lone_read() as conn:
-        assert conn.execute(text("SELECT 2")).scalar() == 2
-        if db.dialect == "postgresql":  # autocommit: nothing left open on the connection (no BEGIN was sent)
-            assert conn.connection.dbapi_connection.info.transaction_status == 0
-    with db.transaction() as s:  # the pool's connection is back to transactions
+def test_a_lone_row_runs_without_a_transaction(db: Database) -> None:
+    assert db.lone_row("SELECT %s + 1", (1,)) == (2,)
+    assert db.lone_row("SELECT 1 WHERE 1 = %s", (0,)) is None
+    fairy = db.engine.raw_connection()  # the pool's connection, as the next request gets it
+    try:
+        if db.dialect == "postgresql":  # back from autocommit, and nothing was left open on it (no BEGIN sent)
+            assert not fairy.driver_connection.autocommit
+            assert fairy.driver_connection.info.transaction_status == 0
+    finally:
+        fairy.close()
+    with db.transaction() as s:  # transactions work as before on it
         assert s.scalar(text("SELECT 3")) == 3
+
+
+def test_a_lone_row_on_a_connection_the_server_closed_fails_once_and_is_not_pooled(db: Database) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite has no server to close a connection")
+    old = _backend(db)
+    other = Database(db.url)
+    with other.transaction() as s:
+        assert s.scalar(text("SELECT pg_terminate_backend(:p)"), {"p": old})
+    other.dispose()
+    with pytest.raises(db.engine.dialect.loaded_dbapi.OperationalError):
+        db.lone_row("SELECT 1", ())
+    assert db.lone_row("SELECT 1", ()) == (1,)  # a new connection

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url, text
+from sqlalchemy import Engine, create_engine, event, exc, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql import Insert
@@ -104,10 +104,6 @@ class Database:
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         self.sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
-        # SQLite stays out of SQLAlchemy's AUTOCOMMIT: resetting it afterwards would hand the driver back its own
-        # transaction handling, which _sqlite_setup turns off
-        self._lone = (self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.dialect == "postgresql"
-                      else self.engine)
 
     def begin(self, *, write: bool = True) -> Session:
         """A session with its transaction begun, which the caller ends (commit or rollback, then close).
@@ -131,13 +127,32 @@ class Database:
                 session.rollback()
                 raise
 
-    @contextmanager
-    def lone_read(self) -> Iterator[Connection]:
-        """A connection for one read statement that needs no transaction of its own (an API key's look-up): on
-        PostgreSQL in autocommit, the statement alone (no ``BEGIN`` and ``COMMIT`` round trips); on SQLite a read
-        transaction (in-process, nothing to save)."""
-        with self._lone.connect() as conn:
-            yield conn
+    def lone_row(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        """The first row of one read statement that needs no transaction of its own (an API key's look-up on every
+        request), sent through the driver itself: on PostgreSQL in autocommit, the statement alone (no ``BEGIN``
+        and ``COMMIT`` round trips); SQLite's connections run statements outside a transaction already. ``sql``
+        with ``%s`` placeholders; values come back as the driver gives them (JSON: text on SQLite)."""
+        fairy = self.engine.raw_connection()
+        raw = fairy.driver_connection
+        try:
+            if self.dialect == "postgresql":
+                raw.autocommit = True
+                try:
+                    return raw.execute(sql, params).fetchone()
+                finally:
+                    if not raw.closed:
+                        raw.autocommit = False
+            cur = raw.execute(sql.replace("%s", "?"), params)
+            try:
+                return cur.fetchone()
+            finally:
+                cur.close()
+        except self.engine.dialect.loaded_dbapi.Error as error:
+            if self.engine.dialect.is_disconnect(error, raw, None):
+                fairy.invalidate(error)  # as SQLAlchemy does for its own statements: not back into the pool
+            raise
+        finally:
+            fairy.close()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -12,7 +12,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select
+import orjson
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from omnijourney.auth.models import ApiKey
@@ -104,20 +105,20 @@ def authenticate(session: Session, key: str | None) -> Principal:
     return Principal(kind="key", id=row.id, name=row.name, scopes=frozenset(row.scopes))
 
 
-_KEY = select(ApiKey.id, ApiKey.name, ApiKey.scopes, ApiKey.revoked_at).where(ApiKey.key_hash == bindparam("h"))
+_KEY = "SELECT id, name, scopes, revoked_at FROM api_keys WHERE key_hash = %s"
 
 
 def authenticate_key(db: Database, key: str | None) -> Principal:
-    """:func:`authenticate` as every API request does it: one statement of its own on a pooled connection, no ORM
-    and no transaction (the request's own starts after the permission check). Read on every call, never cached, so
-    a revoked key stops working at once in every server process."""
+    """:func:`authenticate` as every API request does it: one statement of its own through the driver, no ORM and
+    no transaction (the request's own starts after the permission check). Read on every call, never cached, so a
+    revoked key stops working at once in every server process."""
     if not key:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-    with db.lone_read() as conn:
-        row = conn.execute(_KEY, {"h": hash_key(key)}).first()
-    if row is None or row.revoked_at is not None:
+    row = db.lone_row(_KEY, (hash_key(key),))
+    if row is None or row[3] is not None:
         raise Unauthorized("invalid or revoked API key")
-    return Principal(kind="key", id=row.id, name=row.name, scopes=frozenset(row.scopes))
+    scopes = orjson.loads(row[2]) if isinstance(row[2], str | bytes) else row[2]  # SQLite: JSON as text
+    return Principal(kind="key", id=row[0], name=row[1], scopes=frozenset(scopes))
 
 
 def check(principal: Principal, scope: str) -> None:
