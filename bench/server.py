@@ -17,7 +17,8 @@ def omni_server(database_url: str, port: int, workers: int) -> Iterator[subproce
     env = {**os.environ, "OMNI_DATABASE_URL": database_url}
     server = subprocess.Popen([sys.executable, "-m", "omnijourney.cli", "serve", "--port", str(port),
                                "--workers", str(workers)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL,
+                              stderr=None if os.environ.get("BENCH_SERVER_LOG") else subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while True:
