@@ -154,7 +154,8 @@ def _person(i: int, rng: random.Random, ch: Channels, start: datetime, days: int
                 leaves = leaves_after_purchase if bought and purchases > 1 else 0.0
             if rng.random() < leaves:
                 break  # gone for good
-            t += timedelta(days=rng.expovariate(visits_per_day))  # until the next visit
+            # until the next visit (past the end for someone who comes back rarely: a gap of years would overflow)
+            t += timedelta(days=min(rng.expovariate(visits_per_day), days + 1))
         visit += 1
         bought = False
         budget = n + max(1, int(rng.expovariate(VISITS_PER_PERSON / per_person)))
