@@ -55,3 +55,17 @@ def test_a_lone_row_on_a_connection_the_server_closed_fails_once_and_is_not_pool
     with pytest.raises(db.engine.dialect.loaded_dbapi.OperationalError):
         db.lone_row("SELECT 1", ())
     assert db.lone_row("SELECT 1", ()) == (1,)  # a new connection
+
+
+def test_reading_sends_no_begin_on_postgresql_and_holds_a_snapshot_on_sqlite(db: Database) -> None:
+    with db.reading() as s:
+        assert s.scalar(text("SELECT 4")) == 4
+        raw = s.connection().connection.driver_connection
+        if db.dialect == "postgresql":  # each statement committed by itself: no transaction open on the server
+            assert raw.info.transaction_status == 0
+        else:
+            assert raw.in_transaction  # SQLite: one read transaction (one snapshot of the WAL)
+    with db.transaction() as s:  # the pool's connection is back to transactions
+        s.execute(text("SELECT 5"))
+        if db.dialect == "postgresql":
+            assert s.connection().connection.driver_connection.info.transaction_status == 2

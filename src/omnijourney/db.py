@@ -104,6 +104,10 @@ class Database:
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         self.sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+        # PostgreSQL only: SQLite stays out of SQLAlchemy's AUTOCOMMIT, whose reset afterwards would hand the driver
+        # back its own transaction handling (which _sqlite_setup turns off)
+        self._autocommit = (self.engine.execution_options(isolation_level="AUTOCOMMIT")
+                            if self.dialect == "postgresql" else None)
 
     def begin(self, *, write: bool = True) -> Session:
         """A session with its transaction begun, which the caller ends (commit or rollback, then close).
@@ -126,6 +130,19 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads that need no snapshot of their own (an availability answer): on PostgreSQL every
+        statement commits by itself, as READ COMMITTED gives each statement its own snapshot in a transaction too,
+        so no ``BEGIN`` and ``COMMIT`` round trips; on SQLite a read transaction (one snapshot, in-process). Never
+        write through it."""
+        if self._autocommit is None:
+            with self.transaction(write=False) as session:
+                yield session
+            return
+        with self.sessions(bind=self._autocommit) as session:
+            yield session
 
     def lone_row(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         """The first row of one read statement that needs no transaction of its own (an API key's look-up on every

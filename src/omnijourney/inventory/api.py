@@ -116,7 +116,7 @@ def _fields(model: type[BaseModel], obj: Any) -> dict[str, Any]:
 
 
 def _availability_json(db: Database, skus: list[str], channel: str, near: str | None, quantity: int) -> bytes:
-    with db.transaction(write=False) as session:
+    with db.reading() as session:  # its two statements need no common snapshot: no BEGIN and COMMIT round trips
         found = avail.availability(session, skus=skus, channel_code=channel, near=avail.parse_near(near),
                                    quantity=quantity)
     items = [_fields(SkuAvailabilityRead, a) | {
