@@ -95,13 +95,13 @@ _CHECKS = text(
     "(SELECT COUNT(*) FROM variants v WHERE v.sku IN :skus) "
     "FROM locations l WHERE l.code IN :locs").bindparams(bindparam("skus", expanding=True),
                                                          bindparam("locs", expanding=True))
-# the same in psycopg's own style, for the pipeline below
+# the same in psycopg's own style, inside the statement below
 _PG_CHECKS = (
     "SELECT l.code, l.active, l.type, l.channel_code, l.online_floor, "
     "EXISTS (SELECT 1 FROM location_feeds f WHERE f.location_code = l.code AND f.channel_code = %(ch)s), "
     "(SELECT COUNT(*) FROM channels c WHERE c.code = %(ch)s), "
-    "(SELECT COUNT(*) FROM variants v WHERE v.sku = ANY(%(skus)s)) "
-    "FROM locations l WHERE l.code = ANY(%(locs)s)")
+    "(SELECT COUNT(*) FROM variants v WHERE v.sku = ANY(%(items)s)) "
+    "FROM locations l WHERE l.code = ANY(%(places)s)")
 
 
 class _Place(NamedTuple):
@@ -146,8 +146,7 @@ _PG_WRITES = (
     f"{pools.TAKE_CTES}, pm AS ({pools.TAKE_LEDGER} RETURNING 1) ")
 _PG_WRITTEN = _PG_WRITES + "SELECT (SELECT COUNT(*) FROM pm)"
 _PG_WRITTEN_CHECKED = (
-    _PG_WRITES + "SELECT (SELECT COUNT(*) FROM pm), c.* FROM (SELECT 1) one LEFT JOIN ("
-    + _PG_CHECKS.replace("%(locs)s", "%(places)s").replace("%(skus)s", "%(items)s") + ") c ON true")
+    _PG_WRITES + "SELECT (SELECT COUNT(*) FROM pm), c.* FROM (SELECT 1) one LEFT JOIN (" + _PG_CHECKS + ") c ON true")
 
 
 def _write_pooled(session: Session, row: dict[str, Any], wants: list[tuple[str, str, int]], *, check: bool,
@@ -178,6 +177,7 @@ def _write_pooled(session: Session, row: dict[str, Any], wants: list[tuple[str, 
         found = cur.fetchall()
     taken = found[0][0] == 1
     return ([r[1:] for r in found if r[1] is not None] if check else None), taken
+
 
 def reserve(session: Session, *, channel_code: str, lines: Sequence[tuple[str, str, int]], ref: str | None = None,
             ttl_s: float | None = DEFAULT_TTL_S, field: str = "lines",
