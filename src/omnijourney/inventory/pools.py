@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from omnijourney import locks
 from omnijourney.config import get_settings
-from omnijourney.inventory.models import StockLevel
+from omnijourney.inventory.models import StockLevel, StockPool
 
 # a free pool row holding the units (s), from a random start so that concurrent takers spread, and its update (u): a
 # row another reservation holds is skipped, not waited for (a taker never waits while it could hold a pool row).
@@ -133,8 +133,7 @@ def refill(session: Session, *, sku: str, location: str, ref: str | None, now: d
     return block * count
 
 
-_HELD = text("SELECT sku, location_code, units FROM stock_pools WHERE sku = :sku AND location_code = :loc "
-             "AND units > 0 ORDER BY slot FOR UPDATE")
+_ROWS = text("SELECT slot FROM stock_pools WHERE sku = :sku AND location_code = :loc ORDER BY slot")
 _EMPTY = text("UPDATE stock_pools SET units = 0, updated_at = :now WHERE sku = :sku AND location_code = :loc "
               "AND units > 0")
 _GIVE_BACK = text("UPDATE stock_levels SET reserved = reserved - :b, updated_at = :now "
@@ -147,7 +146,9 @@ def drain(session: Session, keys: Iterable[tuple[str, str]], *, now: datetime, r
     reservations taking from them to finish. Returns the units given back."""
     back = 0
     for sku, location in sorted(set(keys)):
-        units = sum(u for _, _, u in session.execute(_HELD, {"sku": sku, "loc": location}))
+        # no row is added meanwhile (only under the level's lock, which the caller holds)
+        keys_ = [(sku, location, slot) for slot in session.scalars(_ROWS, {"sku": sku, "loc": location})]
+        units = sum(row.units for row in locks.rows(session, StockPool, keys_).values())
         if not units:
             continue
         session.execute(_EMPTY, {"now": now, "sku": sku, "loc": location})
