@@ -6,7 +6,9 @@ never below reserved, reserved never negative, a reservation never into safety s
 and locks its row until the transaction ends; a change of several rows updates them in primary-key order
 (SKU, location), so two transactions cannot wait on each other in a circle. The updates come last in their
 transaction, after its inserts, so a hot row is held only for the update and the commit. A cycle count needs the
-figure it replaces: it locks its rows first (``locks.rows``), and its check runs after the lock.
+figure it replaces: it locks its rows first (``pools.lock_levels``: ``locks.rows`` with what a hot level's pool
+set aside given back), and its check runs after the lock. A change a level refuses is tried once more after its
+pool (``inventory.pools``) gave its units back.
 """
 
 from __future__ import annotations
