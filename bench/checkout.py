@@ -294,14 +294,18 @@ def _settle_jobs(url: str) -> None:
     """Wait (at most a minute) until the jobs due now are done: the carts' adoption checks run before, not during,
     the timed phase."""
     db = Database(url)
-    deadline = time.monotonic() + 60
+    _wait_for_none(db, "SELECT COUNT(*) FROM jobs WHERE status <> 'failed' AND run_at <= now()", 60, 0.5)
+    db.dispose()
+
+
+def _wait_for_none(db: Database, count_sql: str, seconds: float, poll_s: float) -> None:
+    """Poll ``count_sql`` until it counts nothing, for at most ``seconds``."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         with db.transaction(write=False) as s:
-            due = s.scalar(text("SELECT COUNT(*) FROM jobs WHERE status <> 'failed' AND run_at <= now()"))
-        if not due:
-            break
-        time.sleep(0.5)
-    db.dispose()
+            if not s.scalar(text(count_sql)):
+                return
+        time.sleep(poll_s)
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -313,13 +317,7 @@ def settle_and_check(url: str, orders: dict[str, dict], provider_path: str) -> N
     from omnijourney.payments.simulator import TestProvider
 
     db = Database(url)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        with db.transaction(write=False) as s:
-            left = s.scalar(text("SELECT COUNT(*) FROM jobs WHERE kind = 'payments.capture' AND status <> 'failed'"))
-        if not left:
-            break
-        time.sleep(1)
+    _wait_for_none(db, "SELECT COUNT(*) FROM jobs WHERE kind = 'payments.capture' AND status <> 'failed'", 120, 1.0)
     provider = TestProvider(provider_path, webhook_secret="unused")
     with db.transaction(write=False) as s:
         found = audit.audit(s, acknowledged=orders, settled=False, intents=provider.intents(),

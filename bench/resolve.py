@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.databases import fresh_database as fresh_postgresql
 from bench.machine import describe
 from omnijourney.config import IdentitySettings
 from omnijourney.core.runtime import collector_paused, tune_gc
@@ -53,18 +54,9 @@ def fresh_database(kind: str) -> Database:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         db = Database(f"sqlite:///{path}")
-    else:
-        from sqlalchemy import create_engine, make_url
-
-        url = make_url(PG)
-        admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{url.database}"'))
-        admin.dispose()
-        db = Database(url.render_as_string(hide_password=False))
-    upgrade(db.engine)
-    return db
+        upgrade(db.engine)
+        return db
+    return fresh_postgresql(PG)
 
 
 def channels(db: Database) -> Channels:
