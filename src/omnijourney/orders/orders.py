@@ -118,18 +118,8 @@ def record_event(session: Session, order: Order, event: str, channel_code: str |
            extra: dict[str, Any] | None = None) -> None:
     """An order event on the customer's timeline, in the channel where it happened (Segment's order properties)."""
     channel = _channel(session, channel_code) or _channel(session, order.channel_code)
-    lines = list(session.scalars(select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.sku)))
-    props: dict[str, Any] = {
-        "order_id": order.id, "order_number": order.number, "channel_code": order.channel_code,
-        "fulfilment": order.fulfilment, "status": order.status, "currency": order.currency,
-        "total": str(order.total), "revenue": str(order.subtotal - order.discount), "shipping": str(order.shipping),
-        "tax": str(order.tax), "discount": str(order.discount),
-        "products": [{"sku": ln.sku, "name": ln.title, "price": str(ln.unit_price), "quantity": ln.quantity}
-                     for ln in lines]}
-    if order.vouchers:
-        props["coupon"] = ",".join(order.vouchers)
-    if order.pickup_location:
-        props["pickup_location"] = order.pickup_location
+    lines = list(session.scalars(select(OrderLine).where(OrderLine.order_id == order.id)))
+    props = _order_props(order, lines)
     props.update(extra or {})
     timeline.record(session, customer_id=order.customer_id, anonymous_id=order.anonymous_id, event=event,
                     channel=channel.type if channel else "web",
