@@ -89,11 +89,17 @@ def enqueue(session: Session, name: str, args: dict[str, Any] | None = None, *, 
     retry or discard) under that key does nothing; once that job is done, the key schedules new work again.
     """
     row = _row(name, args, at, delay_s, unique_key)
+    if not _batched(session, row):
+        _insert(session, [row])
+
+
+def _batched(session: Session, row: dict[str, Any]) -> bool:
+    """Whether ``row`` waits for the end of the session's :func:`batch` block (it is then written with the rest)."""
     waiting: list[dict[str, Any]] | None = session.info.get(_BATCH)
-    if waiting is not None:
-        waiting.append(row)
-        return
-    _insert(session, [row])
+    if waiting is None:
+        return False
+    waiting.append(row)
+    return True
 
 
 def _row(name: str, args: dict[str, Any] | None, at: datetime | None, delay_s: float,
@@ -118,9 +124,7 @@ def enqueue_on(session: Session, cursor: Any, name: str, args: dict[str, Any] | 
     from psycopg.types.json import Jsonb
 
     row = _row(name, args, at, 0.0, None)
-    waiting: list[dict[str, Any]] | None = session.info.get(_BATCH)
-    if waiting is not None:
-        waiting.append(row)
+    if _batched(session, row):
         return
     cursor.execute(_INSERT_PG, {**row, "args": Jsonb(row["args"])})
     after_commit(session, _wake)
