@@ -76,6 +76,16 @@ def test_a_web_checkout_makes_one_allocated_order_and_converts_the_cart(db, clie
         assert name in names
     with db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Payment)) == 1
+    # what the checkout scheduled in case it never finished (its recovery, the reservation's expiry, the payment's
+    # reconcile) went with its answer: only the capture is left to do
+    assert pending_jobs(db) == ["payments.capture"]
+
+
+def pending_jobs(db) -> list[str]:
+    """The kinds of work the checkout left for later (the cart's own jobs aside)."""
+    with db.transaction() as s:
+        return sorted(r[0] for r in s.execute(text("SELECT kind FROM jobs WHERE status = 'pending' AND kind NOT LIKE "
+                                                   "'carts.%'")))
 
 
 def test_a_retry_with_the_same_key_returns_the_same_order_and_never_charges_twice(db, client, admin_headers):

@@ -12,7 +12,7 @@ from omnijourney.orders.models import Checkout, Order
 from omnijourney.payments import giftcards
 from omnijourney.payments.models import Payment
 from tests.factories import run_jobs
-from tests.orders.test_checkout import CARD, cart, checkout, events, level, shop
+from tests.orders.test_checkout import CARD, cart, checkout, events, level, pending_jobs, shop
 
 WEBHOOK = "/api/v1/payments/webhooks/test"
 
@@ -90,6 +90,8 @@ def test_a_payment_waiting_for_3ds_completes_the_order_by_webhook(db, client, ad
     assert "/payments/test-provider/authenticate/" in order["next_action_url"]
     assert level(db, "TEE-M", "WH") == (10, 1)  # held while the shopper confirms
     assert "Order Completed" not in events(db)
+    # the units are held until the shopper's deadline, and the payment stays watched until it finds its order
+    assert pending_jobs(db) == ["inventory.expire_reservation", "payments.reconcile"]
     ref = order["next_action_url"].rsplit("/", 1)[1]
     hook = client.post(f"/payments/test-provider/api/authenticate/{ref}",
                        json={"action": "authenticate", "deliver": False}).json()["webhook"]

@@ -1,5 +1,5 @@
 """Background work: durable jobs enqueued with the change that causes them (see ``jobs.service``)."""
 
-from omnijourney.jobs.service import after_commit, batch, enqueue, enqueue_on, handler
+from omnijourney.jobs.service import after_commit, batch, cancel, enqueue, enqueue_on, handler, key
 
-__all__ = ["after_commit", "batch", "enqueue", "enqueue_on", "handler"]
+__all__ = ["after_commit", "batch", "cancel", "enqueue", "enqueue_on", "handler", "key"]

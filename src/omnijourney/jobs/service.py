@@ -112,22 +112,39 @@ def _row(name: str, args: dict[str, Any] | None, at: datetime | None, delay_s: f
 
 _INSERT_PG = ("INSERT INTO jobs (kind, args, status, run_at, attempts, max_attempts, unique_key, created_at) "
               "VALUES (%(kind)s, %(args)s, %(status)s, %(run_at)s, %(attempts)s, %(max_attempts)s, %(unique_key)s, "
-              "%(created_at)s)")
+              "%(created_at)s) ON CONFLICT (unique_key) DO NOTHING")
+
+
+def key(name: str, ident: str) -> str:
+    """The ``unique_key`` of the job of kind ``name`` about one thing (``ident``): what :func:`cancel` is given
+    when a change makes that job pointless."""
+    return f"{name}:{ident}"
 
 
 def enqueue_on(session: Session, cursor: Any, name: str, args: dict[str, Any] | None = None, *,
-               at: datetime | None = None) -> None:
-    """:func:`enqueue` (no ``unique_key``) through ``cursor``, a psycopg cursor of the session's own PostgreSQL
-    connection: for a hot path that sends its statements in one pipeline (``inventory.reservations``). The same
-    row, in the same transaction, and the same wake-up after the commit; inside :func:`batch` it waits for the
-    block like any other."""
+               at: datetime | None = None, unique_key: str | None = None) -> None:
+    """:func:`enqueue` through ``cursor``, a psycopg cursor of the session's own PostgreSQL connection: for a hot
+    path that sends its statements in one pipeline (``inventory.reservations``). The same row, in the same
+    transaction, and the same wake-up after the commit; inside :func:`batch` it waits for the block like any
+    other."""
     from psycopg.types.json import Jsonb
 
-    row = _row(name, args, at, 0.0, None)
+    row = _row(name, args, at, 0.0, unique_key)
     if _batched(session, row):
         return
     cursor.execute(_INSERT_PG, {**row, "args": Jsonb(row["args"])})
     after_commit(session, _wake)
+
+
+_CANCEL = delete(Job).where(Job.unique_key.in_(bindparam("keys", expanding=True)), Job.status == "pending")
+
+
+def cancel(session: Session, keys: list[str]) -> None:
+    """Delete the pending jobs enqueued under these unique keys (:func:`key`), in the caller's transaction: work
+    that the change being committed made pointless (a checkout's recovery once it has its answer) is not left for a
+    worker to claim only to find nothing to do. A job a worker is running already is left to finish."""
+    if keys:
+        session.execute(_CANCEL, {"keys": keys}, execution_options={"synchronize_session": False})
 
 
 _INSERTS: dict[tuple[str, bool], Any] = {}  # (dialect, with a unique key?): the INSERT, built once

@@ -204,7 +204,8 @@ def _reserve(session: Session, req: Request, key: str, fingerprint: str) -> _Beg
         except IntegrityError:  # a twin request got here first with another key
             raise Conflict(f"cart {cart.id} is being checked out", field="Idempotency-Key",
                            code="checkout_in_progress") from None
-        jobs.enqueue(session, FINISH_JOB, {"id": checkout_id}, delay_s=timing().finish_after_s)
+        jobs.enqueue(session, FINISH_JOB, {"id": checkout_id}, delay_s=timing().finish_after_s,
+                     unique_key=jobs.key(FINISH_JOB, checkout_id))
     carts.record_event(session, cart=cart, channel=channel, event="Checkout Started",
                        properties={"checkout_id": checkout_id, "currency": quote.currency, "value": str(quote.total),
                                    "revenue": str(quote.items_total), "shipping": str(quote.shipping),
@@ -360,6 +361,12 @@ def _complete(session: Session, co: Checkout, cart: Cart, outcome: Any, *, chann
         co.status = "failed"
         return Answer(exc.status, exc.to_dict()), payment_ids
     co.status, co.order_id = "completed", order.id
+    # the checkout has its answer and the reservation is the order's: the recovery and the first expiry have
+    # nothing left to do, nor the reconcile once the payments are attached (a pending one's still waits)
+    moot = [jobs.key(FINISH_JOB, co.id), jobs.key(reservations.EXPIRE_JOB, co.reservation_id or "")]
+    if status != "pending":
+        moot.append(jobs.key(payments.RECONCILE_JOB, co.id))
+    jobs.cancel(session, moot)
     if status == "pending":
         body["next_action_url"] = outcome.next_action_url
         return Answer(202, body), []

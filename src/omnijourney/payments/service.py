@@ -209,7 +209,7 @@ def begin(session: Session, *, ref: str, currency: str, total: Decimal,
             "amount_minor": p.amount_minor, "idempotency_key": f"{p.id}:authorise", "details": {},
             "created_at": now}])
     jobs.enqueue(session, RECONCILE_JOB, {"ref": ref, "payment_ids": [p.id for p in rows]},
-                 delay_s=providers.settings().payments.reconcile_after_s)
+                 delay_s=providers.settings().payments.reconcile_after_s, unique_key=jobs.key(RECONCILE_JOB, ref))
     return rows
 
 
