@@ -3,13 +3,19 @@ the original tenders; what was never bought, or twice, is refused."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
+from sqlalchemy import text
+
 from tests.factories import run_jobs
 from tests.factories_inventory import network, priced, stock_up
+from tests.orders.test_audit import tell_refund
 from tests.orders.test_checkout import cart, checkout, events, level
+from tests.payments.conftest import payment_settings, stripe_server  # noqa: F401 (fixtures)
 
 
 def delivered_order(db, client, h, *lines: tuple[str, int]) -> dict[str, Any]:
@@ -137,3 +143,76 @@ def test_a_desk_sees_what_can_come_back_and_the_receipt_of_what_did(db, client, 
     run_jobs(db)
     with db.transaction(write=False) as s:
         assert [p.status for p in returns.receipt(s, ret["id"]).refund] == ["succeeded"]
+
+
+@pytest.mark.usefixtures("payment_settings")
+def test_a_refund_that_never_reaches_the_card_is_told_on_the_timeline(db, client, admin_headers,
+                                                                     stripe_server):  # noqa: F811
+    from omnijourney.orders import returns
+
+    network(db)
+    priced(db)
+    stock_up(db, {("TEE-M", "WH"): 5})
+    h = admin_headers
+    c = cart(client, h, "web", ("TEE-M", 1))
+    order = checkout(client, h, c["id"], payments=[{"method": "card", "provider": "stripe",
+                                                    "payment_method": "pm_card_visa"}]).json()
+    run_jobs(db)  # captured at Stripe
+    for to in ("picked", "shipped", "delivered"):
+        assert client.post(f"/api/v1/orders/{order['id']}/transitions", json={"to": to, "channel": "web"},
+                           headers=h).status_code == 200
+    ret = give_back(client, h, order["id"]).json()
+    run_jobs(db)  # the refund, sent to Stripe
+    with db.transaction(write=False) as s:
+        [part] = returns.receipt(s, ret["id"]).refund
+    assert part.status == "succeeded"
+    # weeks later the card turns out closed: Stripe tells us the refund failed
+    refund = next(r for r in stripe_refunds(db, order) if r["status"] == "succeeded")
+    stripe_server.fake.fail_refund(refund["id"])
+    failed = next(r for r in stripe_refunds(db, order) if r["id"] == refund["id"])
+    assert tell_refund(client, failed, "evt_closed_card") == "applied"
+    run_jobs(db)
+    with db.transaction(write=False) as s:
+        [part] = returns.receipt(s, ret["id"]).refund
+        told = s.execute(text("SELECT properties FROM events WHERE event = 'Refund Failed'")).scalars().all()
+    assert (part.status, part.amount) == ("failed", Decimal("20.00"))  # the desk sees it, and refunds another way
+    [props] = [p if isinstance(p, dict) else json.loads(p) for p in told]
+    assert (props["order_id"], props["refund"], props["method"], props["failure_code"]) == (
+        order["id"], "20.00", "card", "expired_or_canceled_card")
+
+
+@pytest.mark.usefixtures("payment_settings")
+def test_a_refund_stripe_refuses_is_told_on_the_timeline_too(db, client, admin_headers):
+    from omnijourney.payments import providers
+
+    network(db)
+    priced(db)
+    stock_up(db, {("TEE-M", "WH"): 5})
+    h = admin_headers
+    c = cart(client, h, "web", ("TEE-M", 1))
+    order = checkout(client, h, c["id"], payments=[{"method": "card", "provider": "stripe",
+                                                    "payment_method": "pm_card_visa"}]).json()
+    run_jobs(db)
+    for to in ("picked", "shipped", "delivered"):
+        client.post(f"/api/v1/orders/{order['id']}/transitions", json={"to": to, "channel": "web"}, headers=h)
+    with db.transaction(write=False) as s:
+        ref = s.execute(text("SELECT provider_ref FROM payments WHERE order_id = :id"), {"id": order["id"]}).scalar()
+    # someone refunded it all in Stripe's dashboard: the return's refund is refused there
+    providers.get("stripe", db).refund(ref=ref, amount=Decimal(order["total"]), currency="EUR",
+                                       idempotency_key=f"dashboard:{ref}")
+    give_back(client, h, order["id"])
+    run_jobs(db)
+    with db.transaction(write=False) as s:
+        told = s.execute(text("SELECT properties FROM events WHERE event = 'Refund Failed'")).scalars().all()
+    [props] = [p if isinstance(p, dict) else json.loads(p) for p in told]
+    assert (props["refund"], props["failure_code"]) == ("20.00", "charge_already_refunded")
+
+
+def stripe_refunds(db, order: dict[str, Any]) -> list[dict[str, Any]]:
+    """The order's card payment's Refund objects, as Stripe lists them."""
+    from omnijourney.payments import providers
+
+    [p] = [p for p in order["payments"] if p["method"] == "card"]
+    with db.transaction(write=False) as s:
+        ref = s.execute(text("SELECT provider_ref FROM payments WHERE id = :id"), {"id": p["id"]}).scalar_one()
+    return providers.get("stripe", db).refunds(ref)

@@ -177,6 +177,28 @@ def test_webhooks_are_verified_and_normalised(stripe: StripeProvider) -> None:
     assert stripe.parse_webhook({"Stripe-Signature": signatures.sign(body, STRIPE_SECRET)}, body).status is None
 
 
+# a card refund that failed after Stripe accepted it, as the Refund object documents it (charge.refund.updated)
+FAILED_REFUND = {"id": "re_3MtwBwLkdIwHu7ix0Dd1a2bC", "object": "refund", "amount": 1500,
+                 "balance_transaction": "txn_1Mtw", "charge": "ch_3MtwBwLkdIwHu7ix0snN0B15", "created": 1680651573,
+                 "currency": "eur", "failure_balance_transaction": "txn_1Mtx",
+                 "failure_reason": "expired_or_canceled_card", "metadata": {},
+                 "payment_intent": "pi_3MtwBwLkdIwHu7ix28a3tqPa", "reason": "requested_by_customer",
+                 "receipt_number": None, "source_transfer_reversal": None, "status": "failed",
+                 "transfer_reversal": None}
+
+
+@pytest.mark.parametrize("kind", ["charge.refund.updated", "refund.updated", "refund.failed"])
+def test_a_refund_that_failed_afterwards_is_told_with_its_reason(stripe: StripeProvider, kind: str) -> None:
+    body = _event(kind, FAILED_REFUND)
+    event = stripe.parse_webhook({"Stripe-Signature": signatures.sign(body, STRIPE_SECRET)}, body)
+    assert (event.status, event.provider_ref, event.refund_ref, event.amount) == (
+        "refund_failed", FAILED_REFUND["payment_intent"], FAILED_REFUND["id"], Decimal("15.00"))
+    assert (event.decline_code, event.decline_reason) == ("expired_or_canceled_card",
+                                                          "the card has expired or was cancelled")
+    body = _event("charge.refund.updated", {**FAILED_REFUND, "status": "succeeded", "failure_reason": None})
+    assert stripe.parse_webhook({"Stripe-Signature": signatures.sign(body, STRIPE_SECRET)}, body).status is None
+
+
 def test_webhooks_with_a_bad_signature_are_refused(stripe: StripeProvider) -> None:
     body = _event("payment_intent.amount_capturable_updated", PI)
     good = signatures.sign(body, STRIPE_SECRET)

@@ -42,6 +42,7 @@ CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # nothing to misread at a cou
 RELEASE_JOB = "orders.release_uncollected"
 SETTLE_JOB = "orders.settle_cancelled"
 PAYMENT_JOB = "orders.follow_payment"
+REFUND_FAILED_JOB = "orders.refund_failed"
 MAX_PAGE = 200
 _LOCKED = "omni_locked_orders"  # session.info: the orders this transaction holds locked, by id
 
@@ -621,6 +622,29 @@ def follow_payment(session: Session, args: dict[str, Any]) -> None:
         _secured(session, order, ids, order.channel_code)
     elif any(p.status in ("declined", "failed", "voided") for p in tenders):
         cancel(session, order_id=order.id, channel_code=order.channel_code, reason="payment declined")
+
+
+@payments.on_refund_failed
+def _refund_failed(session: Session, payment: Any, amount: Decimal, code: str | None, reason: str | None) -> None:
+    """A refund of the order's tender did not reach the customer (the payment's row is locked: the order is told by
+    a job, which locks it first)."""
+    if payment.order_id is not None:
+        jobs.enqueue(session, REFUND_FAILED_JOB, {"order_id": payment.order_id, "payment_id": payment.id,
+                                                  "method": payment.method, "amount": str(amount), "code": code,
+                                                  "reason": reason})
+
+
+@jobs.handler(REFUND_FAILED_JOB)
+def _tell_refund_failed(session: Session, args: dict[str, Any]) -> None:
+    """"Refund Failed" on the customer's timeline (a journey writes to them; the desk refunds another way): the
+    amount is refundable again on the tender."""
+    try:
+        order = lock(session, args["order_id"])
+    except NotFound:  # a payment attached to no order of ours (a test's, an import's): nobody to tell
+        return
+    record_event(session, order, "Refund Failed", None, {
+        "refund": args["amount"], "payment_id": args["payment_id"], "method": args["method"],
+        "failure_code": args["code"], "failure_reason": args["reason"]})
 
 
 def _paid_once_captured(session: Session, order: Order) -> None:

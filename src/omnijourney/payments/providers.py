@@ -71,7 +71,9 @@ class Refunded:
 @dataclass(frozen=True, slots=True)
 class WebhookEvent:
     """A verified provider event, normalised. ``status`` is the payment's new state as our statuses name it
-    (authorised, pending, declined, captured, voided) or None for events that do not change one."""
+    (authorised, pending, declined, captured, voided), ``refund_failed`` for a refund that failed after the provider
+    accepted it (``refund_ref``, ``amount``, the reason in ``decline_code``/``decline_reason``), or None for events
+    that do not change one."""
 
     id: str
     type: str
@@ -82,6 +84,7 @@ class WebhookEvent:
     decline_code: str | None = None
     decline_reason: str | None = None
     next_action_url: str | None = None
+    refund_ref: str | None = None  # status ``refund_failed``: the provider's refund that failed after it was made
     raw: dict[str, object] = field(default_factory=dict, repr=False)
 
 

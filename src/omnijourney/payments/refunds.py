@@ -8,11 +8,11 @@ idempotency key is ``{payment_id}:refund:{request id}``, so a resent part is one
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from omnijourney import jobs, locks
@@ -106,8 +106,10 @@ def refund_parts(session: Session, *, reference: str) -> list[Refund]:
         PaymentOperation.phase == "request").order_by(PaymentOperation.id)))
     if not requests:
         return []
+    # the latest answer of each (a refund that failed after it succeeded has two)
     answers = {a.request_id: a for a in session.scalars(select(PaymentOperation).where(
-        PaymentOperation.request_id.in_([r.id for r in requests]), PaymentOperation.phase == "result"))}
+        PaymentOperation.request_id.in_([r.id for r in requests]), PaymentOperation.phase == "result")
+        .order_by(PaymentOperation.id))}
     tenders = {p.id: p for p in session.scalars(select(Payment).where(
         Payment.id.in_({r.payment_id for r in requests})))}
     out = []
@@ -158,7 +160,8 @@ def send_refunds(db: Database, request_ids: Sequence[str]) -> list[Refund]:
                 raise NotFound(f"no refund request {rid!r}", field="requests")
             p = session.get(Payment, req.payment_id)
             answered = session.scalar(select(PaymentOperation).where(PaymentOperation.request_id == rid,
-                                                                     PaymentOperation.phase == "result"))
+                                                                     PaymentOperation.phase == "result")
+                                      .order_by(PaymentOperation.id.desc()).limit(1))
         assert p is not None and req.amount_minor is not None
         amount = p.money(req.amount_minor)
         if answered is not None:
@@ -179,6 +182,7 @@ def send_refunds(db: Database, request_ids: Sequence[str]) -> list[Refund]:
                     refund_pending_minor=Payment.refund_pending_minor - req.amount_minor, updated_at=utcnow()))
                 _log(session, p, "refund", "result", "failed", request_id=rid, amount_minor=req.amount_minor,
                      idempotency_key=req.idempotency_key, code=exc.code, message=exc.message[:1000])
+                _tell(session, p, p.money(req.amount_minor), exc.code, exc.message)
             results.append(Refund(rid, p.id, p.method, amount, "failed", code=exc.code, message=exc.message))
             continue
         with db.transaction() as session:
@@ -194,3 +198,50 @@ def send_refunds(db: Database, request_ids: Sequence[str]) -> list[Refund]:
     return results
 
 
+
+
+# ---------------------------------------------------------------- a refund that does not reach the customer
+
+RefundListener = Callable[[Session, Payment, Decimal, "str | None", "str | None"], None]
+_refund_listeners: list[RefundListener] = []
+
+
+def on_refund_failed(fn: RefundListener) -> RefundListener:
+    """Call ``fn(session, payment, amount, code, reason)`` in the transaction that records that a refund of
+    ``amount`` did not reach the customer: refused when it was sent, or failed later at the provider (a closed
+    card). The payment's row is locked there; the orders domain answers with a job (an order is locked before its
+    payments). Usable as a decorator."""
+    if fn not in _refund_listeners:
+        _refund_listeners.append(fn)
+    return fn
+
+
+def _tell(session: Session, p: Payment, amount: Decimal, code: str | None, reason: str | None) -> None:
+    for fn in list(_refund_listeners):
+        fn(session, p, amount, code, reason)
+
+
+def failed_later(session: Session, p: Payment, *, refund_ref: str, code: str | None,
+                 reason: str | None) -> PaymentOperation | None:
+    """A refund the provider accepted failed afterwards (its webhook; ``p`` locked by the caller): the money is on
+    the charge again, so the payment's refunded total gives it back and the amount is refundable again (SQL
+    arithmetic); the refund's answer becomes ``failed`` with the reason (a new result: the log stays append-only),
+    and the listeners hear of it. Returns that result; None when no refund of ``p`` under ``refund_ref`` stands as
+    succeeded (unknown, or failed already: the same failure told again under another event id)."""
+    answers = list(session.scalars(select(PaymentOperation).where(
+        PaymentOperation.payment_id == p.id, PaymentOperation.kind == "refund", PaymentOperation.phase == "result",
+        PaymentOperation.provider_ref == refund_ref).order_by(PaymentOperation.id)))
+    if not answers or answers[-1].status != "succeeded" or not answers[-1].amount_minor:
+        return None
+    done = answers[-1]
+    minor = done.amount_minor
+    session.execute(update(Payment).where(Payment.id == p.id).values(
+        refunded_minor=Payment.refunded_minor - minor,
+        status=case((Payment.refunded_minor - minor <= 0, "captured"), else_="partly_refunded"),
+        updated_at=utcnow()))
+    session.expire(p)  # its counters changed in SQL
+    op = _log(session, p, "refund", "result", "failed", request_id=done.request_id, amount_minor=minor,
+              idempotency_key=done.idempotency_key, provider_ref=refund_ref, reference=done.reference,
+              code=(code or "failed")[:100], message=(reason or "")[:1000] or None)
+    _tell(session, p, p.money(minor), code, reason)
+    return op

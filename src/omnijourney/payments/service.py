@@ -604,7 +604,8 @@ def _void_one(db: Database, payment_id: str) -> None:
 # The refund and webhook halves live in their own modules (which build on this one); their public functions are
 # part of this interface too: ``service.refund(...)``, ``service.apply_event(...)``.
 _ELSEWHERE = {name: "omnijourney.payments.refunds" for name in
-              ("Refund", "enqueue_refund", "plan_refund", "refund_parts", "refund", "send_refunds")} | {
+              ("Refund", "enqueue_refund", "plan_refund", "refund_parts", "refund", "send_refunds", "on_refund_failed",
+               "failed_later")} | {
               "apply_event": "omnijourney.payments.webhooks"}
 
 

@@ -17,7 +17,10 @@ Requests are form-encoded with Stripe's bracket notation (``metadata[payment_id]
 -> authorised, ``requires_action`` -> pending (``next_action.redirect_to_url.url``), ``requires_payment_method``
 after a failed attempt -> declined (``last_payment_error.decline_code`` / ``message``), ``succeeded`` -> captured,
 ``canceled`` -> voided. A card decline on confirmation answers HTTP 402 with a ``card_error`` that holds the
-PaymentIntent; that is a decline, not an error. Webhooks: see :mod:`omnijourney.payments.signatures`.
+PaymentIntent; that is a decline, not an error. Webhooks: see :mod:`omnijourney.payments.signatures`; besides the
+PaymentIntent events, a Refund that fails after it was made (``refund.failed``, ``refund.updated`` or
+``charge.refund.updated`` with ``status`` failed or canceled and its ``failure_reason``) gives its money back to the
+payment's books (:func:`omnijourney.payments.refunds.failed_later`).
 
 The built-in test provider keeps Stripe's shapes, so :func:`authorisation` and :func:`event` serve it too.
 """
@@ -142,6 +145,8 @@ def event(body: bytes) -> WebhookEvent:
         raise WebhookInvalid("the body is not an event (id and type)")
     obj = (data.get("data") or {}).get("object") or {}
     kind = data["type"]
+    if isinstance(obj, dict) and obj.get("object") == "refund" and obj.get("status") in ("failed", "canceled"):
+        return _refund_failed(data, obj)
     if not isinstance(obj, dict) or obj.get("object") != "payment_intent":
         return WebhookEvent(id=data["id"], type=kind, provider_ref=obj.get("id") if isinstance(obj, dict) else None,
                             raw=data)
@@ -158,6 +163,33 @@ def event(body: bytes) -> WebhookEvent:
     return WebhookEvent(id=data["id"], type=kind, provider_ref=obj.get("id"),
                         payment_id=(obj.get("metadata") or {}).get("payment_id"), status=status, amount=amount,
                         decline_code=code, decline_reason=reason, next_action_url=_redirect(obj), raw=data)
+
+
+# a Refund's failure_reason as Stripe documents its values, for the people who tell the customer
+_REFUND_FAILURES = {
+    "lost_or_stolen_card": "the card was reported lost or stolen",
+    "expired_or_canceled_card": "the card has expired or was cancelled",
+    "charge_for_pending_refund_disputed": "the customer disputed the charge while the refund was on its way",
+    "insufficient_funds": "the account had too little money to refund from",
+    "declined": "the customer's bank declined the refund",
+    "merchant_request": "the refund was cancelled at our request",
+}
+
+
+def _refund_failed(data: Mapping[str, Any], obj: Mapping[str, Any]) -> WebhookEvent:
+    """A Refund that failed or was cancelled after Stripe accepted it (``refund.failed``, ``refund.updated``,
+    ``charge.refund.updated``): its money stayed on the charge."""
+    pi = obj.get("payment_intent")
+    if isinstance(pi, Mapping):  # expanded
+        pi = pi.get("id")
+    reason = obj.get("failure_reason") or ("canceled" if obj.get("status") == "canceled" else "unknown")
+    currency = str(obj.get("currency", "")).upper()
+    return WebhookEvent(id=str(data["id"]), type=str(data["type"]), provider_ref=pi if isinstance(pi, str) else None,
+                        payment_id=(obj.get("metadata") or {}).get("payment_id"), status="refund_failed",
+                        amount=from_minor(int(obj.get("amount") or 0), currency), refund_ref=obj.get("id"),
+                        decline_code=str(reason)[:100],
+                        decline_reason=_REFUND_FAILURES.get(reason, f"the refund {obj.get('status')} ({reason})"),
+                        raw=dict(data))
 
 
 class StripeProvider:

@@ -9,6 +9,7 @@ from omnijourney import jobs, locks
 from omnijourney.core.ids import new_id
 from omnijourney.core.time import utcnow
 from omnijourney.db import dialect_insert
+from omnijourney.payments import refunds
 from omnijourney.payments.models import Payment, PaymentOperation
 from omnijourney.payments.providers import WebhookEvent
 from omnijourney.payments.service import _CAPTURED, _HOLDING, VOID_JOB, _changed, find
@@ -38,6 +39,10 @@ def apply_event(session: Session, *, provider: str, event: WebhookEvent) -> str:
     if claimed is None:  # a replay (or its concurrent twin, which waited for this one's commit)
         return "duplicate"
     p = locks.row(session, Payment, p.id)
+    if event.status == "refund_failed":
+        done = refunds.failed_later(session, p, refund_ref=event.refund_ref or "", code=event.decline_code,
+                                    reason=event.decline_reason)
+        return "applied" if done is not None else "ignored"
     before = p.status
     if event.status == "authorised" and before in ("new", "pending"):
         p.status, p.next_action_url = "authorised", None

@@ -25,6 +25,7 @@ PLATFORM = frozenset({
     "Order Placed",  # an order exists (before payment or fulfilment)
     "Order Paid", "Order Allocated", "Order Picked", "Order Shipped", "Order Ready for Pickup", "Order Delivered",
     "Order Collected", "Order Returned", "Return Requested", "Pickup Released",
+    "Refund Failed",  # a refund did not reach the customer (refused, or failed later: a closed card)
     "Points Earned", "Points Redeemed", "Points Expired", "Points Adjusted", "Tier Changed",
     "Conversation Started", "Conversation Assigned", "Conversation Closed", "Message Sent", "Message Received",
     "Survey Answered",
