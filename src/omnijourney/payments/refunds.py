@@ -198,11 +198,9 @@ def send_refunds(db: Database, request_ids: Sequence[str]) -> list[Refund]:
     return results
 
 
-
-
 # ---------------------------------------------------------------- a refund that does not reach the customer
 
-RefundListener = Callable[[Session, Payment, Decimal, "str | None", "str | None"], None]
+RefundListener = Callable[[Session, Payment, Decimal, str | None, str | None], None]
 _refund_listeners: list[RefundListener] = []
 
 
