@@ -17,10 +17,12 @@ from tests.orders.test_audit import tell_refund
 from tests.orders.test_checkout import cart, checkout, events, level
 from tests.payments.conftest import payment_settings, stripe_server  # noqa: F401 (fixtures)
 
+STRIPE_CARD = {"method": "card", "provider": "stripe", "payment_method": "pm_card_visa"}
 
-def delivered_order(db, client, h, *lines: tuple[str, int]) -> dict[str, Any]:
+
+def delivered_order(db, client, h, *lines: tuple[str, int], **body: Any) -> dict[str, Any]:
     c = cart(client, h, "web", *lines)
-    order = checkout(client, h, c["id"]).json()
+    order = checkout(client, h, c["id"], **body).json()
     run_jobs(db)  # the capture
     for to in ("picked", "shipped", "delivered"):
         got = client.post(f"/api/v1/orders/{order['id']}/transitions", json={"to": to, "channel": "web"}, headers=h)
@@ -154,13 +156,7 @@ def test_a_refund_that_never_reaches_the_card_is_told_on_the_timeline(db, client
     priced(db)
     stock_up(db, {("TEE-M", "WH"): 5})
     h = admin_headers
-    c = cart(client, h, "web", ("TEE-M", 1))
-    order = checkout(client, h, c["id"], payments=[{"method": "card", "provider": "stripe",
-                                                    "payment_method": "pm_card_visa"}]).json()
-    run_jobs(db)  # captured at Stripe
-    for to in ("picked", "shipped", "delivered"):
-        assert client.post(f"/api/v1/orders/{order['id']}/transitions", json={"to": to, "channel": "web"},
-                           headers=h).status_code == 200
+    order = delivered_order(db, client, h, ("TEE-M", 1), payments=[STRIPE_CARD])  # captured at Stripe
     ret = give_back(client, h, order["id"]).json()
     run_jobs(db)  # the refund, sent to Stripe
     with db.transaction(write=False) as s:
@@ -174,9 +170,8 @@ def test_a_refund_that_never_reaches_the_card_is_told_on_the_timeline(db, client
     run_jobs(db)
     with db.transaction(write=False) as s:
         [part] = returns.receipt(s, ret["id"]).refund
-        told = s.execute(text("SELECT properties FROM events WHERE event = 'Refund Failed'")).scalars().all()
     assert (part.status, part.amount) == ("failed", Decimal("20.00"))  # the desk sees it, and refunds another way
-    [props] = [p if isinstance(p, dict) else json.loads(p) for p in told]
+    props = told_refund_failed(db)
     assert (props["order_id"], props["refund"], props["method"], props["failure_code"]) == (
         order["id"], "20.00", "card", "expired_or_canceled_card")
 
@@ -189,12 +184,7 @@ def test_a_refund_stripe_refuses_is_told_on_the_timeline_too(db, client, admin_h
     priced(db)
     stock_up(db, {("TEE-M", "WH"): 5})
     h = admin_headers
-    c = cart(client, h, "web", ("TEE-M", 1))
-    order = checkout(client, h, c["id"], payments=[{"method": "card", "provider": "stripe",
-                                                    "payment_method": "pm_card_visa"}]).json()
-    run_jobs(db)
-    for to in ("picked", "shipped", "delivered"):
-        client.post(f"/api/v1/orders/{order['id']}/transitions", json={"to": to, "channel": "web"}, headers=h)
+    order = delivered_order(db, client, h, ("TEE-M", 1), payments=[STRIPE_CARD])
     with db.transaction(write=False) as s:
         ref = s.execute(text("SELECT provider_ref FROM payments WHERE order_id = :id"), {"id": order["id"]}).scalar()
     # someone refunded it all in Stripe's dashboard: the return's refund is refused there
@@ -202,10 +192,15 @@ def test_a_refund_stripe_refuses_is_told_on_the_timeline_too(db, client, admin_h
                                        idempotency_key=f"dashboard:{ref}")
     give_back(client, h, order["id"])
     run_jobs(db)
-    with db.transaction(write=False) as s:
-        told = s.execute(text("SELECT properties FROM events WHERE event = 'Refund Failed'")).scalars().all()
-    [props] = [p if isinstance(p, dict) else json.loads(p) for p in told]
+    props = told_refund_failed(db)
     assert (props["refund"], props["failure_code"]) == ("20.00", "charge_already_refunded")
+
+
+def told_refund_failed(db) -> dict[str, Any]:
+    """The properties of the one "Refund Failed" event on the timeline."""
+    with db.transaction(write=False) as s:
+        [props] = s.execute(text("SELECT properties FROM events WHERE event = 'Refund Failed'")).scalars().all()
+    return props if isinstance(props, dict) else json.loads(props)
 
 
 def stripe_refunds(db, order: dict[str, Any]) -> list[dict[str, Any]]:
