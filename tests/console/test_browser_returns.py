@@ -1,7 +1,8 @@
 """The returns desk in Debian's Chromium (Playwright), against a live server on the seeded shop: a store associate
 finds an order bought online by the customer's email, takes one of its lines back at the counter and sees the
 refund to the card it was paid with and the unit back on the store's shelf; a return refused by the domain (another
-desk took the last unit meanwhile) shows the reason on the page, and nothing changes. Every page passes the console's
+desk took the last unit meanwhile) shows the reason on the page, and nothing changes; a refund the provider refused
+shows on the order's page with what to do. Every page passes the console's
 checks (named controls, contrast, no sideways scrolling at phone width, no console error). The receipt's screenshot
 goes to docs/screenshots/return.png when missing (``OMNI_SCREENSHOTS=1`` takes it again).
 
@@ -11,16 +12,21 @@ Skipped with the reason when Chromium or Playwright is missing; an error under `
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from omnijourney.inventory import stock
+from omnijourney.payments import providers
+from omnijourney.payments.models import Payment
 from tests.conftest import make_key
 from tests.console.seed import World
 from tests.console.test_browser import Tab
 from tests.console.test_returns import delivered
+from tests.factories import run_jobs
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 TIMES = "\N{MULTIPLICATION SIGN}"
@@ -88,3 +94,21 @@ def test_a_refused_return_shows_the_reason_and_changes_nothing(sam: Tab, world: 
     assert alert == f"Nothing was taken back: order {order['number']} is returned: nothing can come back"
     assert on_hand(world, "TEE-M", "S01") == shelf
     sam.check("a refused return")
+
+
+def test_a_refund_the_provider_refused_shows_on_the_order_page(sam: Tab, world: World) -> None:
+    client = TestClient(world.app)
+    h = {"Authorization": f"Bearer {make_key(world.db, 'admin', name='refused refund')}"}
+    order = delivered(world, client, h, ("TEE-M", 1))
+    with world.db.transaction(write=False) as s:
+        ref = s.scalar(select(Payment.provider_ref).where(Payment.order_id == order["id"]))
+    providers.get("test", world.db).refund(ref=ref, amount=Decimal(order["total"]), currency="EUR",
+                                           idempotency_key=f"elsewhere:{ref}")  # refunded behind the shop's back
+    r = client.post(f"/api/v1/orders/{order['id']}/returns", headers=h, json={
+        "channel": "S01", "lines": [{"sku": "TEE-M", "quantity": 1, "reason": "too small"}]})
+    assert r.status_code == 201, r.text
+    run_jobs(world.db)  # the refund is sent, and refused
+    page = sam.open(f"/console/orders/{order['id']}")
+    row = page.get_by_role("table", name="Returns").locator("tbody tr").first.inner_text()
+    assert "card ••4242 failed" in row and "refund it another way" in row, row
+    sam.check("an order whose refund failed")

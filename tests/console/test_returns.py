@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ from sqlalchemy import func, select, update
 from omnijourney.core.time import utcnow
 from omnijourney.inventory import stock
 from omnijourney.orders.models import Order, OrderHistory, Return
+from omnijourney.payments import providers
+from omnijourney.payments.models import Payment
 from tests.conftest import make_key
 from tests.console.seed import CARD, World
 from tests.console.test_pages import csrf, field_error, form_error, log_in
@@ -157,6 +160,26 @@ def test_the_call_center_takes_a_damaged_item_back_into_quarantine(client: TestC
     assert f"1 {TIMES} TEE-S taken back at WH; 20.00 EUR refunded" in said
     assert re.search(rf"TEE-S 1 QUAR \(quarantine: not sold\) {quarantined + 1}", said), said
     assert state(world, order["id"]) == ("partly_returned", "20.00", 1)
+
+
+def test_a_refund_the_provider_refuses_is_on_the_order_page_with_what_to_do(client: TestClient, world: World,
+                                                                            api: dict[str, str]) -> None:
+    order = delivered(world, client, api, ("TEE-M", 1))
+    with world.db.transaction(write=False) as s:
+        ref = s.scalar(select(Payment.provider_ref).where(Payment.order_id == order["id"]))
+    # refunded in full at the provider behind the shop's back: the return's refund is refused there
+    providers.get("test", world.db).refund(ref=ref, amount=Decimal(order["total"]), currency="EUR",
+                                           idempotency_key=f"elsewhere:{ref}")
+    log_in(client, world, "store_associate")
+    r = send(client, order["id"], channel="S01", **{"qty-0": "1", "reason-0": "too small",
+                                                    "condition-0": "resellable"})
+    assert r.status_code == 303, r.text
+    run_jobs(world.db)
+    said = text_of(client.get(f"/console/orders/{order['id']}").text)
+    assert re.search(r"18\.00 EUR card ••4242 failed Refund amount \(1800\) is greater than unrefunded amount on "
+                     r"charge \(0\); refund it another way", said), said
+    log_in(client, world, "agent")  # and the call center sees it on the customer's timeline
+    assert "Refund Failed" in text_of(client.get(f"/console/customers/{world.ann}").text)
 
 
 def test_an_exchange_for_another_size_at_the_counter(client: TestClient, world: World, api: dict[str, str]) -> None:

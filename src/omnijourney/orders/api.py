@@ -108,4 +108,4 @@ def create_return(order_id: str, body: ReturnCreate, session: SessionDep, idem: 
     ret = returns.create_return(session, order_id=order_id, channel_code=body.channel, location=body.location,
                                 lines=[ln.model_dump() for ln in body.lines],
                                 exchange=[e.model_dump() for e in body.exchange])
-    return idem.done(return_read(ret), 201)
+    return idem.done(return_read(session, ret), 201)

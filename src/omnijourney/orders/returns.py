@@ -346,16 +346,24 @@ class ReturnReceipt:
     exchange: Any | None
 
 
+def refund_of(session: Session, return_id: str, tenders: Sequence[Any]) -> list[RefundPart]:
+    """The parts of a return's refund as they stand, one per tender (``tenders``: the order's payments, for their
+    brand and last digits): succeeded, pending until the job sends it, or failed with why (refused, or failed
+    later at the provider): then the desk refunds it another way."""
+    by_id = {p.id: p for p in tenders}
+    out = []
+    for part in payments.refund_parts(session, reference=f"return:{return_id}"):
+        p = by_id.get(part.payment_id)
+        out.append(RefundPart(method=part.method, brand=p.brand if p else None, last4=p.last4 if p else None,
+                              amount=part.amount, status=part.status, message=part.message))
+    return out
+
+
 def receipt(session: Session, return_id: str) -> ReturnReceipt:
     """The return ``return_id`` with its refund's parts as they stand and the stock where its units went."""
     ret = get_return(session, return_id)
     order = order_service.get(session, ret.order_id)
-    tenders = {p.id: p for p in payments.find(session, order_id=order.id)}
-    refund = []
-    for part in payments.refund_parts(session, reference=f"return:{ret.id}"):
-        p = tenders.get(part.payment_id)
-        refund.append(RefundPart(method=part.method, brand=p.brand if p else None, last4=p.last4 if p else None,
-                                 amount=part.amount, status=part.status, message=part.message))
+    refund = refund_of(session, ret.id, payments.find(session, order_id=order.id))
     kinds = dict(session.execute(select(Location.code, Location.type).where(
         Location.code.in_({ln["location"] for ln in ret.lines if ln.get("location")}))).all())
     placed = [PlacedUnits(sku=ln["sku"], quantity=ln["quantity"], location=ln["location"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -74,6 +75,16 @@ class HistoryRead(BaseModel):
     at: datetime
 
 
+class RefundPartRead(BaseModel):
+    method: str
+    brand: str | None
+    last4: str | None
+    amount: Decimal
+    status: str = Field(description="succeeded; pending until the refund job sends it; failed (refused, or failed "
+                                    "later at the provider, e.g. a closed card): refund it another way")
+    message: str | None = Field(description="why it failed, as the provider said")
+
+
 class ReturnRead(BaseModel):
     id: str
     order_id: str
@@ -82,6 +93,7 @@ class ReturnRead(BaseModel):
     status: str
     lines: list[dict[str, Any]]
     refund_amount: Decimal
+    refund: list[RefundPartRead] = Field(description="the refund's parts, one per original tender, as they stand")
     exchange_order_id: str | None
     created_at: datetime
 
@@ -175,9 +187,18 @@ def summary(order: Order) -> OrderSummary:
                         placed_at=order.placed_at)
 
 
-def return_read(r: Any) -> ReturnRead:
+def return_read(session: Session, r: Any, tenders: Sequence[Any] | None = None) -> ReturnRead:
+    """A return with its refund's parts as they stand (``tenders``: the order's payments, when the caller has
+    them)."""
+    from omnijourney.orders import returns
+    from omnijourney.payments import service as payments
+
+    if tenders is None:
+        tenders = payments.find(session, order_id=r.order_id)
+    parts = [RefundPartRead(method=p.method, brand=p.brand, last4=p.last4, amount=p.amount, status=p.status,
+                            message=p.message) for p in returns.refund_of(session, r.id, tenders)]
     return ReturnRead(id=r.id, order_id=r.order_id, channel=r.channel_code, location=r.location_code,
-                      status=r.status, lines=r.lines, refund_amount=r.refund_amount,
+                      status=r.status, lines=r.lines, refund_amount=r.refund_amount, refund=parts,
                       exchange_order_id=r.exchange_order_id, created_at=r.created_at)
 
 
@@ -212,7 +233,7 @@ def order_read(session: Session, order: Order, known: dict[str, Any] | None = No
                    "amount": str(p.amount), "captured": str(p.money(p.captured_minor)),
                    "refunded": str(p.money(p.refunded_minor)), "brand": p.brand, "last4": p.last4,
                    "decline_reason": p.decline_reason} for p in payments],
-        returns=[return_read(r) for r in returns],
+        returns=[return_read(session, r, payments) for r in returns],
         history=[HistoryRead(from_status=h.from_status, to_status=h.to_status, channel=h.channel_code, note=h.note,
                              at=h.at) for h in history],
         placed_at=order.placed_at, updated_at=order.updated_at)
