@@ -19,6 +19,7 @@ latency, the machine and the load; then waits for the capture jobs and runs the 
     .venv/bin/python bench/checkout.py                          # 20 clients, 1 server process, 30 s
     .venv/bin/python bench/checkout.py --workers 2 --seconds 60
     .venv/bin/python bench/checkout.py --skus 1                 # every checkout on one hot SKU
+    .venv/bin/python bench/checkout.py --carts-first --workers 2 --floor  # the same with nothing but its SQL
     .venv/bin/python bench/checkout.py --profile steps          # time each step of the checkout in the server
     .venv/bin/python bench/checkout.py --profile cprofile       # cProfile of every checkout call (1 worker)
 """
@@ -149,16 +150,19 @@ def _free_port() -> int:
 
 
 def start_server(url: str, port: int, workers: int, provider_path: str, profile: str | None,
-                 profile_out: str) -> subprocess.Popen:
+                 profile_out: str, floor: bool = False) -> subprocess.Popen:
     env = {**os.environ, "OMNI_DATABASE_URL": url, "OMNI_PAYMENTS__TEST_PROVIDER_PATH": provider_path,
            "OMNI_JOBS__EMBEDDED": "true"}
     if profile:
         env |= {"OMNI_BENCH_PROFILE": profile, "OMNI_BENCH_PROFILE_OUT": profile_out}
         cmd = [sys.executable, "-c", _PROFILED_SERVER, str(port)]
+    elif floor:  # the same checkout with nothing but its SQL (bench/checkout_floor.py)
+        cmd = [sys.executable, "-m", "bench.checkout_floor", "--port", str(port), "--workers", str(workers)]
     else:
         cmd = [sys.executable, "-m", "omnijourney.cli", "serve", "--port", str(port), "--workers", str(workers)]
     log = open(Path(profile_out).with_name("server.log"), "wb")  # noqa: SIM115  (the server writes to it)
-    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              cwd=Path(__file__).resolve().parent.parent)
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -373,6 +377,8 @@ def main() -> None:
     ap.add_argument("--carts-per-client", type=int, default=0,
                     help="with --carts-first (default: enough for 12 checkouts/s per client over warm-up + measure; a "
                          "client that runs out stops, and says so)")
+    ap.add_argument("--floor", action="store_true",
+                    help="serve bench/checkout_floor.py (the checkout's SQL alone, no framework) instead of omni serve")
     args = ap.parse_args()
     if args.profile:
         args.workers = 1
@@ -382,7 +388,9 @@ def main() -> None:
     provider_path = str(Path(tmp) / "test-provider.db")
     profile_out = str(Path(tmp) / ("steps.txt" if args.profile == "steps" else "checkout.prof"))
     port = _free_port()
-    server = start_server(PG, port, args.workers, provider_path, args.profile, profile_out)
+    server = start_server(PG, port, args.workers, provider_path, args.profile, profile_out, args.floor)
+    if args.floor:
+        print("server: bench/checkout_floor.py, the checkout's SQL alone (no framework, no ORM)")
     tally = Tally()
     try:
         prepared: list[list[tuple[str, str]] | None] = [None] * args.clients
