@@ -73,6 +73,10 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         database = Database(request.getfixturevalue("pg_database"))
         tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
         with database.engine.begin() as conn:
+            # a transaction an earlier test left open when it failed (it held a row lock for an interleaving) would
+            # make this TRUNCATE, and the rest of the run, wait for ever: it is ended here, and named by its failure
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                              "current_database() AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"))
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     yield database
     database.dispose()

@@ -203,18 +203,20 @@ def test_the_last_unit_goes_to_exactly_one_of_five_channels_at_once(db):
     threads = [threading.Thread(target=attempt, args=(c,)) for c in ("web", "app", "web", "app", "S01")]
     for t in threads:
         t.start()
-    with db.engine.connect() as probe:  # every contender is waiting on the row lock before the first commits
-        for _ in range(500):  # up to 10 s: on a loaded machine five threads take a while to get there
-            waiting = probe.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                         "AND datname = current_database()")).scalar()
-            if waiting == 5:
-                break
-            threading.Event().wait(0.02)
-    assert waiting == 5
-    first.commit()
-    first.close()
-    for t in threads:
-        t.join()
+    try:
+        with db.engine.connect() as probe:  # every contender is waiting on the row lock before the first commits
+            for _ in range(500):  # up to 10 s: on a loaded machine five threads take a while to get there
+                waiting = probe.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                             "AND datname = current_database()")).scalar()
+                if waiting == 5:
+                    break
+                threading.Event().wait(0.02)
+        assert waiting == 5
+        first.commit()
+    finally:  # a failure above must not leave the row locked: the contenders, and every later test, would wait
+        first.close()
+        for t in threads:
+            t.join()
     assert sorted(results) == ["out"] * 5
     with db.transaction() as s:
         lv = stock.level(s, "TEE-M", "S01")
