@@ -6,7 +6,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import func, select, text, update
 
 from omnijourney.core.time import utcnow
 from omnijourney.inventory import reservations, stock
@@ -121,6 +121,8 @@ def test_a_reservation_can_be_released_and_only_once(db, client, admin_headers):
     assert _availability(client, admin_headers, sku="TEE-M", channel="web")["items"][0]["available"] == 3
     again = client.post(f"/api/v1/inventory/reservations/{held['id']}/release", headers=admin_headers)
     assert again.status_code == 409 and again.json()["code"] == "reservation_settled"
+    with db.transaction() as s:  # its expiry went with it: no worker will wake for it in 15 minutes
+        assert s.scalar(select(func.count()).select_from(Job).where(Job.kind == reservations.EXPIRE_JOB)) == 0
 
 
 def test_an_expired_reservation_frees_its_stock_without_anyone_reading_it(db, client, admin_headers):

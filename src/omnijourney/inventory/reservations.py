@@ -284,6 +284,7 @@ def _settle(session: Session, reservation: Reservation, lines: list[ReservationL
     left = [ln for ln in lines if ln.status == "active" and ln not in chosen]
     if not left:
         reservation.status = "consumed" if any(ln.status == "consumed" for ln in lines) or sold else status
+        jobs.cancel(session, [jobs.key(EXPIRE_JOB, reservation.id)])  # its expiry has nothing left to free
     reservation.updated_at = now
     session.flush()
     return chosen
