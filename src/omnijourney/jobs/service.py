@@ -133,7 +133,7 @@ def enqueue_on(session: Session, cursor: Any, name: str, args: dict[str, Any] | 
     if _batched(session, row):
         return
     cursor.execute(_INSERT_PG, {**row, "args": Jsonb(row["args"])})
-    after_commit(session, _wake)
+    _wake_if_due(session, [row])
 
 
 _CANCEL = delete(Job).where(Job.unique_key.in_(bindparam("keys", expanding=True)), Job.status == "pending")
@@ -162,7 +162,15 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
     # the rows as parameters (one INSERT of them all on PostgreSQL, "insertmanyvalues"): one compiled statement
     # whatever their number, where .values(rows) compiled anew for each
     session.execute(stmt, rows)
-    after_commit(session, _wake)
+    _wake_if_due(session, rows)
+
+
+def _wake_if_due(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Nudge the in-process workers after the commit when a job is due now; work due later is found by their poll
+    (a checkout schedules three jobs minutes ahead: waking for them was a claim transaction for nothing)."""
+    now = utcnow()
+    if any(r["run_at"] <= now for r in rows):
+        after_commit(session, _wake)
 
 
 @contextmanager
