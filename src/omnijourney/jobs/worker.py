@@ -108,8 +108,8 @@ class Worker:
         try:
             while not self._stop.is_set():
                 try:
-                    if self.run_once():
-                        continue  # there may be more due right now
+                    if self.run_once() >= self.batch:
+                        continue  # a full batch: there may be more due right now (else the wake-up or poll says)
                 except Exception:  # a database hiccup must not kill the worker; it retries at the next poll
                     log.exception("job worker %s: poll failed", self.name)
                 self._wake.wait(self.poll_s)
