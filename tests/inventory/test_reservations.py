@@ -210,10 +210,14 @@ def test_the_last_unit_goes_to_exactly_one_of_five_channels_at_once(db):
             for _ in range(500):  # up to 10 s: on a loaded machine five threads take a while to get there
                 waiting = probe.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                                              "AND datname = current_database()")).scalar()
+                probe.rollback()  # PostgreSQL keeps one snapshot of the activity per transaction: look again
                 if waiting == 5:
                     break
                 threading.Event().wait(0.02)
-        assert waiting == 5
+            seen = probe.execute(text("SELECT pid, state, wait_event_type, wait_event, left(query, 120) FROM "
+                                      "pg_stat_activity WHERE datname = current_database() AND pid <> "
+                                      "pg_backend_pid()")).all()
+        assert waiting == 5, f"results so far {results}; the database's sessions: {seen}"
         first.commit()
     finally:  # a failure above must not leave the row locked: the contenders, and every later test, would wait
         first.close()
