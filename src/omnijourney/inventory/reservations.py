@@ -354,7 +354,8 @@ def move(session: Session, *, reservation_id: str, from_location: str, to_locati
 
 def hold(session: Session, *, reservation_id: str, ref: str | None = None,
          expires_at: datetime | None = None) -> None:
-    """Keep an active reservation for an order: a new ``ref`` and a new expiry (``None``: until settled).
+    """Keep an active reservation for an order: a new ``ref`` and a new expiry (``None``: until settled), its
+    pending expiry job replaced.
 
     One guarded ``UPDATE`` (``WHERE status = 'active'``): it takes the row's lock and, on PostgreSQL, looks at the
     row again once a concurrent release (the expiry job) committed, so a reservation that ran out is never held."""
@@ -373,8 +374,12 @@ def hold(session: Session, *, reservation_id: str, ref: str | None = None,
             raise NotFound(f"no reservation {reservation_id!r}", field="reservation_id")
         raise Conflict(f"reservation {reservation_id} is {found.status}: its units may be gone",
                        field="reservation_id", code="reservation_expired")
+    # the expiry it had is moot: a new one, under the same key, when it still runs out
+    key = jobs.key(EXPIRE_JOB, reservation_id)
+    with session.no_autoflush:
+        jobs.cancel(session, [key])
     if expires_at is not None:
-        jobs.enqueue(session, EXPIRE_JOB, {"id": reservation_id}, at=expires_at)
+        jobs.enqueue(session, EXPIRE_JOB, {"id": reservation_id}, at=expires_at, unique_key=key)
 
 
 def lines_of(session: Session, reservation_id: str) -> list[ReservationLine]:

@@ -361,9 +361,9 @@ def _complete(session: Session, co: Checkout, cart: Cart, outcome: Any, *, chann
         co.status = "failed"
         return Answer(exc.status, exc.to_dict()), payment_ids
     co.status, co.order_id = "completed", order.id
-    # the checkout has its answer and the reservation is the order's: the recovery and the first expiry have
-    # nothing left to do, nor the reconcile once the payments are attached (a pending one's still waits)
-    moot = [jobs.key(FINISH_JOB, co.id), jobs.key(reservations.EXPIRE_JOB, co.reservation_id or "")]
+    # the checkout has its answer (the reservation's hold replaced its expiry): the recovery has nothing left to do,
+    # nor the reconcile once the payments are attached (a pending one's still waits)
+    moot = [jobs.key(FINISH_JOB, co.id)]
     if status != "pending":
         moot.append(jobs.key(payments.RECONCILE_JOB, co.id))
     jobs.cancel(session, moot)
